@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
+# (simulated nodes and pods) run as local processes by kwokctl's binary runtime.
+#
+#   hack/cluster.sh up        create (or reuse) the cluster, write its kubeconfig, wait until it answers
+#   hack/cluster.sh down      delete it
+#   hack/cluster.sh env       print the shell exports for its kubeconfig and tools
+#   hack/cluster.sh audit-log print the path of the API server's audit log
+#
+# Binaries: where kwokctl's own release downloads are reachable they are used (no build); where
+# they are not (these offline machines), everything is built from source through the Go module
+# proxy by hack/build-cluster-tools.sh. PLATFORM_CLUSTER_SOURCE=auto|download|build overrides it.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
+NAME=${CLUSTER_NAME:-platform}
+KUBECONFIG_FILE=${PLATFORM_KUBECONFIG:-$CACHE/kubeconfig-$NAME}
+SOURCE=${PLATFORM_CLUSTER_SOURCE:-auto}
+export KWOK_KUBE_VERSION=$KUBE_VERSION
+
+log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+tools() {
+  # kwokctl and helm are needed in any case; they come from the Go module proxy.
+  "$here/build-cluster-tools.sh" kwok helm | tail -n 1
+}
+
+downloads_reachable() {
+  local url
+  url=$("$BIN/kwokctl" create cluster --help 2>/dev/null | sed -n 's/.*--etcd-binary.*(default "\([^"#]*\).*/\1/p')
+  [ -n "$url" ] && curl -fsSIL --max-time 8 -o /dev/null "$url" 2>/dev/null
+}
+
+up() {
+  BIN=$(tools)
+  export PATH="$BIN:$PATH"
+  if kwokctl get clusters 2>/dev/null | grep -qx "$NAME"; then
+    log "cluster $NAME exists; starting it if stopped"
+    kwokctl start cluster --name "$NAME" >&2 || true
+  else
+    local flags=()
+    if [ "$SOURCE" = build ] || { [ "$SOURCE" = auto ] && ! downloads_reachable; }; then
+      log "release downloads unreachable: using binaries built from source (first time: 15-25 minutes)"
+      BIN=$("$here/build-cluster-tools.sh" | tail -n 1)
+      flags=(
+        --kube-apiserver-binary "$BIN/kube-apiserver"
+        --kube-controller-manager-binary "$BIN/kube-controller-manager"
+        --kube-scheduler-binary "$BIN/kube-scheduler"
+        --kwok-controller-binary "$BIN/kwok"
+        --etcd-binary "$BIN/etcd"
+      )
+    else
+      log "using kwokctl's release downloads for $KUBE_VERSION"
+    fi
+    log "creating cluster $NAME (kwokctl, binary runtime)"
+    kwokctl create cluster --name "$NAME" --runtime binary --kubeconfig "$KUBECONFIG_FILE" \
+      --kube-audit-policy "$here/audit-policy.yaml" --wait 3m "${flags[@]}" >&2
+  fi
+  kwokctl get kubeconfig --name "$NAME" > "$KUBECONFIG_FILE.tmp" && mv "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
+  export KUBECONFIG=$KUBECONFIG_FILE
+  local kubectl; kubectl=$(command -v kubectl)
+  log "waiting for the API server"
+  for _ in $(seq 1 120); do
+    "$kubectl" get --raw /readyz >/dev/null 2>&1 && break
+    sleep 1
+  done
+  "$kubectl" get --raw /readyz >/dev/null
+  "$kubectl" apply -f "$here/kwok-node.yaml" >/dev/null
+  log "ready: export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+down() {
+  BIN=$(tools)
+  "$BIN/kwokctl" delete cluster --name "$NAME" >&2 || true
+  rm -f "$KUBECONFIG_FILE"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) echo "export KUBECONFIG=$KUBECONFIG_FILE PATH=$CACHE/bin/current:\$PATH" ;;
+  audit-log) echo "${KWOK_HOME:-$HOME/.kwok}/clusters/$NAME/logs/audit.log" ;;
+  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac

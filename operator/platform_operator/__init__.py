@@ -1,0 +1,1 @@
+"""platform-operator: one PlatformService per service, and everything it needs kept true."""

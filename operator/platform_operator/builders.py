@@ -1,0 +1,324 @@
+"""Pure builders: a PlatformService in, the Kubernetes objects it should own out.
+
+Nothing here talks to a cluster; every function returns plain dicts ready for server-side apply,
+so the whole desired state can be tested with plain values.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+from typing import Any
+
+from platform_operator.model import API_VERSION, KIND, PlatformService
+
+MANAGER = "platform-operator"
+PART_OF = "platform"
+CONFIG_HASH_ANNOTATION = "platform.dev/config-hash"
+# Pods of a service that lists a data service in dependsOn carry this label; the data service's
+# NetworkPolicy admits exactly those pods.
+CLIENT_LABEL_PREFIX = "data.platform.dev/"
+SERVICE_PORT = 80
+REQUEST_ID_HEADER = "X-Request-ID"
+DEFAULT_RESOURCES: dict[str, dict[str, str | int]] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
+NGINX = "nginx.ingress.kubernetes.io/"
+
+
+def selector_labels(svc: PlatformService) -> dict[str, str]:
+    return {"app.kubernetes.io/name": svc.name, "app.kubernetes.io/instance": svc.name}
+
+
+def common_labels(svc: PlatformService) -> dict[str, str]:
+    return {
+        **selector_labels(svc),
+        "app.kubernetes.io/component": svc.spec.type,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
+
+
+def owner_reference(svc: PlatformService) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": svc.name,
+        "uid": svc.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(svc: PlatformService, name: str | None = None) -> dict[str, Any]:
+    return {
+        "name": name or svc.name,
+        "namespace": svc.namespace,
+        "labels": common_labels(svc),
+        "ownerReferences": [owner_reference(svc)],
+    }
+
+
+def env_name_for_data(dep: str) -> str:
+    """DATA_<NAME>_URL, with the name upper-cased and dashes turned into underscores."""
+    return f"DATA_{dep.upper().replace('-', '_')}_URL"
+
+
+def cluster_url(name: str, namespace: str) -> str:
+    return f"http://{name}.{namespace}.svc.cluster.local"
+
+
+def service_url(svc: PlatformService) -> str:
+    """What status.url shows: the public URL through the ingress, else the in-cluster one."""
+    ing = svc.spec.ingress
+    if svc.wants_ingress and ing is not None:
+        scheme = "https" if ing.tls else "http"
+        return f"{scheme}://{ing.host}{ing.path}"
+    if svc.has_service:
+        return cluster_url(svc.name, svc.namespace)
+    return ""
+
+
+def secret_settings(svc: PlatformService, otel_endpoint: str = "") -> dict[str, str]:
+    """The settings every service reads from its credentials Secret (names are the contract)."""
+    settings = {
+        "SERVICE_NAME": svc.name,
+        "SERVICE_TYPE": svc.spec.type,
+        "SERVICE_NAMESPACE": svc.namespace,
+        "REDIS_KEY_PREFIX": svc.key_prefix,
+        "IDEMPOTENCY_TTL_SECONDS": str(svc.spec.redis.idempotency_ttl_seconds),
+        "REQUEST_ID_HEADER": REQUEST_ID_HEADER,
+        "OTEL_SERVICE_NAME": svc.name,
+        "OTEL_RESOURCE_ATTRIBUTES": (f"service.namespace={svc.namespace},platform.service.type={svc.spec.type}"),
+    }
+    if otel_endpoint:
+        settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = otel_endpoint
+    return settings
+
+
+def build_secret(svc: PlatformService, settings: dict[str, str]) -> dict[str, Any]:
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in sorted(settings.items())}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(svc, svc.secret_name),
+        "type": "Opaque",
+        "data": data,
+    }
+
+
+def config_hash(settings: dict[str, str]) -> str:
+    """A digest of the Secret's content: put on the pod template so a changed Secret rolls the pods."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _env(svc: PlatformService) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": env_name_for_data(dep), "value": cluster_url(dep, svc.namespace)} for dep in svc.spec.depends_on
+    ]
+    db = svc.spec.database
+    if db is not None:
+        env.append({"name": "DATABASE_ENGINE", "value": db.engine})
+        env.append(
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": db.secret_ref.name, "key": db.secret_ref.key}},
+            }
+        )
+    bot = svc.spec.bot
+    if bot is not None:
+        env.append({"name": "BOT_MODE", "value": bot.mode})
+        env.append(
+            {
+                "name": "BOT_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": bot.token_secret_ref.name, "key": bot.token_secret_ref.key}},
+            }
+        )
+        if svc.spec.ingress is not None and bot.mode == "webhook":
+            env.append({"name": "BOT_WEBHOOK_URL", "value": service_url(svc)})
+    platform_names = {e["name"] for e in env}
+    # The user's own variables come last; the platform's names win, so a DATABASE_URL cannot be
+    # smuggled into a service that is not a data service.
+    env.extend(dict(e) for e in svc.spec.env if e.get("name") not in platform_names)
+    return env
+
+
+def _resources(svc: PlatformService) -> dict[str, Any]:
+    res = svc.spec.resources
+    if res is None:
+        return {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
+    out: dict[str, Any] = {}
+    if res.requests:
+        out["requests"] = {k: str(v) for k, v in res.requests.items()}
+    if res.limits:
+        out["limits"] = {k: str(v) for k, v in res.limits.items()}
+    return out
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def build_deployment(svc: PlatformService, config_digest: str) -> dict[str, Any]:
+    spec = svc.spec
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": spec.image,
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "envFrom": [{"secretRef": {"name": svc.secret_name}}],
+        "resources": _resources(svc),
+        "startupProbe": _probe(spec.health.liveness_path, period=2, failures=60),
+        "livenessProbe": _probe(spec.health.liveness_path, period=10, failures=3),
+        "readinessProbe": _probe(spec.health.readiness_path, period=5, failures=3),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108  # nosec B108: a private emptyDir
+    }
+    env = _env(svc)
+    if env:
+        container["env"] = env
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.args:
+        container["args"] = list(spec.args)
+
+    pod_labels = common_labels(svc)
+    for dep in spec.depends_on:
+        pod_labels[CLIENT_LABEL_PREFIX + dep] = "client"
+
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(svc),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(svc)},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {CONFIG_HASH_ANNOTATION: config_digest},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def build_service(svc: PlatformService) -> dict[str, Any] | None:
+    if not svc.has_service:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(svc),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(svc),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def ingress_annotations(svc: PlatformService) -> dict[str, str]:
+    ing = svc.spec.ingress
+    if ing is None:
+        return {}
+    ann: dict[str, str] = {}
+    if ing.rate_limit is not None:
+        rps = ing.rate_limit.rps
+        burst = ing.rate_limit.burst or 5 * rps
+        ann[NGINX + "limit-rps"] = str(rps)
+        # ingress-nginx expresses the burst as a multiple of the rate.
+        ann[NGINX + "limit-burst-multiplier"] = str(max(1, math.ceil(burst / rps)))
+    if ing.cors is not None:
+        ann[NGINX + "enable-cors"] = "true"
+        ann[NGINX + "cors-allow-origin"] = ", ".join(ing.cors.allow_origins)
+    if ing.max_body_size is not None:
+        ann[NGINX + "proxy-body-size"] = ing.max_body_size
+    if ing.tls is not None:
+        ann[NGINX + "ssl-redirect"] = "true"
+        ann[NGINX + "force-ssl-redirect"] = "true"
+    return ann
+
+
+def build_ingress(svc: PlatformService) -> dict[str, Any] | None:
+    ing = svc.spec.ingress
+    if ing is None or not svc.wants_ingress:
+        return None
+    meta = _metadata(svc)
+    annotations = ingress_annotations(svc)
+    if annotations:
+        meta["annotations"] = annotations
+    spec: dict[str, Any] = {
+        "ingressClassName": "nginx",
+        "rules": [
+            {
+                "host": ing.host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": ing.path,
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": svc.name, "port": {"name": "http"}}},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    if ing.tls is not None:
+        spec["tls"] = [{"hosts": [ing.host], "secretName": ing.tls.secret_name}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
+
+
+def build_network_policy(svc: PlatformService) -> dict[str, Any] | None:
+    """Data services admit only pods of the services that declared them in dependsOn."""
+    if svc.spec.type != "data":
+        return None
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(svc),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(svc)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {CLIENT_LABEL_PREFIX + svc.name: "client"}}}],
+                    "ports": [{"port": "http", "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+
+
+def ingress_claim(svc: PlatformService) -> tuple[str, str] | None:
+    """The (host, path) pair this service's ingress would route, if any."""
+    if svc.spec.ingress is None or not svc.wants_ingress:
+        return None
+    return (svc.spec.ingress.host, svc.spec.ingress.path)

@@ -1,0 +1,178 @@
+"""The PlatformService spec as typed values.
+
+The API server has already validated and defaulted the object against the CRD in `crds/`; this
+model gives the builders typed access and applies the same defaults again, so that an object
+stored before a default existed (or a test's plain dict) reads the same. It does no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "platform.dev"
+VERSION = "v1alpha1"
+PLURAL = "platformservices"
+KIND = "PlatformService"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+ServiceType = Literal["data", "api", "bot", "worker"]
+
+
+class _Model(BaseModel):
+    # The API server prunes unknown fields; ignoring extras keeps the operator working while a
+    # newer CRD with more fields is rolled out.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class SecretKeyRef(_Model):
+    name: str
+    key: str
+
+
+class DatabaseSecretRef(SecretKeyRef):
+    key: str = "dsn"
+
+
+class BotTokenSecretRef(SecretKeyRef):
+    key: str = "token"
+
+
+class Database(_Model):
+    engine: Literal["postgres", "mongo"]
+    secret_ref: DatabaseSecretRef
+
+
+class Health(_Model):
+    liveness_path: str = "/health"
+    readiness_path: str = "/ready"
+
+
+class Resources(_Model):
+    requests: dict[str, str | int] = Field(default_factory=dict)
+    limits: dict[str, str | int] = Field(default_factory=dict)
+
+
+class Exchange(_Model):
+    name: str
+    type: Literal["topic", "direct", "fanout"] = "topic"
+
+
+class Consume(_Model):
+    queue: str
+    exchange: str
+    routing_keys: tuple[str, ...] = ("#",)
+    prefetch: int = 10
+    max_retries: int = 3
+    retry_delay_seconds: int = 10
+    dead_letter: bool = True
+    message_ttl_seconds: int | None = Field(default=None, alias="messageTTLSeconds")
+    max_length: int | None = None
+
+
+class Messaging(_Model):
+    publishes: tuple[Exchange, ...] = ()
+    consumes: tuple[Consume, ...] = ()
+
+
+class SeedKey(_Model):
+    key: str
+    value: str
+    ttl_seconds: int | None = None
+
+
+class Redis(_Model):
+    key_prefix: str | None = None
+    keys: tuple[SeedKey, ...] = ()
+    idempotency_ttl_seconds: int = Field(default=86400, alias="idempotencyTTLSeconds")
+
+
+class TLS(_Model):
+    secret_name: str
+
+
+class RateLimit(_Model):
+    rps: int
+    burst: int | None = None
+
+
+class Cors(_Model):
+    allow_origins: tuple[str, ...]
+
+
+class Ingress(_Model):
+    host: str
+    path: str = "/"
+    tls: TLS | None = None
+    rate_limit: RateLimit | None = None
+    cors: Cors | None = None
+    max_body_size: str | None = None
+
+
+class Bot(_Model):
+    mode: Literal["polling", "webhook"] = "polling"
+    token_secret_ref: BotTokenSecretRef
+
+
+class Spec(_Model):
+    type: ServiceType
+    image: str
+    replicas: int = 1
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[dict[str, Any], ...] = ()
+    resources: Resources | None = None
+    port: int = 8000
+    health: Health = Health()
+    database: Database | None = None
+    depends_on: tuple[str, ...] = ()
+    messaging: Messaging = Messaging()
+    redis: Redis = Redis()
+    ingress: Ingress | None = None
+    bot: Bot | None = None
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+
+
+class PlatformService(_Model):
+    """The parts of a PlatformService object the operator reads."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: Spec
+
+    @classmethod
+    def from_body(cls, body: Any) -> PlatformService:
+        """Reads a PlatformService from its object body (a dict or kopf's Body)."""
+        meta = body["metadata"]
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta.get("uid", ""),
+            generation=meta.get("generation", 1),
+            spec=Spec.model_validate(dict(body.get("spec") or {})),
+        )
+
+    @property
+    def key_prefix(self) -> str:
+        return self.spec.redis.key_prefix or f"{self.namespace}:{self.name}"
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.name}-platform"
+
+    @property
+    def has_service(self) -> bool:
+        """data, api and webhook bots take inbound HTTP; workers and polling bots do not."""
+        return self.spec.type in ("data", "api") or self.is_webhook_bot
+
+    @property
+    def is_webhook_bot(self) -> bool:
+        return self.spec.type == "bot" and self.spec.bot is not None and self.spec.bot.mode == "webhook"
+
+    @property
+    def wants_ingress(self) -> bool:
+        return self.spec.ingress is not None and (self.spec.type == "api" or self.is_webhook_bot)

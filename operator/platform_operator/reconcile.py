@@ -1,0 +1,297 @@
+"""One reconcile of one PlatformService: desired children, applied only where they drifted, and status.
+
+Level-triggered: called on create, update, resume, every resync and whenever a child changes; it
+reads what is there, writes only what differs, and ends with no write at all when nothing changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from platform_operator import builders, conditions
+from platform_operator.conditions import Condition
+from platform_operator.drift import drifted_paths, holds
+from platform_operator.kube import Kube, RefusedError
+from platform_operator.model import API_VERSION, KIND, PlatformService
+
+APPLIED_HASH_ANNOTATION = "platform.dev/applied-hash"
+
+# Children that exist for some specs and not for others: when the spec stops asking for one
+# (an ingress removed, a bot switched to polling), the one we made is deleted.
+OPTIONAL_KINDS = (
+    ("v1", "Service"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+)
+
+# (namespace, name) of the PlatformService that holds a (host, path), oldest first.
+ClaimLookup = Callable[[tuple[str, str]], list[tuple[str, str, str]]]
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]  # (object, type, reason, message)
+
+
+@dataclass
+class Outcome:
+    """What one reconcile saw and did; the handlers turn it into retries and logs."""
+
+    status: dict[str, Any]
+    written: list[str] = field(default_factory=list)
+    status_written: bool = False
+    refused: dict[str, str] = field(default_factory=dict)  # kind -> why the API server said no
+
+
+_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+def lock_for(namespace: str, name: str) -> asyncio.Lock:
+    """Handlers for the object itself and for its children may fire together: one reconcile at a time."""
+    return _locks.setdefault((namespace, name), asyncio.Lock())
+
+
+def forget(namespace: str, name: str) -> None:
+    _locks.pop((namespace, name), None)
+
+
+def stamp(obj: dict[str, Any]) -> dict[str, Any]:
+    """Adds a digest of the object we apply; a digest that differs on the live one means our spec
+    changed (even where a field was only removed, which a field-by-field comparison cannot see)."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    obj["metadata"].setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = digest
+    return obj
+
+
+def _owned_by(live: Mapping[str, Any], svc: PlatformService) -> bool:
+    refs = live.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == svc.uid for r in refs)
+
+
+def ingress_conflict(svc: PlatformService, claims: ClaimLookup) -> tuple[str, str] | None:
+    """The older PlatformService that already holds this one's host and path, if any."""
+    claim = builders.ingress_claim(svc)
+    if claim is None:
+        return None
+    holders = sorted(claims(claim))
+    if not holders:
+        return None
+    _, ns, name = holders[0]
+    return None if (ns, name) == (svc.namespace, svc.name) else (ns, name)
+
+
+def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -> tuple[Condition, int]:
+    """DeploymentReady from the Deployment's own status, and its ready replica count."""
+    if live is None:
+        return Condition.unknown(conditions.DEPLOYMENT_READY, "Pending", "The Deployment is being created."), 0
+    status = live.get("status") or {}
+    want = svc.spec.replicas
+    ready = int(status.get("readyReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    observed = int(status.get("observedGeneration") or 0)
+    generation = int(live.get("metadata", {}).get("generation") or 0)
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return Condition.false(
+                conditions.DEPLOYMENT_READY, "ReplicaFailure", str(cond.get("message") or "Pods cannot be created.")
+            ), ready
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return Condition.false(
+                conditions.DEPLOYMENT_READY,
+                "ProgressDeadlineExceeded",
+                f"The rollout stalled with {ready}/{want} pods ready; check the pods' events and logs.",
+            ), ready
+    if observed < generation or updated < want or ready < want:
+        return Condition.false(
+            conditions.DEPLOYMENT_READY, "PodsNotReady", f"{ready}/{want} pods ready, rollout in progress."
+        ), ready
+    if want == 0:
+        return Condition.true(conditions.DEPLOYMENT_READY, "ScaledToZero", "Scaled to 0 replicas."), ready
+    return Condition.true(conditions.DEPLOYMENT_READY, "PodsReady", f"{ready}/{want} pods ready."), ready
+
+
+def ingress_condition(
+    svc: PlatformService, conflict: tuple[str, str] | None, live: Mapping[str, Any] | None
+) -> Condition:
+    if not svc.wants_ingress:
+        return Condition.true(conditions.INGRESS_READY, "NotRequired", "This service has no ingress.")
+    ing = svc.spec.ingress
+    assert ing is not None
+    if conflict is not None:
+        return Condition.false(
+            conditions.INGRESS_READY,
+            "HostPathConflict",
+            f"{ing.host}{ing.path} is already routed to PlatformService {conflict[0]}/{conflict[1]}; "
+            "choose another host or path.",
+        )
+    lb = ((live or {}).get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+    address = ", ".join(str(i.get("ip") or i.get("hostname")) for i in lb if i)
+    where = f" at {address}" if address else " (no address reported by the ingress controller yet)"
+    return Condition.true(conditions.INGRESS_READY, "Configured", f"Routes {ing.host}{ing.path}{where}.")
+
+
+def outside_conditions(svc: PlatformService) -> list[Condition]:
+    """Queues and cache are provisioned outside Kubernetes; not by this operator version."""
+    if svc.spec.messaging.publishes or svc.spec.messaging.consumes:
+        queues = Condition.unknown(
+            conditions.QUEUES_READY, "NotManaged", "RabbitMQ provisioning is not enabled in this operator."
+        )
+    else:
+        queues = Condition.true(conditions.QUEUES_READY, "NotRequired", "This service declares no messaging.")
+    cache = Condition.unknown(
+        conditions.CACHE_READY, "NotManaged", "Redis provisioning is not enabled in this operator."
+    )
+    return [queues, cache]
+
+
+def desired_status(
+    svc: PlatformService,
+    previous: Mapping[str, Any],
+    aspects: Iterable[Condition],
+    ready_replicas: int,
+    now: str,
+) -> dict[str, Any]:
+    aspects = list(aspects)
+    summary = conditions.summarize(aspects)
+    return {
+        "observedGeneration": svc.generation,
+        "conditions": conditions.merge_conditions(
+            previous.get("conditions") or [], [summary, *aspects], svc.generation, now
+        ),
+        "replicas": svc.spec.replicas,
+        "readyReplicas": ready_replicas,
+        "replicaSummary": f"{ready_replicas}/{svc.spec.replicas}",
+        "url": builders.service_url(svc),
+        "credentialsSecret": svc.secret_name,
+        "redis": {"keyPrefix": svc.key_prefix},
+    }
+
+
+async def reconcile(
+    namespace: str,
+    name: str,
+    kube: Kube,
+    *,
+    claims: ClaimLookup,
+    emit: EventSink,
+    otel_endpoint: str = "",
+) -> Outcome | None:
+    """Reconciles the PlatformService as it is now; None when it is gone or being deleted.
+
+    The object is read afresh under the lock, so triggers that queued up behind each other act on
+    the latest spec and status instead of a snapshot taken before the previous reconcile wrote.
+    """
+    async with lock_for(namespace, name):
+        body = await kube.get(API_VERSION, KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        svc = PlatformService.from_body(body)
+        return await _reconcile(svc, body, kube, claims=claims, emit=emit, otel_endpoint=otel_endpoint)
+
+
+async def _reconcile(
+    svc: PlatformService,
+    body: Mapping[str, Any],
+    kube: Kube,
+    *,
+    claims: ClaimLookup,
+    emit: EventSink,
+    otel_endpoint: str,
+) -> Outcome:
+    def say(type_: str, reason: str, message: str) -> None:
+        emit(body, type_, reason, message)
+
+    settings = builders.secret_settings(svc, otel_endpoint)
+    conflict = ingress_conflict(svc, claims)
+    wanted: list[dict[str, Any]] = [
+        builders.build_secret(svc, settings),
+        builders.build_deployment(svc, builders.config_hash(settings)),
+    ]
+    for optional in (
+        builders.build_service(svc),
+        builders.build_network_policy(svc),
+        None if conflict else builders.build_ingress(svc),
+    ):
+        if optional is not None:
+            wanted.append(optional)
+
+    outcome = Outcome(status={})
+    live_by_kind: dict[str, dict[str, Any] | None] = {}
+    for obj in wanted:
+        stamp(obj)
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        live = await kube.get(obj["apiVersion"], kind, svc.namespace, name)
+        if live is not None and not _owned_by(live, svc):
+            # Not ours (made by hand, or by an earlier object of the same name): never take it over.
+            outcome.refused[kind] = (
+                f"{kind} {name} already exists and is not owned by this PlatformService; rename or delete it"
+            )
+            live_by_kind[kind] = None
+            continue
+        if live is not None and holds(obj, live):
+            live_by_kind[kind] = live
+            continue
+        try:
+            live_by_kind[kind] = await kube.apply(obj)
+        except RefusedError as exc:
+            outcome.refused[kind] = str(exc)
+            live_by_kind[kind] = live
+            continue
+        outcome.written.append(f"{kind}/{name}")
+        if live is None:
+            say("Normal", "Created", f"Created {kind} {name}.")
+        else:
+            paths = [p for p in drifted_paths(obj, live) if APPLIED_HASH_ANNOTATION not in p]
+            if paths:
+                say("Normal", "Repaired", f"Restored {kind} {name}: {', '.join(sorted(paths)[:5])}.")
+            else:
+                say("Normal", "Updated", f"Updated {kind} {name} to the new spec.")
+
+    wanted_kinds = {(o["apiVersion"], o["kind"]) for o in wanted}
+    for api_version, kind in OPTIONAL_KINDS:
+        if (api_version, kind) in wanted_kinds:
+            continue
+        live = await kube.get(api_version, kind, svc.namespace, svc.name)
+        if (
+            live is not None
+            and _owned_by(live, svc)
+            and await kube.delete(api_version, kind, svc.namespace, svc.name, live["metadata"]["uid"])
+        ):
+            outcome.written.append(f"delete {kind}/{svc.name}")
+            say("Normal", "Deleted", f"Deleted {kind} {svc.name}: the spec no longer asks for it.")
+
+    deployment_cond, ready = deployment_condition(svc, live_by_kind.get("Deployment"))
+    ingress_cond = ingress_condition(svc, conflict, live_by_kind.get("Ingress"))
+    if "Ingress" in outcome.refused:
+        ingress_cond = Condition.false(conditions.INGRESS_READY, "IngressRefused", outcome.refused["Ingress"])
+    workload_refusals = [msg for kind, msg in outcome.refused.items() if kind != "Ingress"]
+    if workload_refusals:
+        deployment_cond = Condition.false(
+            conditions.DEPLOYMENT_READY, "ChildRefused", "; ".join(workload_refusals)[:1000]
+        )
+    aspects = [deployment_cond, *outside_conditions(svc), ingress_cond]
+
+    previous = dict(body.get("status") or {})
+    status = desired_status(svc, previous, aspects, ready, conditions.now_rfc3339())
+    changes = conditions.status_changes(previous, status)
+    if changes:
+        await kube.patch_status(svc.namespace, svc.name, changes)
+        outcome.status_written = True
+        _emit_transitions(previous, status, say)
+    outcome.status = status
+    return outcome
+
+
+def _emit_transitions(
+    previous: Mapping[str, Any], status: Mapping[str, Any], emit: Callable[[str, str, str], None]
+) -> None:
+    """An Event when a condition changes status or reason, so `kubectl describe` tells the story."""
+    for cond in status["conditions"]:
+        old = conditions.find(previous.get("conditions") or [], cond["type"])
+        if old is not None and (old.get("status"), old.get("reason")) == (cond["status"], cond["reason"]):
+            continue
+        if cond["status"] == "False":
+            emit("Warning", cond["reason"], f"{cond['type']}: {cond['message']}")
+        elif cond["type"] == conditions.READY and cond["status"] == "True":
+            emit("Normal", "Ready", cond["message"])

@@ -1,0 +1,134 @@
+"""The e2e suite: the operator, run as a process, against the cluster in KUBECONFIG.
+
+`make test-e2e` starts the local control plane and sets KUBECONFIG; the same suite runs against
+any cluster. Each test gets a fresh namespace enforcing the restricted Pod Security Standard, and
+on failure the operator's log and the namespace's events are printed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_kube import kubectl
+
+ROOT = Path(__file__).resolve().parents[2]
+RESYNC_SECONDS = 3
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> str:
+    kubeconfig = os.environ.get("KUBECONFIG", "")
+    if not kubeconfig or not Path(kubeconfig).exists():
+        pytest.fail("the e2e suite needs a cluster: run `make test-e2e` (or set KUBECONFIG)", pytrace=False)
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/platformservices.platform.dev")
+    return kubeconfig
+
+
+class OperatorProcess:
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "PLATFORM_RESYNC_SECONDS": str(RESYNC_SECONDS),
+            "PLATFORM_LIVENESS_PORT": "18080",
+        }
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "platform_operator"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.wait_alive()
+
+    def wait_alive(self, timeout: float = 60) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.log_tail()}"
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:18080/healthz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise AssertionError(f"operator not alive after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, lines: int = 80) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(tmp_path_factory.mktemp("operator") / "operator.log")
+    op.start()
+    yield op
+    op.stop()
+
+
+_current_operator: list[OperatorProcess] = []
+
+
+@pytest.fixture
+def ns(operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"e2e-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    _current_operator[:] = [operator]
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    if report.when == "call" and report.failed and "ns" in getattr(item, "funcargs", {}):
+        namespace = item.funcargs["ns"]
+        events = kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout
+        objects = kubectl("get", "psvc,deploy,svc,ing,netpol,secret", "-n", namespace, "-o", "wide", check=False)
+        log = _current_operator[0].log_tail() if _current_operator else "(no operator)"
+        report.sections.append(("namespace events", events))
+        report.sections.append(("namespace objects", objects.stdout + objects.stderr))
+        report.sections.append(("operator log (tail)", log))
+    return report
+
+
+@pytest.fixture(scope="session")
+def audit_log(cluster: str) -> str | None:
+    """The API server's audit log, where the cluster is local (make test-e2e sets PLATFORM_AUDIT_LOG)."""
+    path = os.environ.get("PLATFORM_AUDIT_LOG")
+    return path if path and Path(path).exists() else None

@@ -1,0 +1,82 @@
+"""A thin kubectl wrapper for the e2e suite: tests act as a user would, through kubectl."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class KubectlError(Exception):
+    def __init__(self, args: list[str], stderr: str) -> None:
+        super().__init__(f"kubectl {' '.join(args)}: {stderr.strip()}")
+        self.stderr = stderr
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False)
+    if check and proc.returncode != 0:
+        raise KubectlError(list(args), proc.stderr)
+    return proc
+
+
+def apply(obj: dict[str, Any] | str, namespace: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    text = obj if isinstance(obj, str) else yaml.safe_dump(obj)
+    return kubectl("apply", "--server-side", "--field-manager=e2e", "-n", namespace, "-f", "-", stdin=text, check=check)
+
+
+def get(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    proc = kubectl("get", kind, name, "-n", namespace, "-o", "json", "--ignore-not-found", check=True)
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def list_names(kind: str, namespace: str, selector: str | None = None) -> list[str]:
+    args = ["get", kind, "-n", namespace, "-o", "json"]
+    if selector:
+        args += ["-l", selector]
+    items = json.loads(kubectl(*args).stdout)["items"]
+    return sorted(i["metadata"]["name"] for i in items)
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            return dict(cond)
+    return {}
+
+
+def eventually(fn: Callable[[], T | None], *, timeout: float = 60, interval: float = 0.5, what: str = "") -> T:
+    """Polls fn until it returns something truthy; fails with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or fn.__name__}; last: {last!r}")
+
+
+def psvc(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "platform.dev/v1alpha1",
+        "kind": "PlatformService",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def wait_ready(name: str, namespace: str, timeout: float = 90) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        obj = get("psvc", name, namespace)
+        gen = (obj or {}).get("metadata", {}).get("generation")
+        ok = condition(obj, "Ready").get("status") == "True" and obj and obj["status"].get("observedGeneration") == gen
+        return obj if ok else None
+
+    return eventually(ready, timeout=timeout, what=f"{namespace}/{name} Ready")
