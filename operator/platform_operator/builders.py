@@ -27,6 +27,7 @@ DEFAULT_RESOURCES: dict[str, dict[str, str | int]] = {
     "limits": {"memory": "256Mi"},
 }
 NGINX = "nginx.ingress.kubernetes.io/"
+RESERVED_ENV = frozenset({"DATABASE_URL", "DATABASE_ENGINE", "BOT_TOKEN", "BOT_MODE", "BOT_WEBHOOK_URL"})
 
 
 def selector_labels(svc: PlatformService) -> dict[str, str]:
@@ -139,10 +140,11 @@ def _env(svc: PlatformService) -> list[dict[str, Any]]:
         )
         if svc.spec.ingress is not None and bot.mode == "webhook":
             env.append({"name": "BOT_WEBHOOK_URL", "value": service_url(svc)})
-    platform_names = {e["name"] for e in env}
-    # The user's own variables come last; the platform's names win, so a DATABASE_URL cannot be
-    # smuggled into a service that is not a data service.
-    env.extend(dict(e) for e in svc.spec.env if e.get("name") not in platform_names)
+    # The user's own variables come last. The platform's names win, and the database ones are
+    # reserved whatever the type, so database credentials cannot be smuggled into a service that is
+    # not a data service (the CRD refuses them too).
+    reserved = {e["name"] for e in env} | RESERVED_ENV
+    env.extend(dict(e) for e in svc.spec.env if e.get("name") not in reserved)
     return env
 
 
@@ -185,7 +187,8 @@ def build_deployment(svc: PlatformService, config_digest: str) -> dict[str, Any]
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108  # nosec B108: a private emptyDir
+        # A private emptyDir: the root filesystem is read-only, and Python libraries expect a /tmp.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108  # nosec B108
     }
     env = _env(svc)
     if env:

@@ -50,6 +50,7 @@ def summarize(aspects: Iterable[Condition]) -> Condition:
     An aspect that is Unknown only because its feature is not provisioned by this operator version
     (reason NotManaged) does not hold Ready back.
     """
+    aspects = list(aspects)
     bad = [c for c in aspects if c.status == "False"]
     if bad:
         first = bad[0]

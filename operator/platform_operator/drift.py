@@ -38,34 +38,40 @@ def parse_quantity(value: object) -> Decimal | None:
         return None
 
 
-def _scalar_equal(want: object, have: object) -> bool:
+# Fields whose values are Kubernetes quantities, which the API server may rewrite in another form.
+# Anywhere else "3.10" and "3.1" are different values (an env value, an argument).
+QUANTITY_FIELDS = frozenset({"resources", "sizeLimit"})
+
+
+def _scalar_equal(want: object, have: object, quantity: bool) -> bool:
     if want == have:
         return True
-    if isinstance(want, str | int) and isinstance(have, str | int):
+    if quantity and isinstance(want, str | int) and isinstance(have, str | int):
         a, b = parse_quantity(want), parse_quantity(have)
         return a is not None and a == b
     return False
 
 
-def holds(want: Any, have: Any) -> bool:
+def holds(want: Any, have: Any, *, quantity: bool = False) -> bool:
     """True when every field of `want` is present with the same value in `have`."""
     if isinstance(want, dict):
         if not isinstance(have, dict):
             return False
-        return all(k in have and holds(v, have[k]) for k, v in want.items())
+        return all(k in have and holds(v, have[k], quantity=quantity or k in QUANTITY_FIELDS) for k, v in want.items())
     if isinstance(want, list):
         if not isinstance(have, list) or len(want) != len(have):
             return False
-        return all(holds(w, h) for w, h in zip(want, have, strict=True))
-    return _scalar_equal(want, have)
+        return all(holds(w, h, quantity=quantity) for w, h in zip(want, have, strict=True))
+    return _scalar_equal(want, have, quantity)
 
 
-def drifted_paths(want: Any, have: Any, path: str = "") -> list[str]:
+def drifted_paths(want: Any, have: Any, path: str = "", *, quantity: bool = False) -> list[str]:
     """The paths where `have` differs from `want`; for Events that say what was repaired."""
     if isinstance(want, dict) and isinstance(have, dict):
         out: list[str] = []
         for k, v in want.items():
             sub = f"{path}.{k}" if path else k
-            out.extend([sub] if k not in have else drifted_paths(v, have[k], sub))
+            inner = quantity or k in QUANTITY_FIELDS
+            out.extend([sub] if k not in have else drifted_paths(v, have[k], sub, quantity=inner))
         return out
-    return [] if holds(want, have) else [path or "."]
+    return [] if holds(want, have, quantity=quantity) else [path or "."]

@@ -17,6 +17,7 @@ from platform_operator.kube import Kube, UnavailableError
 from platform_operator.model import GROUP, PLURAL, VERSION
 from platform_operator.settings import OperatorSettings
 
+log = logging.getLogger("platform_operator")
 PSVC = (GROUP, VERSION, PLURAL)
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGER}
 CHILDREN = (
@@ -70,16 +71,15 @@ def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) 
     kopf.event(dict(body), type=type_, reason=reason, message=message)  # type: ignore[arg-type]
 
 
-async def _run(
-    namespace: str | None, name: str, memo: kopf.Memo, ingress_claims: kopf.Index[Any, Any] | None, logger: Any
-) -> None:
+async def _run(namespace: str | None, name: str, memo: kopf.Memo, ingress_claims: kopf.Index[Any, Any] | None) -> None:
     """The one path every trigger takes. kopf fills the index argument (it is declared above)."""
     index = ingress_claims if ingress_claims is not None else {}
 
     def claims(key: tuple[str, str]) -> list[tuple[str, str, str]]:
         return list(index.get(key, []))
 
-    assert namespace is not None, "PlatformService is namespaced"
+    if namespace is None:  # PlatformService is namespaced; kopf always gives one
+        return
     try:
         outcome = await reconcile.reconcile(
             namespace,
@@ -94,7 +94,7 @@ async def _run(
     if outcome is None:
         return
     if outcome.written or outcome.status_written:
-        logger.info(f"Reconciled: wrote {', '.join(outcome.written) or 'status only'}.")
+        log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
     if outcome.refused:
         # The spec cannot be applied as it is; the condition says why. Retry slowly in case the
         # obstacle (an object of the same name, an admission rule) is removed by hand.
@@ -108,11 +108,10 @@ async def reconcile_service(
     namespace: str | None,
     name: str,
     memo: kopf.Memo,
-    logger: Any,
     ingress_claims: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    await _run(namespace, name, memo, ingress_claims, logger)
+    await _run(namespace, name, memo, ingress_claims)
 
 
 @kopf.timer(*PSVC, interval=settings.resync_seconds, initial_delay=settings.resync_seconds)
@@ -120,12 +119,11 @@ async def resync(
     namespace: str | None,
     name: str,
     memo: kopf.Memo,
-    logger: Any,
     ingress_claims: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
     """Level-triggered safety net: repairs what no event told us about, refreshes status."""
-    await _run(namespace, name, memo, ingress_claims, logger)
+    await _run(namespace, name, memo, ingress_claims)
 
 
 @kopf.on.delete(*PSVC, optional=True)
@@ -148,7 +146,6 @@ def _child_handler(group: str, version: str, plural: str) -> None:
         meta: kopf.Meta,
         type: str,
         memo: kopf.Memo,
-        logger: Any,
         ingress_claims: kopf.Index[Any, Any] | None = None,
         **_: Any,
     ) -> None:
@@ -157,9 +154,9 @@ def _child_handler(group: str, version: str, plural: str) -> None:
         if owner is None or namespace is None or type is None:  # no owner, or the initial listing
             return
         try:
-            await _run(namespace, owner, memo, ingress_claims, logger)
+            await _run(namespace, owner, memo, ingress_claims)
         except kopf.TemporaryError as exc:
-            logger.warning(f"Reconcile of {namespace}/{owner} after a {plural} change failed: {exc}")
+            log.warning(f"Reconcile of {namespace}/{owner} after a {plural} change failed: {exc}")
 
 
 for _child in CHILDREN:

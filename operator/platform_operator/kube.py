@@ -41,6 +41,10 @@ class RefusedError(KubeError):
     """The API server refused the object (validation, admission): fix the spec, do not retry."""
 
 
+class NamespaceTerminatingError(KubeError):
+    """The namespace is being deleted: nothing may be created in it any more; stop quietly."""
+
+
 class UnavailableError(KubeError):
     """The API server could not be reached or failed; retry later."""
 
@@ -105,6 +109,8 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 return None
+            if exc.status == 403 and "NamespaceTerminating" in (exc.body or ""):
+                raise NamespaceTerminatingError(f"{method} {path}: {_message(exc)}") from exc
             if exc.status in (400, 403, 409, 422):
                 raise RefusedError(f"{method} {path}: {_message(exc)}") from exc
             raise UnavailableError(f"{method} {path}: HTTP {exc.status} {_message(exc)}") from exc

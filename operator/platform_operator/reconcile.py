@@ -16,7 +16,7 @@ from typing import Any
 from platform_operator import builders, conditions
 from platform_operator.conditions import Condition
 from platform_operator.drift import drifted_paths, holds
-from platform_operator.kube import Kube, RefusedError
+from platform_operator.kube import Kube, NamespaceTerminatingError, RefusedError
 from platform_operator.model import API_VERSION, KIND, PlatformService
 
 APPLIED_HASH_ANNOTATION = "platform.dev/applied-hash"
@@ -89,6 +89,7 @@ def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -
     want = svc.spec.replicas
     ready = int(status.get("readyReplicas") or 0)
     updated = int(status.get("updatedReplicas") or 0)
+    total = int(status.get("replicas") or 0)  # old pods of a rollout count here until they are gone
     observed = int(status.get("observedGeneration") or 0)
     generation = int(live.get("metadata", {}).get("generation") or 0)
     for cond in status.get("conditions") or []:
@@ -102,7 +103,7 @@ def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -
                 "ProgressDeadlineExceeded",
                 f"The rollout stalled with {ready}/{want} pods ready; check the pods' events and logs.",
             ), ready
-    if observed < generation or updated < want or ready < want:
+    if observed < generation or updated < want or ready < want or total > updated:
         return Condition.false(
             conditions.DEPLOYMENT_READY, "PodsNotReady", f"{ready}/{want} pods ready, rollout in progress."
         ), ready
@@ -114,10 +115,9 @@ def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -
 def ingress_condition(
     svc: PlatformService, conflict: tuple[str, str] | None, live: Mapping[str, Any] | None
 ) -> Condition:
-    if not svc.wants_ingress:
-        return Condition.true(conditions.INGRESS_READY, "NotRequired", "This service has no ingress.")
     ing = svc.spec.ingress
-    assert ing is not None
+    if ing is None or not svc.wants_ingress:
+        return Condition.true(conditions.INGRESS_READY, "NotRequired", "This service has no ingress.")
     if conflict is not None:
         return Condition.false(
             conditions.INGRESS_READY,
@@ -187,7 +187,10 @@ async def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         svc = PlatformService.from_body(body)
-        return await _reconcile(svc, body, kube, claims=claims, emit=emit, otel_endpoint=otel_endpoint)
+        try:
+            return await _reconcile(svc, body, kube, claims=claims, emit=emit, otel_endpoint=otel_endpoint)
+        except NamespaceTerminatingError:
+            return None  # the namespace controller is deleting everything in it, this object too
 
 
 async def _reconcile(

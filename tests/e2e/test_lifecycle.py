@@ -184,6 +184,6 @@ def test_resync_with_nothing_changed_writes_nothing(ns: str, operator: OperatorP
 
     after = {k: get(k, "orders", ns)["metadata"]["resourceVersion"] for k in before}
     assert after == before
-    assert "Reconciled: wrote" not in operator.log_since(log_offset)
+    assert f"Reconciled {ns}/orders: wrote" not in operator.log_since(log_offset)
     if audit_log:  # the local control plane keeps one; a remote cluster may not expose it
         assert _writes_by_operator(audit_log, ns, start) == []

@@ -35,7 +35,12 @@ INVALID: list[tuple[str, dict[str, Any] | str, str]] = [
     ("bad-host", {**API, "ingress": {"host": "Not_A_Host!"}}, "spec.ingress.host: Invalid value"),
     ("bad-path", {**API, "ingress": {"host": "a.example.com", "path": "no-slash"}}, "spec.ingress.path: Invalid value"),
     ("port-out-of-range", {**API, "port": 70000}, "spec.port: Invalid value: 70000"),
-    ("unknown-field", {**API, "replica": 2}, 'unknown field "spec.replica"'),
+    ("unknown-field", {**API, "replica": 2}, ".spec.replica: field not declared in schema"),
+    (
+        "database-url-on-worker",
+        {"type": "worker", "image": "x", "env": [{"name": "DATABASE_URL", "value": "postgres://u@db/x"}]},
+        "spec.env: Forbidden: DATABASE_URL may be set only on data services",
+    ),
     (
         "bad-engine",
         {"type": "data", "image": "x", "database": {"engine": "mysql", "secretRef": {"name": "d"}}},

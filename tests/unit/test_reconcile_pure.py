@@ -1,0 +1,462 @@
+"""The pure parts of a reconcile: the applied-hash stamp, ingress conflicts, and the status users read."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from platform_operator import builders, conditions
+from platform_operator.conditions import Condition
+from platform_operator.drift import holds
+from platform_operator.reconcile import (
+    APPLIED_HASH_ANNOTATION,
+    deployment_condition,
+    desired_status,
+    ingress_condition,
+    ingress_conflict,
+    outside_conditions,
+    stamp,
+)
+
+T0 = "2024-05-01T10:00:00Z"
+T1 = "2024-05-01T10:05:00Z"
+
+
+# --- stamp ---------------------------------------------------------------------------------------
+
+
+def _stamped(obj: dict[str, Any]) -> str:
+    return stamp(copy.deepcopy(obj))["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]
+
+
+def test_stamp_adds_a_short_hex_digest(make_svc):
+    obj = builders.build_deployment(make_svc(type="api"), "abc")
+    stamped = stamp(obj)
+    assert stamped is obj
+    digest = obj["metadata"]["annotations"]["platform.dev/applied-hash"]
+    assert len(digest) == 16
+    int(digest, 16)
+
+
+def test_stamp_is_stable_for_the_same_object(make_svc):
+    assert _stamped(builders.build_deployment(make_svc(type="api"), "abc")) == _stamped(
+        builders.build_deployment(make_svc(type="api"), "abc")
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"replicas": 2}, {"image": "registry.example/orders:9"}, {"args": ["--x"]}],
+    ids=["replicas", "image", "added-args"],
+)
+def test_stamp_changes_with_the_spec(make_svc, change):
+    base = builders.build_deployment(make_svc(type="api"), "abc")
+    changed = builders.build_deployment(make_svc(type="api", **change), "abc")
+    assert _stamped(base) != _stamped(changed)
+
+
+def test_stamp_sees_a_removed_field(make_svc):
+    # A field-by-field subset check cannot see a removal; the digest can.
+    with_args = builders.build_deployment(make_svc(type="api", args=["--x"]), "abc")
+    without = builders.build_deployment(make_svc(type="api"), "abc")
+    assert holds(without, with_args)
+    assert _stamped(with_args) != _stamped(without)
+
+
+def test_stamp_keeps_existing_annotations(make_svc):
+    ing = builders.build_ingress(make_svc(type="api", ingress={"host": "a.example.com", "maxBodySize": "1m"}))
+    assert ing is not None
+    stamp(ing)
+    assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "1m"
+    assert APPLIED_HASH_ANNOTATION in ing["metadata"]["annotations"]
+
+
+def test_stamped_object_holds_against_its_live_copy(make_svc):
+    obj = stamp(builders.build_deployment(make_svc(type="api"), "abc"))
+    live = copy.deepcopy(obj)
+    live["status"] = {"readyReplicas": 1}
+    assert holds(obj, live)
+    live["metadata"]["annotations"][APPLIED_HASH_ANNOTATION] = "0" * 16
+    assert not holds(obj, live)
+
+
+# --- ingress_conflict ----------------------------------------------------------------------------
+
+
+class Claims:
+    """A stand-in for the kopf index: (host, path) -> [(creationTimestamp, namespace, name)]."""
+
+    def __init__(self, holders: list[tuple[str, str, str]]) -> None:
+        self.holders = holders
+        self.asked: list[tuple[str, str]] = []
+
+    def __call__(self, key: tuple[str, str]) -> list[tuple[str, str, str]]:
+        self.asked.append(key)
+        return list(self.holders)
+
+
+def _api(make_svc, **kw):
+    return make_svc(type="api", ingress={"host": "orders.example.com", "path": "/v1"}, **kw)
+
+
+def test_no_ingress_no_conflict_and_no_lookup(make_svc):
+    claims = Claims([("2024-01-01T00:00:00Z", "shop", "other")])
+    assert ingress_conflict(make_svc(type="api"), claims) is None
+    assert claims.asked == []
+
+
+def test_the_lookup_uses_host_and_path(make_svc):
+    claims = Claims([])
+    assert ingress_conflict(_api(make_svc), claims) is None
+    assert claims.asked == [("orders.example.com", "/v1")]
+
+
+@pytest.mark.parametrize(
+    ("holders", "conflict"),
+    [
+        ([("2024-01-01T00:00:00Z", "shop", "orders")], None),
+        ([("2024-01-01T00:00:00Z", "shop", "orders"), ("2024-02-01T00:00:00Z", "shop", "late")], None),
+        ([("2024-01-01T00:00:00Z", "shop", "early"), ("2024-02-01T00:00:00Z", "shop", "orders")], ("shop", "early")),
+        # The index gives no order guarantee: the oldest holder wins whatever the list order.
+        ([("2024-02-01T00:00:00Z", "shop", "orders"), ("2024-01-01T00:00:00Z", "team-b", "x")], ("team-b", "x")),
+        # The same name in another namespace is another service.
+        (
+            [("2023-01-01T00:00:00Z", "other", "orders"), ("2024-01-01T00:00:00Z", "shop", "orders")],
+            ("other", "orders"),
+        ),
+        # Created in the same second: a stable, deterministic winner.
+        ([("2024-01-01T00:00:00Z", "shop", "orders"), ("2024-01-01T00:00:00Z", "shop", "apple")], ("shop", "apple")),
+    ],
+    ids=["only-self", "self-older", "other-older", "unordered", "same-name-other-ns", "tie"],
+)
+def test_the_oldest_claim_wins(make_svc, holders, conflict):
+    assert ingress_conflict(_api(make_svc), Claims(holders)) == conflict
+
+
+# --- deployment_condition ------------------------------------------------------------------------
+
+
+def _live(generation: int = 2, **status: Any) -> dict[str, Any]:
+    return {"metadata": {"generation": generation}, "status": status}
+
+
+def test_no_deployment_yet_is_pending(make_svc):
+    cond, ready = deployment_condition(make_svc(type="api"), None)
+    assert (cond.type, cond.status, cond.reason) == ("DeploymentReady", "Unknown", "Pending")
+    assert ready == 0
+
+
+@pytest.mark.parametrize(
+    ("replicas", "live", "status", "reason", "message", "ready"),
+    [
+        (
+            2,
+            _live(observedGeneration=2, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2),
+            "True",
+            "PodsReady",
+            "2/2 pods ready.",
+            2,
+        ),
+        (
+            2,
+            _live(observedGeneration=2, replicas=2, updatedReplicas=2, readyReplicas=1),
+            "False",
+            "PodsNotReady",
+            "1/2 pods ready, rollout in progress.",
+            1,
+        ),
+        (
+            1,
+            _live(generation=3, observedGeneration=2, replicas=1, updatedReplicas=1, readyReplicas=1),
+            "False",
+            "PodsNotReady",
+            "1/1 pods ready, rollout in progress.",
+            1,
+        ),
+        (
+            2,
+            _live(observedGeneration=2, replicas=2, updatedReplicas=1, readyReplicas=2),
+            "False",
+            "PodsNotReady",
+            "2/2 pods ready, rollout in progress.",
+            2,
+        ),
+        (1, _live(), "False", "PodsNotReady", "0/1 pods ready, rollout in progress.", 0),
+        (0, _live(observedGeneration=2), "True", "ScaledToZero", "Scaled to 0 replicas.", 0),
+        (
+            3,
+            _live(
+                observedGeneration=2,
+                readyReplicas=1,
+                conditions=[
+                    {"type": "Available", "status": "False"},
+                    {"type": "ReplicaFailure", "status": "True", "message": "pods are forbidden: quota"},
+                ],
+            ),
+            "False",
+            "ReplicaFailure",
+            "pods are forbidden: quota",
+            1,
+        ),
+        (
+            3,
+            _live(
+                observedGeneration=2,
+                replicas=4,
+                updatedReplicas=1,
+                readyReplicas=3,
+                conditions=[{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}],
+            ),
+            "False",
+            "ProgressDeadlineExceeded",
+            "The rollout stalled with 3/3 pods ready; check the pods' events and logs.",
+            3,
+        ),
+        (
+            1,
+            _live(
+                observedGeneration=2,
+                replicas=1,
+                updatedReplicas=1,
+                readyReplicas=1,
+                conditions=[{"type": "ReplicaFailure", "status": "False"}, {"type": "Progressing", "status": "True"}],
+            ),
+            "True",
+            "PodsReady",
+            "1/1 pods ready.",
+            1,
+        ),
+    ],
+    ids=[
+        "all-ready",
+        "some-ready",
+        "generation-not-observed",
+        "not-all-updated",
+        "empty-status",
+        "scaled-to-zero",
+        "replica-failure",
+        "progress-deadline",
+        "resolved-conditions-ignored",
+    ],
+)
+def test_deployment_condition(make_svc, replicas, live, status, reason, message, ready):
+    cond, got_ready = deployment_condition(make_svc(type="api", replicas=replicas), live)
+    assert (cond.type, cond.status, cond.reason, cond.message) == ("DeploymentReady", status, reason, message)
+    assert got_ready == ready
+
+
+def test_rollout_with_an_old_pod_still_serving_is_not_ready(make_svc):
+    # Regression (reconcile.deployment_condition): it never compares status.replicas with updatedReplicas.
+    # With 1 replica and the default RollingUpdate (maxSurge 1, maxUnavailable 0), a new image gives:
+    # the new pod created (updatedReplicas=1) but not ready, the old pod still ready (readyReplicas=1),
+    # status.replicas=2. The function reports DeploymentReady=True/PodsReady (hence Ready=True) for as
+    # long as the new pod is broken, until the 600s progress deadline. `kubectl rollout status` treats
+    # replicas > updatedReplicas as "old replicas are pending termination", i.e. not done.
+    live = _live(observedGeneration=2, replicas=2, updatedReplicas=1, readyReplicas=1, availableReplicas=1)
+    cond, _ = deployment_condition(make_svc(type="api", replicas=1), live)
+    assert cond.status == "False"
+
+
+# --- ingress_condition ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"type": "api"},
+        {"type": "worker"},
+        {"type": "bot", "bot": {"tokenSecretRef": {"name": "tg"}}},
+        {"type": "data", "database": {"engine": "postgres", "secretRef": {"name": "db"}}},
+    ],
+    ids=["api-without-ingress", "worker", "bot-polling", "data"],
+)
+def test_no_ingress_is_not_required(make_svc, spec):
+    cond = ingress_condition(make_svc(**spec), None, None)
+    assert (cond.type, cond.status, cond.reason) == ("IngressReady", "True", "NotRequired")
+
+
+def test_conflict_is_false_and_names_the_holder(make_svc):
+    cond = ingress_condition(_api(make_svc), ("shop", "early"), None)
+    assert (cond.type, cond.status, cond.reason) == ("IngressReady", "False", "HostPathConflict")
+    assert "orders.example.com/v1" in cond.message
+    assert "shop/early" in cond.message
+
+
+@pytest.mark.parametrize(
+    ("live", "where"),
+    [
+        (None, " (no address reported by the ingress controller yet)"),
+        ({"status": {}}, " (no address reported by the ingress controller yet)"),
+        ({"status": {"loadBalancer": {}}}, " (no address reported by the ingress controller yet)"),
+        ({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.7"}]}}}, " at 10.0.0.7"),
+        ({"status": {"loadBalancer": {"ingress": [{"hostname": "lb.example.net"}]}}}, " at lb.example.net"),
+        (
+            {"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.7"}, {"ip": "10.0.0.8"}]}}},
+            " at 10.0.0.7, 10.0.0.8",
+        ),
+    ],
+    ids=["no-live", "no-status", "no-lb", "ip", "hostname", "two"],
+)
+def test_configured_ingress_reports_its_address(make_svc, live, where):
+    cond = ingress_condition(_api(make_svc), None, live)
+    assert (cond.status, cond.reason) == ("True", "Configured")
+    assert cond.message == f"Routes orders.example.com/v1{where}."
+
+
+def test_webhook_bot_ingress_is_configured(make_kind):
+    cond = ingress_condition(make_kind("bot-webhook"), None, None)
+    assert (cond.status, cond.reason) == ("True", "Configured")
+    assert "bot.example.com/telegram" in cond.message
+
+
+# --- outside_conditions --------------------------------------------------------------------------
+
+
+def test_no_messaging_means_queues_not_required(make_svc):
+    queues, cache = outside_conditions(make_svc(type="api"))
+    assert (queues.type, queues.status, queues.reason) == ("QueuesReady", "True", "NotRequired")
+    assert (cache.type, cache.status, cache.reason) == ("CacheReady", "Unknown", "NotManaged")
+
+
+@pytest.mark.parametrize(
+    "messaging",
+    [
+        {"publishes": [{"name": "orders"}]},
+        {"consumes": [{"queue": "notifier.orders", "exchange": "orders"}]},
+    ],
+    ids=["publishes", "consumes"],
+)
+def test_declared_messaging_is_reported_as_not_managed(make_svc, messaging):
+    queues, _ = outside_conditions(make_svc(type="worker", messaging=messaging))
+    assert (queues.type, queues.status, queues.reason) == ("QueuesReady", "Unknown", "NotManaged")
+
+
+# --- desired_status ------------------------------------------------------------------------------
+
+READY_DEPLOY = Condition.true(conditions.DEPLOYMENT_READY, "PodsReady", "2/2 pods ready.")
+PENDING_DEPLOY = Condition.unknown(conditions.DEPLOYMENT_READY, "Pending", "The Deployment is being created.")
+
+
+def _aspects(svc, deploy=READY_DEPLOY, conflict=None):
+    return [deploy, *outside_conditions(svc), ingress_condition(svc, conflict, None)]
+
+
+def test_desired_status_fields(make_svc):
+    svc = make_svc(
+        type="api",
+        generation=5,
+        replicas=2,
+        ingress={"host": "orders.example.com", "tls": {"secretName": "t"}},
+        redis={"keyPrefix": "orders"},
+    )
+    status = desired_status(svc, {}, _aspects(svc), 1, T0)
+    conds = status.pop("conditions")
+    assert status == {
+        "observedGeneration": 5,
+        "replicas": 2,
+        "readyReplicas": 1,
+        "replicaSummary": "1/2",
+        "url": "https://orders.example.com/",
+        "credentialsSecret": "orders-platform",
+        "redis": {"keyPrefix": "orders"},
+    }
+    assert [c["type"] for c in conds] == ["Ready", "DeploymentReady", "QueuesReady", "CacheReady", "IngressReady"]
+    assert all(c["observedGeneration"] == 5 and c["lastTransitionTime"] == T0 for c in conds)
+    for c in conds:
+        assert set(c) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+        assert c["status"] in ("True", "False", "Unknown")
+        assert c["reason"][:1].isupper() and " " not in c["reason"], c["reason"]
+        assert c["message"], c["type"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "url", "prefix"),
+    [
+        ({"type": "worker"}, "", "shop:orders"),
+        (
+            {"type": "data", "database": {"engine": "mongo", "secretRef": {"name": "db"}}},
+            "http://orders.shop.svc.cluster.local",
+            "shop:orders",
+        ),
+        ({"type": "bot", "bot": {"tokenSecretRef": {"name": "tg"}}}, "", "shop:orders"),
+    ],
+    ids=["worker", "data", "bot-polling"],
+)
+def test_desired_status_url_and_prefix_per_kind(make_svc, spec, url, prefix):
+    svc = make_svc(**spec)
+    status = desired_status(svc, {}, _aspects(svc), 0, T0)
+    assert status["url"] == url
+    assert status["redis"] == {"keyPrefix": prefix}
+    assert status["replicaSummary"] == "0/1"
+
+
+def test_ready_is_true_when_everything_it_manages_is_ready(make_svc):
+    svc = make_svc(type="api")
+    ready = conditions.find(desired_status(svc, {}, _aspects(svc), 2, T0)["conditions"], "Ready")
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("True", "AllReady")
+
+
+def test_ready_is_false_on_an_ingress_conflict(make_svc):
+    svc = _api(make_svc)
+    status = desired_status(svc, {}, _aspects(svc, conflict=("shop", "early")), 2, T0)
+    ready = conditions.find(status["conditions"], "Ready")
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("False", "HostPathConflict")
+
+
+def test_first_visit_sets_every_condition_even_as_unknown(make_svc):
+    svc = make_svc(type="api")
+    status = desired_status(svc, {}, _aspects(svc, deploy=PENDING_DEPLOY), 0, T0)
+    by_type = {c["type"]: c["status"] for c in status["conditions"]}
+    assert by_type == {
+        "Ready": "Unknown",
+        "DeploymentReady": "Unknown",
+        "QueuesReady": "True",
+        "CacheReady": "Unknown",
+        "IngressReady": "True",
+    }
+
+
+def test_a_resync_with_nothing_changed_writes_nothing(make_svc):
+    svc = make_svc(type="api", replicas=2)
+    first = desired_status(svc, {}, _aspects(svc), 2, T0)
+    again = desired_status(svc, first, _aspects(svc), 2, T1)
+    assert again == first
+    assert conditions.status_changes(first, again) == {}
+
+
+def test_a_status_flip_moves_only_the_flipped_conditions(make_svc):
+    svc = make_svc(type="api", replicas=2)
+    first = desired_status(svc, {}, _aspects(svc, deploy=PENDING_DEPLOY), 0, T0)
+    second = desired_status(svc, first, _aspects(svc), 2, T1)
+    changes = conditions.status_changes(first, second)
+    assert set(changes) == {"conditions", "readyReplicas", "replicaSummary"}
+    times = {c["type"]: c["lastTransitionTime"] for c in second["conditions"]}
+    assert times == {"Ready": T1, "DeploymentReady": T1, "QueuesReady": T0, "CacheReady": T0, "IngressReady": T0}
+
+
+def test_a_new_generation_is_written(make_svc):
+    before = make_svc(type="api", generation=1)
+    after = make_svc(type="api", generation=2, replicas=3)
+    first = desired_status(before, {}, _aspects(before), 1, T0)
+    second = desired_status(after, first, _aspects(after), 1, T1)
+    changes = conditions.status_changes(first, second)
+    assert changes["observedGeneration"] == 2
+    assert changes["replicas"] == 3
+    assert all(c["observedGeneration"] == 2 for c in changes["conditions"])
+    # Status did not change, so the transition times hold.
+    assert all(c["lastTransitionTime"] == T0 for c in changes["conditions"])
+
+
+def test_status_carries_no_credentials(make_svc):
+    svc = make_svc(
+        type="data",
+        database={"engine": "postgres", "secretRef": {"name": "orders-db", "key": "dsn"}},
+        env=[{"name": "API_KEY", "value": "s3cr3t-value"}],
+    )
+    status = desired_status(svc, {}, _aspects(svc), 1, T0)
+    text = repr(status)
+    assert "s3cr3t-value" not in text
+    assert "orders-db" not in text
