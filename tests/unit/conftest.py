@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from platform_operator.model import API_VERSION, KIND, PlatformService
 
 NAME = "orders"

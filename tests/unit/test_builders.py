@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 import pytest
+
 from platform_operator import builders
 
 NAME, NAMESPACE, UID = "orders", "shop", "6f1c2b9e-0d4a-4c55-9a0e-1f2d3c4b5a69"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from platform_operator import conditions
 from platform_operator.conditions import Condition, find, merge_conditions, now_rfc3339, status_changes, summarize
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from platform_operator import builders
 from platform_operator.drift import drifted_paths, holds, parse_quantity
 

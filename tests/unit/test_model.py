@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from platform_operator.model import PlatformService
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "platformservices.platform.dev.yaml"

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from platform_operator import builders, conditions
 from platform_operator.conditions import Condition
 from platform_operator.drift import holds
