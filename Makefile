@@ -75,6 +75,17 @@ install-crd: ## Apply crds/ to the cluster in KUBECONFIG and wait until it is es
 	kubectl apply --server-side -f crds/
 	kubectl wait --for=condition=Established --timeout=60s crd/platformservices.platform.dev
 
+##@ Backends
+
+.PHONY: backends-up
+backends-up: ## Start a local Redis and RabbitMQ on loopback (apt-installs them if missing; data in $(CACHE)/backends).
+	hack/backends.sh up
+	@echo '[backends] for the PLATFORM_* variables: eval "$$(hack/backends.sh env)"'
+
+.PHONY: backends-down
+backends-down: ## Stop the local Redis and RabbitMQ and delete their data.
+	hack/backends.sh down
+
 ##@ Demo
 
 .PHONY: demo

@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any
 
+from platform_operator import messaging
+from platform_operator.credentials import ROTATED_FOR_ANNOTATION
 from platform_operator.model import API_VERSION, KIND, PlatformService
 
 MANAGER = "platform-operator"
@@ -83,7 +85,9 @@ def service_url(svc: PlatformService) -> str:
     return ""
 
 
-def secret_settings(svc: PlatformService, otel_endpoint: str = "") -> dict[str, str]:
+def secret_settings(
+    svc: PlatformService, otel_endpoint: str = "", *, rabbitmq_url: str = "", redis_url: str = ""
+) -> dict[str, str]:
     """The settings every service reads from its credentials Secret (names are the contract)."""
     settings = {
         "SERVICE_NAME": svc.name,
@@ -97,15 +101,24 @@ def secret_settings(svc: PlatformService, otel_endpoint: str = "") -> dict[str, 
     }
     if otel_endpoint:
         settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = otel_endpoint
+    if rabbitmq_url:
+        settings["RABBITMQ_URL"] = rabbitmq_url
+        settings["RABBITMQ_CONSUMES"] = messaging.consumer_settings(svc)
+        settings["RABBITMQ_PUBLISHES"] = ",".join(e.name for e in svc.spec.messaging.publishes)
+    if redis_url:
+        settings["REDIS_URL"] = redis_url
     return settings
 
 
-def build_secret(svc: PlatformService, settings: dict[str, str]) -> dict[str, Any]:
+def build_secret(svc: PlatformService, settings: dict[str, str], rotation: str = "") -> dict[str, Any]:
     data = {k: base64.b64encode(v.encode()).decode() for k, v in sorted(settings.items())}
+    meta = _metadata(svc, svc.secret_name)
+    if rotation:
+        meta["annotations"] = {ROTATED_FOR_ANNOTATION: rotation}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(svc, svc.secret_name),
+        "metadata": meta,
         "type": "Opaque",
         "data": data,
     }

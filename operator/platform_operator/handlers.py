@@ -1,7 +1,8 @@
 """kopf handlers: they only wire events to `reconcile` and turn its outcome into retries.
 
 Every trigger (create, update, resume, the resync timer, a change to any child) runs the same
-level-triggered reconcile, so a missed event is repaired on the next one.
+level-triggered reconcile, so a missed event is repaired on the next one. Deletion runs the
+cleanup of what lives outside Kubernetes behind the finalizer.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from typing import Any
 
 import kopf
 
-from platform_operator import builders, reconcile
+from platform_operator import builders, cleanup, reconcile
+from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, UnavailableError
-from platform_operator.model import GROUP, PLURAL, VERSION
+from platform_operator.model import GROUP, PLURAL, VERSION, PlatformService
+from platform_operator.rabbitmq import RabbitMQ
+from platform_operator.redis_store import RedisStore
 from platform_operator.settings import OperatorSettings
 
 log = logging.getLogger("platform_operator")
@@ -27,6 +31,7 @@ CHILDREN = (
     ("networking.k8s.io", "v1", "ingresses"),
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
+FINALIZER = "platform.dev/finalizer"
 
 settings = OperatorSettings()
 
@@ -34,7 +39,7 @@ settings = OperatorSettings()
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     ours = OperatorSettings()
-    settings.persistence.finalizer = "platform.dev/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="platform.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="platform.dev", key="last-handled-configuration"
@@ -44,12 +49,34 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     memo.kube = await Kube.connect()
-    memo.settings = ours
+    memo.backends = reconcile.Backends(
+        rabbitmq=(
+            RabbitMQ(
+                ours.rabbitmq_management_url,
+                ours.rabbitmq_admin_user,
+                ours.rabbitmq_admin_password,
+                ours.rabbitmq_vhost,
+            )
+            if ours.rabbitmq_management_url
+            else None
+        ),
+        redis=RedisStore(ours.redis_url) if ours.redis_url else None,
+        settings=ours,
+    )
+    log.info(
+        "RabbitMQ %s; Redis %s.",
+        f"managed at {ours.rabbitmq_management_url}" if ours.rabbitmq_management_url else "not managed",
+        "managed" if ours.redis_url else "not managed",
+    )
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo.kube.close()
+    if memo.backends.rabbitmq is not None:
+        await memo.backends.rabbitmq.close()
+    if memo.backends.redis is not None:
+        await memo.backends.redis.close()
 
 
 @kopf.index(*PSVC)
@@ -66,12 +93,28 @@ def ingress_claims(
     return {claim: (str(meta.get("creationTimestamp", "")), namespace or "", name)}
 
 
+@kopf.index(*PSVC)
+def exchange_users(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, str]]:
+    """Which services publish to or consume from each exchange: an exchange is deleted with a
+    service only when no other service uses it."""
+    messaging = spec.get("messaging") or {}
+    names = {p.get("name") for p in messaging.get("publishes") or []}
+    names |= {c.get("exchange") for c in messaging.get("consumes") or []}
+    return {n: (namespace or "", name) for n in names if n}
+
+
 def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     # kopf only reads apiVersion, kind and metadata from it.
     kopf.event(dict(body), type=type_, reason=reason, message=message)  # type: ignore[arg-type]
 
 
-async def _run(namespace: str | None, name: str, memo: kopf.Memo, ingress_claims: kopf.Index[Any, Any] | None) -> None:
+def _backoff(retry: int) -> float:
+    return float(min(60, 2 ** min(retry, 6)))
+
+
+async def _run(
+    namespace: str | None, name: str, memo: kopf.Memo, ingress_claims: kopf.Index[Any, Any] | None, retry: int = 0
+) -> None:
     """The one path every trigger takes. kopf fills the index argument (it is declared above)."""
     index = ingress_claims if ingress_claims is not None else {}
 
@@ -81,20 +124,15 @@ async def _run(namespace: str | None, name: str, memo: kopf.Memo, ingress_claims
     if namespace is None:  # PlatformService is namespaced; kopf always gives one
         return
     try:
-        outcome = await reconcile.reconcile(
-            namespace,
-            name,
-            memo.kube,
-            claims=claims,
-            emit=_post_event,
-            otel_endpoint=memo.settings.otel_endpoint,
-        )
+        outcome = await reconcile.reconcile(namespace, name, memo.kube, memo.backends, claims=claims, emit=_post_event)
     except UnavailableError as exc:
-        raise kopf.TemporaryError(f"Kubernetes API unavailable: {exc}", delay=10) from exc
+        raise kopf.TemporaryError(f"Kubernetes API unavailable: {exc}", delay=_backoff(retry)) from exc
     if outcome is None:
         return
     if outcome.written or outcome.status_written:
         log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
+    if outcome.retry:
+        raise kopf.TemporaryError("; ".join(outcome.retry), delay=_backoff(retry))
     if outcome.refused:
         # The spec cannot be applied as it is; the condition says why. Retry slowly in case the
         # obstacle (an object of the same name, an admission rule) is removed by hand.
@@ -104,14 +142,16 @@ async def _run(namespace: str | None, name: str, memo: kopf.Memo, ingress_claims
 @kopf.on.resume(*PSVC)
 @kopf.on.create(*PSVC)
 @kopf.on.update(*PSVC, field="spec")
+@kopf.on.update(*PSVC, field=("metadata", "annotations", ROTATE_ANNOTATION))
 async def reconcile_service(
     namespace: str | None,
     name: str,
     memo: kopf.Memo,
+    retry: int,
     ingress_claims: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    await _run(namespace, name, memo, ingress_claims)
+    await _run(namespace, name, memo, ingress_claims, retry)
 
 
 @kopf.timer(*PSVC, interval=settings.resync_seconds, initial_delay=settings.resync_seconds)
@@ -126,10 +166,29 @@ async def resync(
     await _run(namespace, name, memo, ingress_claims)
 
 
-@kopf.on.delete(*PSVC, optional=True)
-async def forget(namespace: str | None, name: str, **_: Any) -> None:
-    """Children go by garbage collection (ownerReferences); only in-memory state is dropped."""
-    reconcile.forget(namespace or "", name)
+@kopf.on.delete(*PSVC)
+async def delete_service(
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    retry: int,
+    exchange_users: kopf.Index[Any, Any] | None = None,
+    **_: Any,
+) -> None:
+    """Children go by garbage collection; what lives outside Kubernetes is handled here."""
+    svc = PlatformService.from_body(body)
+    users = exchange_users if exchange_users is not None else {}
+
+    def others_using(exchange: str) -> bool:
+        return any((ns, n) != (svc.namespace, svc.name) for ns, n in users.get(exchange, []))
+
+    try:
+        await cleanup.cleanup(svc, body, memo.backends, others_using=others_using, emit=_post_event)
+    except cleanup.CleanupBlocked as exc:
+        raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from exc
+    finally:
+        reconcile.forget(namespace or "", name)
 
 
 def _owner(meta: kopf.Meta) -> str | None:

@@ -75,6 +75,7 @@ class Consume(_Model):
 class Messaging(_Model):
     publishes: tuple[Exchange, ...] = ()
     consumes: tuple[Consume, ...] = ()
+    delete_queues_with_messages: bool = False
 
 
 class SeedKey(_Model):

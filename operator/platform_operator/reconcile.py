@@ -13,11 +13,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from platform_operator import builders, conditions
+from platform_operator import builders, cache, conditions, credentials, messaging
 from platform_operator.conditions import Condition
 from platform_operator.drift import drifted_paths, holds
 from platform_operator.kube import Kube, NamespaceTerminatingError, RefusedError
 from platform_operator.model import API_VERSION, KIND, PlatformService
+from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
+from platform_operator.redis_store import CacheUnavailable, RedisStore
+from platform_operator.settings import OperatorSettings
 
 APPLIED_HASH_ANNOTATION = "platform.dev/applied-hash"
 
@@ -42,6 +45,7 @@ class Outcome:
     written: list[str] = field(default_factory=list)
     status_written: bool = False
     refused: dict[str, str] = field(default_factory=dict)  # kind -> why the API server said no
+    retry: list[str] = field(default_factory=list)  # outside systems unavailable: retry with backoff
 
 
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -131,26 +135,15 @@ def ingress_condition(
     return Condition.true(conditions.INGRESS_READY, "Configured", f"Routes {ing.host}{ing.path}{where}.")
 
 
-def outside_conditions(svc: PlatformService) -> list[Condition]:
-    """Queues and cache are provisioned outside Kubernetes; not by this operator version."""
-    if svc.spec.messaging.publishes or svc.spec.messaging.consumes:
-        queues = Condition.unknown(
-            conditions.QUEUES_READY, "NotManaged", "RabbitMQ provisioning is not enabled in this operator."
-        )
-    else:
-        queues = Condition.true(conditions.QUEUES_READY, "NotRequired", "This service declares no messaging.")
-    cache = Condition.unknown(
-        conditions.CACHE_READY, "NotManaged", "Redis provisioning is not enabled in this operator."
-    )
-    return [queues, cache]
-
-
 def desired_status(
     svc: PlatformService,
     previous: Mapping[str, Any],
     aspects: Iterable[Condition],
     ready_replicas: int,
     now: str,
+    *,
+    queues: list[dict[str, Any]] | None = None,
+    redis_user: str = "",
 ) -> dict[str, Any]:
     aspects = list(aspects)
     summary = conditions.summarize(aspects)
@@ -164,18 +157,28 @@ def desired_status(
         "replicaSummary": f"{ready_replicas}/{svc.spec.replicas}",
         "url": builders.service_url(svc),
         "credentialsSecret": svc.secret_name,
-        "redis": {"keyPrefix": svc.key_prefix},
+        "redis": {"keyPrefix": svc.key_prefix, **({"user": redis_user} if redis_user else {})},
+        "queues": queues or [],
     }
+
+
+@dataclass
+class Backends:
+    """The outside systems and how services reach them; None where the operator does not manage it."""
+
+    rabbitmq: RabbitMQ | None = None
+    redis: RedisStore | None = None
+    settings: OperatorSettings = field(default_factory=OperatorSettings)
 
 
 async def reconcile(
     namespace: str,
     name: str,
     kube: Kube,
+    backends: Backends,
     *,
     claims: ClaimLookup,
     emit: EventSink,
-    otel_endpoint: str = "",
 ) -> Outcome | None:
     """Reconciles the PlatformService as it is now; None when it is gone or being deleted.
 
@@ -188,7 +191,7 @@ async def reconcile(
             return None
         svc = PlatformService.from_body(body)
         try:
-            return await _reconcile(svc, body, kube, claims=claims, emit=emit, otel_endpoint=otel_endpoint)
+            return await _reconcile(svc, body, kube, backends, claims=claims, emit=emit)
         except NamespaceTerminatingError:
             return None  # the namespace controller is deleting everything in it, this object too
 
@@ -197,18 +200,41 @@ async def _reconcile(
     svc: PlatformService,
     body: Mapping[str, Any],
     kube: Kube,
+    backends: Backends,
     *,
     claims: ClaimLookup,
     emit: EventSink,
-    otel_endpoint: str,
 ) -> Outcome:
     def say(type_: str, reason: str, message: str) -> None:
         emit(body, type_, reason, message)
 
-    settings = builders.secret_settings(svc, otel_endpoint)
+    cfg = backends.settings
+    topology = messaging.plan(svc)
+    cache_plan = cache.plan(svc)
+    live_secret = await kube.get("v1", "Secret", svc.namespace, svc.secret_name)
+    creds = credentials.resolve(body["metadata"].get("annotations") or {}, live_secret)
+    rabbitmq_url = (
+        messaging.amqp_url(
+            topology.user,
+            creds.rabbitmq_password,
+            cfg.rabbitmq_service_host,
+            cfg.rabbitmq_service_port,
+            cfg.rabbitmq_vhost,
+        )
+        if backends.rabbitmq is not None and not topology.empty
+        else ""
+    )
+    redis_url = (
+        cache.redis_url(
+            cache_plan.user, creds.redis_password, cfg.redis_service_host, cfg.redis_service_port, cfg.redis_db
+        )
+        if backends.redis is not None
+        else ""
+    )
+    settings = builders.secret_settings(svc, cfg.otel_endpoint, rabbitmq_url=rabbitmq_url, redis_url=redis_url)
     conflict = ingress_conflict(svc, claims)
     wanted: list[dict[str, Any]] = [
-        builders.build_secret(svc, settings),
+        builders.build_secret(svc, settings, creds.rotation),
         builders.build_deployment(svc, builders.config_hash(settings)),
     ]
     for optional in (
@@ -224,7 +250,7 @@ async def _reconcile(
     for obj in wanted:
         stamp(obj)
         kind, name = obj["kind"], obj["metadata"]["name"]
-        live = await kube.get(obj["apiVersion"], kind, svc.namespace, name)
+        live = live_secret if kind == "Secret" else await kube.get(obj["apiVersion"], kind, svc.namespace, name)
         if live is not None and not _owned_by(live, svc):
             # Not ours (made by hand, or by an earlier object of the same name): never take it over.
             outcome.refused[kind] = (
@@ -244,6 +270,10 @@ async def _reconcile(
         outcome.written.append(f"{kind}/{name}")
         if live is None:
             say("Normal", "Created", f"Created {kind} {name}.")
+        elif kind == "Secret" and creds.rotation != (
+            (live.get("metadata", {}).get("annotations") or {}).get(credentials.ROTATED_FOR_ANNOTATION, "")
+        ):
+            say("Normal", "CredentialsRotated", f"New broker and Redis passwords in Secret {name}; pods roll.")
         else:
             paths = [p for p in drifted_paths(obj, live) if APPLIED_HASH_ANNOTATION not in p]
             if paths:
@@ -264,6 +294,12 @@ async def _reconcile(
             outcome.written.append(f"delete {kind}/{svc.name}")
             say("Normal", "Deleted", f"Deleted {kind} {svc.name}: the spec no longer asks for it.")
 
+    # The Secret holds the passwords before the users get them, so an operator killed in between
+    # finds the same passwords on its next run (no second user, no lost password).
+    secret_in_place = "Secret" not in outcome.refused
+    queues_cond, queues = await _provision_queues(topology, backends.rabbitmq, creds, secret_in_place, outcome, say)
+    cache_cond = await _provision_cache(cache_plan, backends.redis, creds, secret_in_place, outcome, say)
+
     deployment_cond, ready = deployment_condition(svc, live_by_kind.get("Deployment"))
     ingress_cond = ingress_condition(svc, conflict, live_by_kind.get("Ingress"))
     if "Ingress" in outcome.refused:
@@ -273,10 +309,18 @@ async def _reconcile(
         deployment_cond = Condition.false(
             conditions.DEPLOYMENT_READY, "ChildRefused", "; ".join(workload_refusals)[:1000]
         )
-    aspects = [deployment_cond, *outside_conditions(svc), ingress_cond]
+    aspects = [deployment_cond, queues_cond, cache_cond, ingress_cond]
 
     previous = dict(body.get("status") or {})
-    status = desired_status(svc, previous, aspects, ready, conditions.now_rfc3339())
+    status = desired_status(
+        svc,
+        previous,
+        aspects,
+        ready,
+        conditions.now_rfc3339(),
+        queues=queues,
+        redis_user=cache_plan.user if backends.redis is not None else "",
+    )
     changes = conditions.status_changes(previous, status)
     if changes:
         await kube.patch_status(svc.namespace, svc.name, changes)
@@ -284,6 +328,75 @@ async def _reconcile(
         _emit_transitions(previous, status, say)
     outcome.status = status
     return outcome
+
+
+async def _provision_queues(
+    topology: messaging.Topology,
+    rabbit: RabbitMQ | None,
+    creds: credentials.Credentials,
+    secret_in_place: bool,
+    outcome: Outcome,
+    say: Callable[[str, str, str], None],
+) -> tuple[Condition, list[dict[str, Any]]]:
+    if topology.empty:
+        return Condition.true(conditions.QUEUES_READY, "NotRequired", "This service declares no messaging."), []
+    if rabbit is None:
+        return Condition.unknown(
+            conditions.QUEUES_READY, "NotManaged", "The operator is not configured with a RabbitMQ to provision."
+        ), []
+    if not secret_in_place:
+        return Condition.false(
+            conditions.QUEUES_READY, "CredentialsSecretRefused", "The credentials Secret could not be written."
+        ), []
+    try:
+        result = await rabbit.provision(topology, creds.rabbitmq_password)
+        queues = await rabbit.queue_stats(topology.queues_in_status)
+    except BrokerUnavailable as exc:
+        outcome.retry.append(str(exc))
+        return Condition.false(conditions.QUEUES_READY, "RabbitMQUnavailable", f"{exc}; retrying with backoff."), []
+    if result.written:
+        outcome.written.extend(f"rabbitmq {w}" for w in result.written)
+        say("Normal", "QueuesProvisioned", f"RabbitMQ: {', '.join(result.written[:8])}.")
+    if result.conflicts:
+        return Condition.false(conditions.QUEUES_READY, "QueueArgumentsConflict", "; ".join(result.conflicts)), queues
+    names = ", ".join(topology.consumed) or "none consumed"
+    return Condition.true(
+        conditions.QUEUES_READY,
+        "Provisioned",
+        f"Exchanges, queues ({names}), bindings and user {topology.user} in place.",
+    ), queues
+
+
+async def _provision_cache(
+    plan: cache.CachePlan,
+    store: RedisStore | None,
+    creds: credentials.Credentials,
+    secret_in_place: bool,
+    outcome: Outcome,
+    say: Callable[[str, str, str], None],
+) -> Condition:
+    if store is None:
+        return Condition.unknown(
+            conditions.CACHE_READY, "NotManaged", "The operator is not configured with a Redis to provision."
+        )
+    if not secret_in_place:
+        return Condition.false(
+            conditions.CACHE_READY, "CredentialsSecretRefused", "The credentials Secret could not be written."
+        )
+    try:
+        wrote = await store.ensure_user(plan, creds.redis_password)
+        seeded = await store.seed(plan)
+    except CacheUnavailable as exc:
+        outcome.retry.append(str(exc))
+        return Condition.false(conditions.CACHE_READY, "RedisUnavailable", f"{exc}; retrying with backoff.")
+    if wrote:
+        outcome.written.append(f"redis user {plan.user}")
+        say("Normal", "CacheProvisioned", f"Redis user {plan.user} limited to {plan.key_pattern}.")
+    if seeded:
+        outcome.written.append(f"redis seeded {seeded} keys")
+    return Condition.true(
+        conditions.CACHE_READY, "Provisioned", f"Redis user {plan.user} may use keys {plan.key_pattern} only."
+    )
 
 
 def _emit_transitions(

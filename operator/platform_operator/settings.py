@@ -16,6 +16,22 @@ class OperatorSettings(BaseSettings):
     standalone: bool = Field(True, description="Run without peering (one replica).")
     peering_name: str = Field("platform-operator", description="The KopfPeering object used when not standalone.")
 
+    # RabbitMQ: the operator declares through the management API; services connect over AMQP.
+    rabbitmq_management_url: str = Field("", description="e.g. http://rabbitmq:15672; empty: queues not managed.")
+    rabbitmq_admin_user: str = Field("", description="A management user with the administrator tag.")
+    rabbitmq_admin_password: str = Field("", repr=False)
+    rabbitmq_vhost: str = Field("/", description="The virtual host services' queues live in.")
+    rabbitmq_service_host: str = Field("rabbitmq", description="The AMQP host services connect to.")
+    rabbitmq_service_port: int = Field(5672)
+
+    # Redis: the operator manages ACL users with an admin connection; services connect as themselves.
+    redis_url: str = Field(
+        "", description="Admin connection, e.g. redis://default:PASS@redis:6379/0; empty: not managed."
+    )
+    redis_service_host: str = Field("redis", description="The Redis host services connect to.")
+    redis_service_port: int = Field(6379)
+    redis_db: int = Field(0)
+
     @property
     def namespace_list(self) -> list[str]:
         return [n.strip() for n in self.namespaces.split(",") if n.strip()]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+RESYNC_SECONDS = 3
 
 
 class KubectlError(Exception):
@@ -80,3 +84,56 @@ def wait_ready(name: str, namespace: str, timeout: float = 90) -> dict[str, Any]
         return obj if ok else None
 
     return eventually(ready, timeout=timeout, what=f"{namespace}/{name} Ready")
+
+
+class OperatorProcess:
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "PLATFORM_RESYNC_SECONDS": str(RESYNC_SECONDS),
+            "PLATFORM_LIVENESS_PORT": "18080",
+        }
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "platform_operator"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.wait_alive()
+
+    def wait_alive(self, timeout: float = 60) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.log_tail()}"
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:18080/healthz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise AssertionError(f"operator not alive after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, lines: int = 80) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")

@@ -8,8 +8,18 @@ import time
 from typing import Any
 
 import pytest
-from conftest import RESYNC_SECONDS, OperatorProcess
-from e2e_kube import apply, condition, eventually, get, kubectl, list_names, psvc, wait_ready
+from e2e_kube import (
+    RESYNC_SECONDS,
+    OperatorProcess,
+    apply,
+    condition,
+    eventually,
+    get,
+    kubectl,
+    list_names,
+    psvc,
+    wait_ready,
+)
 
 BOT_SECRET = {"bot": {"mode": "polling", "tokenSecretRef": {"name": "bot-token"}}}
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
 import pytest
 
-from platform_operator import builders, conditions
+from platform_operator import builders, cache, conditions, messaging
 from platform_operator.conditions import Condition
+from platform_operator.credentials import Credentials
 from platform_operator.drift import holds
 from platform_operator.reconcile import (
     APPLIED_HASH_ANNOTATION,
+    Outcome,
+    _provision_cache,
+    _provision_queues,
     deployment_condition,
     desired_status,
     ingress_condition,
     ingress_conflict,
-    outside_conditions,
     stamp,
 )
 
@@ -311,7 +315,17 @@ def test_webhook_bot_ingress_is_configured(make_kind):
     assert "bot.example.com/telegram" in cond.message
 
 
-# --- outside_conditions --------------------------------------------------------------------------
+# --- outside systems not configured ----------------------------------------------------------------
+
+
+def outside_conditions(svc):
+    """QueuesReady and CacheReady when the operator has no RabbitMQ and no Redis (no I/O happens)."""
+    creds = Credentials("rabbit-pass", "redis-pass", "")
+    outcome = Outcome(status={})
+    queues, _ = asyncio.run(_provision_queues(messaging.plan(svc), None, creds, True, outcome, lambda *a: None))
+    cache_cond = asyncio.run(_provision_cache(cache.plan(svc), None, creds, True, outcome, lambda *a: None))
+    assert outcome.written == [] and outcome.retry == []
+    return queues, cache_cond
 
 
 def test_no_messaging_means_queues_not_required(make_svc):
@@ -361,6 +375,7 @@ def test_desired_status_fields(make_svc):
         "url": "https://orders.example.com/",
         "credentialsSecret": "orders-platform",
         "redis": {"keyPrefix": "orders"},
+        "queues": [],
     }
     assert [c["type"] for c in conds] == ["Ready", "DeploymentReady", "QueuesReady", "CacheReady", "IngressReady"]
     assert all(c["observedGeneration"] == 5 and c["lastTransitionTime"] == T0 for c in conds)

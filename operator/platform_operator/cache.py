@@ -1,0 +1,84 @@
+"""The Redis namespace and ACL user a PlatformService gets, as plain values. Pure: no client.
+
+Each service's user may touch only keys (and pub/sub channels) under its own prefix, and only the
+command categories a service needs: everything that reads and writes data, transactions and
+scripts, but nothing in @dangerous or @admin (FLUSHALL, CONFIG, KEYS, DEBUG, ACL, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from platform_operator.model import PlatformService
+
+COMMAND_RULES = (
+    "-@all",
+    "+@read",
+    "+@write",
+    "+@keyspace",
+    "+@string",
+    "+@hash",
+    "+@list",
+    "+@set",
+    "+@sortedset",
+    "+@stream",
+    "+@bitmap",
+    "+@hyperloglog",
+    "+@geo",
+    "+@pubsub",
+    "+@transaction",
+    "+@scripting",
+    "+@connection",
+    "-@dangerous",
+    "-@admin",
+)
+
+
+@dataclass(frozen=True)
+class SeedKey:
+    key: str  # the full key, prefix included
+    value: str
+    ttl_seconds: int | None
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    user: str
+    prefix: str
+    seeds: tuple[SeedKey, ...]
+
+    @property
+    def key_pattern(self) -> str:
+        return f"{self.prefix}:*"
+
+    def acl_rules(self, password: str) -> list[str]:
+        """ACL SETUSER arguments; the password goes over as its SHA-256, never in clear."""
+        return [
+            "reset",
+            "on",
+            f"#{password_hash(password)}",
+            f"~{self.key_pattern}",
+            "resetchannels",
+            f"&{self.key_pattern}",
+            *COMMAND_RULES,
+        ]
+
+
+def password_hash(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def user_name(svc: PlatformService) -> str:
+    return f"{svc.namespace}.{svc.name}"
+
+
+def plan(svc: PlatformService) -> CachePlan:
+    prefix = svc.key_prefix
+    seeds = tuple(SeedKey(f"{prefix}:{k.key}", k.value, k.ttl_seconds) for k in svc.spec.redis.keys)
+    return CachePlan(user=user_name(svc), prefix=prefix, seeds=seeds)
+
+
+def redis_url(user: str, password: str, host: str, port: int, db: int) -> str:
+    return f"redis://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{db}"

@@ -1,0 +1,84 @@
+"""Deleting a PlatformService: what lives outside Kubernetes, behind the finalizer.
+
+Under `deletionPolicy: Retain` (the default) nothing outside is touched. Under `Delete` the
+service's queues, the exchanges no other service uses, its broker user, its Redis user and its
+keys are removed; a queue still holding messages is kept (with a Warning) unless
+`messaging.deleteQueuesWithMessages` asks otherwise. When RabbitMQ or Redis is unreachable the
+deletion waits and retries; the annotation `platform.dev/skip-external-cleanup: "true"` releases
+it at once, leaving the outside resources in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from platform_operator import cache, messaging
+from platform_operator.model import PlatformService
+from platform_operator.rabbitmq import BrokerUnavailable
+from platform_operator.reconcile import Backends, EventSink
+from platform_operator.redis_store import CacheUnavailable
+
+SKIP_ANNOTATION = "platform.dev/skip-external-cleanup"
+
+
+class CleanupBlocked(Exception):
+    """An outside system is unreachable; the deletion waits (the message says how to release it)."""
+
+
+async def cleanup(
+    svc: PlatformService,
+    body: Mapping[str, Any],
+    backends: Backends,
+    *,
+    others_using: Callable[[str], bool],
+    emit: EventSink,
+) -> None:
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    if annotations.get(SKIP_ANNOTATION) == "true":
+        emit(body, "Warning", "CleanupSkipped", f"{SKIP_ANNOTATION} is set: queues, users and keys are left in place.")
+        return
+    if svc.spec.deletion_policy == "Retain":
+        if backends.rabbitmq is not None or backends.redis is not None:
+            emit(body, "Normal", "Retained", "deletionPolicy Retain: queues, Redis keys and users are kept.")
+        return
+
+    topology = messaging.plan(svc)
+    if backends.rabbitmq is not None and not topology.empty:
+        own = {e.name for e in topology.exchanges if not others_using(e.name)}
+        try:
+            result = await backends.rabbitmq.deprovision(
+                topology, sorted(own), force=svc.spec.messaging.delete_queues_with_messages
+            )
+        except BrokerUnavailable as exc:
+            emit(body, "Warning", "CleanupBlocked", _blocked("RabbitMQ", exc))
+            raise CleanupBlocked(_blocked("RabbitMQ", exc)) from exc
+        if result.deleted:
+            emit(body, "Normal", "QueuesDeleted", f"RabbitMQ: deleted {', '.join(result.deleted)}.")
+        if result.kept:
+            emit(
+                body,
+                "Warning",
+                "QueuesKept",
+                f"Kept {', '.join(result.kept)}: not empty. Set messaging.deleteQueuesWithMessages to delete "
+                "them with their messages.",
+            )
+
+    if backends.redis is not None:
+        plan = cache.plan(svc)
+        try:
+            removed = await backends.redis.delete_keys(plan.prefix)
+            await backends.redis.delete_user(plan.user)
+        except CacheUnavailable as exc:
+            emit(body, "Warning", "CleanupBlocked", _blocked("Redis", exc))
+            raise CleanupBlocked(_blocked("Redis", exc)) from exc
+        emit(
+            body, "Normal", "CacheDeleted", f"Redis: deleted user {plan.user} and {removed} keys under {plan.prefix}:."
+        )
+
+
+def _blocked(system: str, exc: Exception) -> str:
+    return (
+        f"{system} is unreachable ({exc}); deletion waits and retries. If it is gone for good, "
+        f"annotate the PlatformService with {SKIP_ANNOTATION}=true to release it."
+    )

@@ -1,0 +1,56 @@
+"""Passwords of a service's broker and Redis users: generated once, kept, rotated on request.
+
+Pure apart from the random generator. The live credentials Secret is the only store: passwords
+are read back from its URLs, so they survive resyncs and operator restarts. Setting the annotation
+`platform.dev/rotate-credentials` to a new value (any token, e.g. a date) generates new ones; the
+Secret remembers the token it was rotated for, and the Deployment rolls because the Secret changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+ROTATE_ANNOTATION = "platform.dev/rotate-credentials"
+ROTATED_FOR_ANNOTATION = "platform.dev/rotated-for"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    rabbitmq_password: str
+    redis_password: str
+    rotation: str  # the rotation token these passwords were generated for ("" before any rotation)
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _password_in(url_b64: str | None) -> str | None:
+    if not url_b64:
+        return None
+    try:
+        password = urlsplit(base64.b64decode(url_b64).decode()).password
+    except ValueError:  # bad base64, not UTF-8, or a URL urlsplit refuses: as if missing
+        return None
+    return unquote(password) if password else None
+
+
+def resolve(psvc_annotations: Mapping[str, str], live_secret: Mapping[str, Any] | None) -> Credentials:
+    """The passwords to use now: those in the live Secret, unless missing or a rotation is asked."""
+    wanted_rotation = psvc_annotations.get(ROTATE_ANNOTATION, "")
+    data = (live_secret or {}).get("data") or {}
+    done_rotation = ((live_secret or {}).get("metadata", {}).get("annotations") or {}).get(ROTATED_FOR_ANNOTATION, "")
+    # Removing the annotation asks for nothing: only a new, different token rotates.
+    rotate = bool(wanted_rotation) and wanted_rotation != done_rotation
+    rabbit = None if rotate else _password_in(data.get("RABBITMQ_URL"))
+    redis = None if rotate else _password_in(data.get("REDIS_URL"))
+    return Credentials(
+        rabbitmq_password=rabbit or new_password(),
+        redis_password=redis or new_password(),
+        rotation=wanted_rotation or done_rotation,
+    )

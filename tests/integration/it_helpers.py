@@ -1,0 +1,37 @@
+"""Integration tests: each adapter against its real server (API server, RabbitMQ, Redis).
+
+`make test-e2e` starts them all and exports their addresses (hack/backends.sh env).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import pytest
+
+from platform_operator.model import PlatformService
+
+
+def require_env(*names: str) -> dict[str, str]:
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        pytest.fail(
+            f'{", ".join(missing)} not set: run through `make test-e2e`, or `eval "$(hack/backends.sh env)"`',
+            pytrace=False,
+        )
+    return {n: os.environ[n] for n in names}
+
+
+def make_service(name: str | None = None, namespace: str | None = None, **spec: Any) -> PlatformService:
+    return PlatformService.from_body(
+        {
+            "metadata": {
+                "name": name or f"svc-{uuid.uuid4().hex[:6]}",
+                "namespace": namespace or f"it-{uuid.uuid4().hex[:6]}",
+                "uid": str(uuid.uuid4()),
+            },
+            "spec": spec,
+        }
+    )

@@ -1,0 +1,231 @@
+"""The RabbitMQ adapter against a real broker: topology, permissions, the retry and dead-letter paths."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+from aiormq.exceptions import ChannelAccessRefused
+from it_helpers import make_service, require_env
+
+from platform_operator import messaging
+from platform_operator.model import PlatformService
+from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
+
+ENV = (
+    "PLATFORM_RABBITMQ_MANAGEMENT_URL",
+    "PLATFORM_RABBITMQ_ADMIN_USER",
+    "PLATFORM_RABBITMQ_ADMIN_PASSWORD",
+    "PLATFORM_RABBITMQ_SERVICE_HOST",
+    "PLATFORM_RABBITMQ_SERVICE_PORT",
+)
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[RabbitMQ]:
+    env = require_env(*ENV)
+    b = RabbitMQ(
+        env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
+        env["PLATFORM_RABBITMQ_ADMIN_USER"],
+        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        "/",
+    )
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[httpx.AsyncClient]:
+    """The management API as an admin, to look at what the adapter did."""
+    env = require_env(*ENV)
+    auth = (env["PLATFORM_RABBITMQ_ADMIN_USER"], env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"])
+    async with httpx.AsyncClient(base_url=env["PLATFORM_RABBITMQ_MANAGEMENT_URL"] + "/api", auth=auth) as c:
+        yield c
+
+
+def amqp(user: str, password: str) -> str:
+    env = require_env(*ENV)
+    return messaging.amqp_url(
+        user, password, env["PLATFORM_RABBITMQ_SERVICE_HOST"], int(env["PLATFORM_RABBITMQ_SERVICE_PORT"]), "/"
+    )
+
+
+def worker(queue: str, exchange: str, **consume: Any) -> PlatformService:
+    return make_service(
+        type="worker",
+        image="x",
+        messaging={"consumes": [{"queue": queue, "exchange": exchange, "routingKeys": ["order.*"], **consume}]},
+    )
+
+
+def unique(prefix: str) -> str:
+    import uuid
+
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+async def get_json(api: httpx.AsyncClient, path: str) -> Any:
+    resp = await api.get(path)
+    resp.raise_for_status()
+    return resp.json()
+
+
+async def test_provision_declares_the_whole_topology_then_writes_nothing(broker: RabbitMQ, api: httpx.AsyncClient):
+    q, ex = unique("q"), unique("orders")
+    svc = worker(q, ex, maxLength=100, messageTTLSeconds=60)
+    topo = messaging.plan(svc)
+
+    first = await broker.provision(topo, "pw")
+    assert first.conflicts == []
+    assert f"queue {q}" in first.written and f"user {topo.user}" in first.written
+
+    queues = {x["name"] for x in await get_json(api, "/queues/%2F")}
+    assert {q, f"{q}.dlq", f"{q}.retry"} <= queues
+    bindings = await get_json(api, f"/queues/%2F/{q}/bindings")
+    assert {(b["source"], b["routing_key"]) for b in bindings if b["source"]} == {(ex, "order.*")}
+    policy = await get_json(api, f"/policies/%2F/{messaging.policy_name(svc, q)}")
+    assert policy["definition"] == {"dead-letter-exchange": f"{q}.dlx", "max-length": 100, "message-ttl": 60000}
+    perms = await get_json(api, f"/permissions/%2F/{topo.user}")
+    assert perms["read"] == topo.permissions.read
+
+    again = await broker.provision(topo, "pw")
+    assert again.written == [] and again.conflicts == []
+
+
+async def test_a_service_user_cannot_read_another_services_queue(broker: RabbitMQ):
+    mine, theirs = worker(unique("mine"), unique("ex")), worker(unique("theirs"), unique("ex"))
+    await broker.provision(messaging.plan(mine), "pw-mine")
+    await broker.provision(messaging.plan(theirs), "pw-theirs")
+    their_queue = theirs.spec.messaging.consumes[0].queue
+    my_queue = mine.spec.messaging.consumes[0].queue
+
+    conn = await aio_pika.connect(amqp(messaging.user_name(mine), "pw-mine"))
+    try:
+        channel = await conn.channel()
+        own = await channel.get_queue(my_queue)  # passive declare + read: allowed
+        assert await own.get(fail=False) is None
+        channel = await conn.channel()
+        with pytest.raises(ChannelAccessRefused):
+            other = await channel.get_queue(their_queue, ensure=False)
+            await other.get(fail=False)
+    finally:
+        await conn.close()
+
+
+async def test_retry_path_brings_a_message_back_after_the_delay_then_dead_letters(
+    broker: RabbitMQ, api: httpx.AsyncClient
+):
+    q, ex = unique("q"), unique("orders")
+    svc = worker(q, ex, retryDelaySeconds=1, maxRetries=1)
+    topo = messaging.plan(svc)
+    await broker.provision(topo, "pw")
+
+    conn = await aio_pika.connect(amqp(topo.user, "pw"))
+    try:
+        channel = await conn.channel()
+        await publish(api, ex, "order.created", "order 1")  # the publisher is another service
+        queue = await channel.get_queue(q)
+        first = await _get(queue)
+        # The consumer fails once: it sends the message to the retry exchange and acks.
+        retry = await channel.get_exchange(messaging.retry_name(q))
+        headers = {messaging.RETRY_HEADER: 1}
+        await retry.publish(aio_pika.Message(first.body, headers=headers), routing_key="")
+        await first.ack()
+        assert await queue.get(fail=False) is None  # not back before the delay
+
+        again = await _get(queue, timeout=10)
+        assert again.body == b"order 1" and again.headers[messaging.RETRY_HEADER] == 1
+        # Retries exhausted: rejected without requeue, it lands in the dead-letter queue.
+        await again.reject(requeue=False)
+        dead = await _get(await channel.get_queue(messaging.dlq_name(q)), timeout=10)
+        assert dead.body == b"order 1"
+        await dead.ack()
+    finally:
+        await conn.close()
+
+
+async def publish(api: httpx.AsyncClient, exchange: str, key: str, payload: str) -> None:
+    body = {"properties": {}, "routing_key": key, "payload": payload, "payload_encoding": "string"}
+    resp = await api.post(f"/exchanges/%2F/{exchange}/publish", json=body)
+    assert resp.json()["routed"] is True
+
+
+async def _get(queue: aio_pika.abc.AbstractQueue, timeout: float = 5) -> aio_pika.abc.AbstractIncomingMessage:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        msg = await queue.get(fail=False)
+        if msg is not None:
+            return msg
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no message on {queue.name} within {timeout}s")
+
+
+async def test_max_length_changes_on_a_live_queue_through_its_policy(broker: RabbitMQ, api: httpx.AsyncClient):
+    q, ex = unique("q"), unique("ex")
+    await broker.provision(messaging.plan(worker(q, ex, maxLength=10)), "pw")
+    svc = worker(q, ex, maxLength=20)
+    result = await broker.provision(messaging.plan(svc), "pw")
+    assert result.conflicts == []
+    assert f"policy {messaging.policy_name(svc, q)}" in result.written
+    policy = await get_json(api, f"/policies/%2F/{messaging.policy_name(svc, q)}")
+    assert policy["definition"]["max-length"] == 20
+
+
+async def test_a_queue_declared_elsewhere_with_arguments_is_a_conflict_not_a_crash(
+    broker: RabbitMQ, api: httpx.AsyncClient
+):
+    q, ex = unique("q"), unique("ex")
+    resp = await api.put(f"/queues/%2F/{q}", json={"durable": True, "arguments": {"x-max-length": 5}})
+    resp.raise_for_status()
+    result = await broker.provision(messaging.plan(worker(q, ex)), "pw")
+    assert len(result.conflicts) == 1
+    assert f"queue {q} exists with arguments x-max-length=5" in result.conflicts[0]
+    assert (await get_json(api, f"/queues/%2F/{q}"))["arguments"] == {"x-max-length": 5}
+
+
+async def test_deprovision_keeps_queues_with_messages_unless_forced(broker: RabbitMQ, api: httpx.AsyncClient):
+    q, ex = unique("q"), unique("ex")
+    svc = worker(q, ex)
+    topo = messaging.plan(svc)
+    await broker.provision(topo, "pw")
+    await publish(api, ex, "order.created", "keep me")
+
+    result = await broker.deprovision(topo, [ex, f"{q}.dlx", f"{q}.retry"], force=False)
+    assert any(k.startswith(f"queue {q} ") for k in result.kept)
+    assert (await api.get(f"/queues/%2F/{q}")).status_code == 200
+    assert (await api.get(f"/queues/%2F/{q}.dlq")).status_code == 404
+    assert (await api.get(f"/users/{topo.user}")).status_code == 404
+    assert (await api.get(f"/exchanges/%2F/{ex}")).status_code == 200  # still bound to the kept queue
+
+    forced = await broker.deprovision(topo, [ex], force=True)
+    assert f"queue {q}" in forced.deleted
+    assert (await api.get(f"/queues/%2F/{q}")).status_code == 404
+    assert (await api.get(f"/exchanges/%2F/{ex}")).status_code == 404
+
+
+async def test_queue_stats_report_messages_and_consumers(broker: RabbitMQ, api: httpx.AsyncClient):
+    q, ex = unique("q"), unique("ex")
+    await broker.provision(messaging.plan(worker(q, ex)), "pw")
+    for _ in range(3):
+        await publish(api, ex, "order.x", "m")
+
+    async def three() -> list[dict[str, Any]]:
+        for _ in range(40):  # the management API refreshes its counters every few seconds
+            stats = await broker.queue_stats([q])
+            if stats and stats[0]["messages"] == 3:
+                return stats
+            await asyncio.sleep(0.5)
+        return stats
+
+    assert await three() == [{"name": q, "messages": 3, "consumers": 0}]
+
+
+async def test_unreachable_broker_is_reported_as_unavailable():
+    b = RabbitMQ("http://127.0.0.1:1", "u", "p", "/", timeout=1)
+    with pytest.raises(BrokerUnavailable, match="unreachable"):
+        await b.provision(messaging.plan(worker("q", "ex")), "pw")
+    await b.close()

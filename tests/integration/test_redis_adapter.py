@@ -1,0 +1,127 @@
+"""The Redis adapter against a real Redis server with ACLs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from it_helpers import make_service, require_env
+from redis.exceptions import AuthenticationError, NoPermissionError
+
+from platform_operator import cache
+from platform_operator.redis_store import CacheUnavailable, RedisStore
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[RedisStore]:
+    env = require_env("PLATFORM_REDIS_URL")
+    s = RedisStore(env["PLATFORM_REDIS_URL"])
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[aioredis.Redis]:
+    env = require_env("PLATFORM_REDIS_URL")
+    r = aioredis.from_url(env["PLATFORM_REDIS_URL"], decode_responses=True)
+    yield r
+    await r.aclose()
+
+
+def connect_as(user: str, password: str) -> aioredis.Redis:
+    env = require_env("PLATFORM_REDIS_SERVICE_HOST", "PLATFORM_REDIS_SERVICE_PORT")
+    url = cache.redis_url(
+        user, password, env["PLATFORM_REDIS_SERVICE_HOST"], int(env["PLATFORM_REDIS_SERVICE_PORT"]), 0
+    )
+    return aioredis.from_url(url, decode_responses=True)
+
+
+async def test_user_is_confined_to_its_prefix_and_safe_commands(store: RedisStore, admin: aioredis.Redis):
+    mine = cache.plan(make_service(type="api", image="x"))
+    other = cache.plan(make_service(type="api", image="x"))
+    assert await store.ensure_user(mine, "pw-mine") is True
+    await admin.set(f"{other.prefix}:secret", "not yours")
+
+    r = connect_as(mine.user, "pw-mine")
+    try:
+        await r.set(f"{mine.prefix}:k", "v")
+        assert await r.get(f"{mine.prefix}:k") == "v"
+        with pytest.raises(NoPermissionError):
+            await r.get(f"{other.prefix}:secret")
+        with pytest.raises(NoPermissionError):
+            await r.flushall()
+        with pytest.raises(NoPermissionError):
+            await r.config_get("*")
+        with pytest.raises(NoPermissionError):
+            await r.keys("*")
+    finally:
+        await r.aclose()
+
+
+async def test_second_ensure_writes_nothing_and_a_new_password_is_applied(store: RedisStore):
+    plan = cache.plan(make_service(type="worker", image="x"))
+    assert await store.ensure_user(plan, "first") is True
+    assert await store.ensure_user(plan, "first") is False
+    assert await store.ensure_user(plan, "second") is True
+    r = connect_as(plan.user, "second")
+    try:
+        assert await r.ping() is True
+    finally:
+        await r.aclose()
+    stale = connect_as(plan.user, "first")
+    with pytest.raises(AuthenticationError):
+        await stale.ping()
+    await stale.aclose()
+
+
+async def test_a_user_removed_out_of_band_is_created_again(store: RedisStore, admin: aioredis.Redis):
+    plan = cache.plan(make_service(type="worker", image="x"))
+    await store.ensure_user(plan, "pw")
+    await admin.acl_deluser(plan.user)
+    assert await store.ensure_user(plan, "pw") is True
+    assert await store.get_user(plan.user) is not None
+
+
+async def test_seeded_keys_never_overwrite_user_data(store: RedisStore, admin: aioredis.Redis):
+    svc = make_service(
+        type="api",
+        image="x",
+        redis={"keys": [{"key": "feature", "value": "default"}, {"key": "banner", "value": "hi", "ttlSeconds": 300}]},
+    )
+    plan = cache.plan(svc)
+    await admin.set(f"{plan.prefix}:feature", "user-changed")
+    assert await store.seed(plan) == 1
+    assert await admin.get(f"{plan.prefix}:feature") == "user-changed"
+    assert await admin.get(f"{plan.prefix}:banner") == "hi"
+    assert 0 < await admin.ttl(f"{plan.prefix}:banner") <= 300
+    assert await store.seed(plan) == 0
+
+
+async def test_delete_keys_removes_only_the_prefix_in_batches(store: RedisStore, admin: aioredis.Redis):
+    plan = cache.plan(make_service(type="api", image="x"))
+    neighbour = f"{plan.prefix}x:keep"  # shares the text but not the "prefix:" namespace
+    async with admin.pipeline(transaction=False) as pipe:
+        for i in range(1200):
+            pipe.set(f"{plan.prefix}:k{i}", i)
+        pipe.set(neighbour, 1)
+        await pipe.execute()
+    assert await store.delete_keys(plan.prefix, batch=500) == 1200
+    assert await admin.exists(neighbour) == 1
+    assert [k async for k in admin.scan_iter(match=f"{plan.prefix}:*")] == []
+    await admin.delete(neighbour)
+
+
+async def test_delete_user(store: RedisStore):
+    plan = cache.plan(make_service(type="api", image="x"))
+    await store.ensure_user(plan, "pw")
+    assert await store.delete_user(plan.user) is True
+    assert await store.get_user(plan.user) is None
+
+
+async def test_unreachable_redis_is_reported_as_unavailable():
+    s = RedisStore(f"redis://default:x@127.0.0.1:1/{uuid.uuid4().int % 1}", timeout=1)
+    with pytest.raises(CacheUnavailable, match="unreachable"):
+        await s.ensure_user(cache.plan(make_service(type="api", image="x")), "pw")
+    await s.close()
