@@ -56,7 +56,7 @@ test-unit: setup ## Unit tests of the pure code (no cluster).
 	$(PY) pytest tests/unit -q
 
 .PHONY: test-e2e
-test-e2e: setup tools ## The e2e suite on its own local control plane ($(TEST_CLUSTER)); KEEP_CLUSTER=1 keeps it.
+test-e2e: setup tools ## Integration + e2e on their own control plane, RabbitMQ and Redis; KEEP_CLUSTER=1 keeps them.
 	CLUSTER_NAME=$(TEST_CLUSTER) KEEP_CLUSTER=$(KEEP_CLUSTER) hack/with-cluster.sh $(PY) pytest tests/integration tests/e2e -q
 
 ##@ Cluster
@@ -66,9 +66,10 @@ cluster-up: ## Start the local control plane ($(DEMO_CLUSTER)); prints the KUBEC
 	CLUSTER_NAME=$(DEMO_CLUSTER) hack/cluster.sh up
 
 .PHONY: cluster-down
-cluster-down: ## Stop the operator started by `make demo` and delete the local control plane.
+cluster-down: ## Stop the operator started by `make demo`, delete the local control plane and the local servers.
 	-hack/operator.sh stop $(DEMO_CLUSTER)
 	CLUSTER_NAME=$(DEMO_CLUSTER) hack/cluster.sh down
+	hack/backends.sh down
 
 .PHONY: install-crd
 install-crd: ## Apply crds/ to the cluster in KUBECONFIG and wait until it is established.
@@ -89,8 +90,9 @@ backends-down: ## Stop the local Redis and RabbitMQ and delete their data.
 ##@ Demo
 
 .PHONY: demo
-demo: setup cluster-up ## Local control plane + CRD + operator + samples/, waits until all are Ready.
+demo: setup cluster-up backends-up ## Local control plane, RabbitMQ, Redis, CRD, operator, samples/; waits until all are Ready.
 	@export KUBECONFIG=$(CACHE)/kubeconfig-$(DEMO_CLUSTER) PATH=$(BIN):$$PATH; \
+	eval "$$(hack/backends.sh env)"; \
 	echo "[demo] installing the CRD"; \
 	$(MAKE) --no-print-directory install-crd; \
 	echo "[demo] starting the operator (log: $(CACHE)/operator-$(DEMO_CLUSTER).log)"; \
@@ -101,8 +103,12 @@ demo: setup cluster-up ## Local control plane + CRD + operator + samples/, waits
 	echo "[demo] waiting until every PlatformService is Ready"; \
 	kubectl -n $(DEMO_NAMESPACE) wait psvc --all --for=condition=Ready --timeout=180s; \
 	kubectl -n $(DEMO_NAMESPACE) get psvc -o wide; \
+	echo; echo "[demo] RabbitMQ queues (rabbitmqctl list_queues):"; \
+	hack/backends.sh ctl -q list_queues name messages consumers; \
+	echo; echo "[demo] Redis users (ACL LIST, password hashes elided):"; \
+	hack/backends.sh redis-cli ACL LIST | sed -E 's/#[0-9a-f]{64}/#<sha256>/g'; \
 	echo; echo "[demo] done. export KUBECONFIG=$(CACHE)/kubeconfig-$(DEMO_CLUSTER) to look around; make cluster-down to stop."
 
 .PHONY: run
-run: setup ## Run the operator in the foreground against KUBECONFIG.
-	$(PY) python -m platform_operator
+run: setup ## Run the operator in the foreground against KUBECONFIG (and the servers of `make backends-up`).
+	eval "$$(hack/backends.sh env 2>/dev/null)"; $(PY) python -m platform_operator

@@ -1,0 +1,284 @@
+"""Queues and Redis through the operator: create, credentials, update, drift, outages, deletion.
+
+Runs against the RabbitMQ and Redis the operator manages (PLATFORM_* from hack/backends.sh env).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+import redis
+from aiormq.exceptions import ChannelAccessRefused
+from e2e_kube import RESYNC_SECONDS, OperatorProcess, apply, condition, eventually, get, kubectl, psvc, wait_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} not set: run through `make test-e2e`", pytrace=False)
+    return value
+
+
+@pytest.fixture(scope="module")
+def mq() -> Iterator[httpx.Client]:
+    auth = (env("PLATFORM_RABBITMQ_ADMIN_USER"), env("PLATFORM_RABBITMQ_ADMIN_PASSWORD"))
+    with httpx.Client(base_url=env("PLATFORM_RABBITMQ_MANAGEMENT_URL") + "/api", auth=auth, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def rds() -> Iterator[redis.Redis]:
+    r = redis.Redis.from_url(env("PLATFORM_REDIS_URL"), decode_responses=True)
+    yield r
+    r.close()
+
+
+def backends(*args: str) -> None:
+    subprocess.run([str(ROOT / "hack" / "backends.sh"), *args], check=True, timeout=180, capture_output=True)
+
+
+def secret_data(name: str, ns: str) -> dict[str, str]:
+    secret = get("secret", f"{name}-platform", ns)
+    assert secret is not None
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def worker(queue: str, exchange: str = "orders", **consume: Any) -> dict[str, Any]:
+    return psvc(
+        "notifier",
+        type="worker",
+        image="example/notifier:1",
+        messaging={"consumes": [{"queue": queue, "exchange": exchange, "routingKeys": ["order.created"], **consume}]},
+    )
+
+
+def queue_of(ns: str, name: str = "q") -> str:
+    return f"{ns}.{name}"
+
+
+def cond_is(name: str, ns: str, type_: str, status: str, reason: str | None = None, timeout: float = 60) -> dict:
+    def check() -> dict[str, Any] | None:
+        obj = get("psvc", name, ns)
+        c = condition(obj, type_)
+        return obj if c.get("status") == status and (reason is None or c.get("reason") == reason) else None
+
+    return eventually(check, timeout=timeout, what=f"{type_}={status} {reason or ''} on {ns}/{name}")
+
+
+def test_create_provisions_queues_users_and_credentials(ns: str, mq: httpx.Client, rds: redis.Redis):
+    q = queue_of(ns)
+    apply(
+        psvc(
+            "api",
+            type="api",
+            image="example/api:1",
+            messaging={"publishes": [{"name": f"{ns}.orders"}]},
+            redis={"keys": [{"key": "greeting", "value": "hello"}]},
+        ),
+        ns,
+    )
+    apply(worker(q, f"{ns}.orders"), ns)
+    obj = wait_ready("notifier", ns)
+    api = wait_ready("api", ns)
+
+    assert condition(obj, "QueuesReady")["reason"] == "Provisioned"
+    assert condition(obj, "CacheReady")["reason"] == "Provisioned"
+    assert {x["name"] for x in obj["status"]["queues"]} == {q, f"{q}.dlq", f"{q}.retry"}
+    assert obj["status"]["redis"] == {"keyPrefix": f"{ns}:notifier", "user": f"{ns}.notifier"}
+    assert mq.get(f"/queues/%2F/{q}").status_code == 200
+    assert mq.get(f"/users/{ns}.notifier").status_code == 200
+    assert rds.get(f"{ns}:api:greeting") == "hello"
+    assert api["status"]["queues"] == []
+
+    data = secret_data("notifier", ns)
+    assert data["RABBITMQ_URL"].startswith(f"amqp://{ns}.notifier:")
+    assert json.loads(data["RABBITMQ_CONSUMES"])[0]["queue"] == q
+    # The Secret's own credentials work, and only for the service's own keys and queue.
+    r = redis.Redis.from_url(data["REDIS_URL"], decode_responses=True)
+    r.set(f"{ns}:notifier:seen", "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        r.get(f"{ns}:api:greeting")
+    r.close()
+    asyncio.run(_amqp_checks(data["RABBITMQ_URL"], own=q, foreign=f"{q}-not-mine"))
+    # Credentials appear only in the Secret: never in status or events.
+    password = data["RABBITMQ_URL"].split(":")[2].split("@")[0]
+    assert password not in json.dumps(obj)
+    assert password not in kubectl("get", "events", "-n", ns, "-o", "json").stdout
+
+
+async def _amqp_checks(url: str, own: str, foreign: str) -> None:
+    conn = await aio_pika.connect(url)
+    try:
+        queue = await (await conn.channel()).get_queue(own)
+        assert await queue.get(fail=False) is None
+        with pytest.raises(ChannelAccessRefused):
+            await (await conn.channel()).declare_queue(foreign, durable=True)
+    finally:
+        await conn.close()
+
+
+def test_passwords_survive_resyncs_and_restarts_and_rotate_on_request(ns: str, operator: OperatorProcess):
+    apply(worker(queue_of(ns)), ns)
+    wait_ready("notifier", ns)
+    before = get("secret", "notifier-platform", ns)
+
+    operator.stop()
+    operator.start()
+    kubectl("annotate", "psvc", "notifier", "-n", ns, "touch=1")  # a change kopf sees, not a rotation
+    time.sleep(RESYNC_SECONDS * 2)
+    assert (
+        get("secret", "notifier-platform", ns)["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    )
+
+    old = secret_data("notifier", ns)
+    hash_before = get("deployment", "notifier", ns)["spec"]["template"]["metadata"]["annotations"]
+    kubectl("annotate", "psvc", "notifier", "-n", ns, "platform.dev/rotate-credentials=2026-11-26")
+    eventually(lambda: secret_data("notifier", ns)["RABBITMQ_URL"] != old["RABBITMQ_URL"], what="rotation")
+    new = secret_data("notifier", ns)
+    assert new["REDIS_URL"] != old["REDIS_URL"]
+    eventually(
+        lambda: get("deployment", "notifier", ns)["spec"]["template"]["metadata"]["annotations"] != hash_before,
+        what="the Deployment to roll",
+    )
+    cond_is("notifier", ns, "CacheReady", "True")
+    stale = redis.Redis.from_url(old["REDIS_URL"])
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        stale.ping()
+    assert redis.Redis.from_url(new["REDIS_URL"]).ping() is True
+
+
+def test_max_length_change_goes_through_the_policy(ns: str, mq: httpx.Client):
+    q = queue_of(ns)
+    apply(worker(q, maxLength=10), ns)
+    wait_ready("notifier", ns)
+    apply(worker(q, maxLength=25), ns)
+
+    def policy_has_25() -> bool:
+        resp = mq.get(f"/policies/%2F/platform.{ns}.notifier.{q}")
+        return resp.status_code == 200 and resp.json()["definition"].get("max-length") == 25
+
+    eventually(policy_has_25, what="the policy to carry max-length 25")
+    wait_ready("notifier", ns)
+
+
+def test_a_queue_with_foreign_arguments_is_a_condition_with_what_to_do(ns: str, mq: httpx.Client):
+    q = queue_of(ns)
+    mq.put(f"/queues/%2F/{q}", json={"durable": True, "arguments": {"x-max-length": 3}}).raise_for_status()
+    apply(worker(q), ns)
+    obj = cond_is("notifier", ns, "QueuesReady", "False", "QueueArgumentsConflict")
+    assert "Drain and delete the queue" in condition(obj, "QueuesReady")["message"]
+    assert condition(obj, "Ready")["status"] == "False"
+    mq.delete(f"/queues/%2F/{q}")
+
+
+def test_queue_and_redis_user_removed_out_of_band_come_back(ns: str, mq: httpx.Client, rds: redis.Redis):
+    q = queue_of(ns)
+    apply(worker(q), ns)
+    wait_ready("notifier", ns)
+    mq.delete(f"/queues/%2F/{q}").raise_for_status()
+    mq.delete(f"/users/{ns}.notifier").raise_for_status()
+    rds.acl_deluser(f"{ns}.notifier")
+    eventually(lambda: mq.get(f"/queues/%2F/{q}").status_code == 200, timeout=RESYNC_SECONDS * 5, what="queue back")
+    eventually(lambda: mq.get(f"/users/{ns}.notifier").status_code == 200, timeout=RESYNC_SECONDS * 5, what="user")
+    eventually(lambda: rds.acl_getuser(f"{ns}.notifier"), timeout=RESYNC_SECONDS * 5, what="redis user back")
+    # The Secret's password is the one the recreated users accept.
+    assert redis.Redis.from_url(secret_data("notifier", ns)["REDIS_URL"]).ping() is True
+
+
+def test_delete_under_retain_keeps_everything_outside(ns: str, mq: httpx.Client, rds: redis.Redis):
+    q = queue_of(ns)
+    apply(worker(q), ns)
+    wait_ready("notifier", ns)
+    rds.set(f"{ns}:notifier:data", "keep")
+    kubectl("delete", "psvc", "notifier", "-n", ns, "--timeout=60s")
+    assert mq.get(f"/queues/%2F/{q}").status_code == 200
+    assert mq.get(f"/users/{ns}.notifier").status_code == 200
+    assert rds.get(f"{ns}:notifier:data") == "keep"
+    assert rds.acl_getuser(f"{ns}.notifier")
+
+
+def test_delete_under_delete_removes_all_but_a_queue_holding_messages(ns: str, mq: httpx.Client, rds: redis.Redis):
+    q = queue_of(ns)
+    spec = worker(q, exchange=f"{ns}.orders")
+    spec["spec"]["deletionPolicy"] = "Delete"
+    apply(spec, ns)
+    wait_ready("notifier", ns)
+    rds.set(f"{ns}:notifier:data", "x")
+    body = {"properties": {}, "routing_key": "order.created", "payload": "pending", "payload_encoding": "string"}
+    assert mq.post(f"/exchanges/%2F/{ns}.orders/publish", json=body).json()["routed"] is True
+
+    kubectl("delete", "psvc", "notifier", "-n", ns, "--timeout=60s")
+    assert mq.get(f"/queues/%2F/{q}").status_code == 200  # holds a message: kept
+    assert mq.get(f"/queues/%2F/{q}.dlq").status_code == 404
+    assert mq.get(f"/queues/%2F/{q}.retry").status_code == 404
+    assert mq.get(f"/users/{ns}.notifier").status_code == 404
+    assert rds.acl_getuser(f"{ns}.notifier") is None
+    assert rds.exists(f"{ns}:notifier:data") == 0
+    events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    kept = [e for e in events if e["reason"] == "QueuesKept"]
+    assert kept and q in kept[0]["message"]
+    mq.delete(f"/queues/%2F/{q}")
+
+
+def test_rabbitmq_outage_is_reported_and_converges_after_restart(ns: str, mq: httpx.Client):
+    q = queue_of(ns)
+    apply(worker(q), ns)
+    wait_ready("notifier", ns)
+    backends("stop-rabbitmq")
+    try:
+        obj = cond_is("notifier", ns, "QueuesReady", "False", "RabbitMQUnavailable", timeout=RESYNC_SECONDS * 6)
+        assert "unreachable" in condition(obj, "QueuesReady")["message"]
+        # A spec change during the outage is applied to Kubernetes at once and to the broker later.
+        apply(worker(q, maxLength=7), ns)
+    finally:
+        backends("start-rabbitmq")
+    wait_ready("notifier", ns, timeout=120)
+    policy = mq.get(f"/policies/%2F/platform.{ns}.notifier.{q}").json()
+    assert policy["definition"]["max-length"] == 7
+
+
+def test_redis_outage_is_reported_and_converges_after_restart(ns: str, rds: redis.Redis):
+    apply(worker(queue_of(ns)), ns)
+    wait_ready("notifier", ns)
+    backends("stop-redis")
+    try:
+        cond_is("notifier", ns, "CacheReady", "False", "RedisUnavailable", timeout=RESYNC_SECONDS * 6)
+    finally:
+        backends("start-redis")
+    # Redis came back empty (no persistence): the user is provisioned again.
+    wait_ready("notifier", ns, timeout=120)
+    assert rds.acl_getuser(f"{ns}.notifier")
+
+
+def test_deletion_blocked_by_a_missing_broker_is_released_by_the_annotation(ns: str):
+    spec = worker(queue_of(ns))
+    spec["spec"]["deletionPolicy"] = "Delete"
+    apply(spec, ns)
+    wait_ready("notifier", ns)
+    backends("stop-rabbitmq")
+    try:
+        kubectl("delete", "psvc", "notifier", "-n", ns, "--wait=false")
+
+        def blocked() -> bool:
+            events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+            return any(e["reason"] == "CleanupBlocked" for e in events)
+
+        eventually(blocked, timeout=60, what="a CleanupBlocked event")
+        assert get("psvc", "notifier", ns) is not None  # held by the finalizer
+        kubectl("annotate", "psvc", "notifier", "-n", ns, "platform.dev/skip-external-cleanup=true")
+        eventually(lambda: get("psvc", "notifier", ns) is None, timeout=60, what="the deletion to complete")
+    finally:
+        backends("start-rabbitmq")
