@@ -32,6 +32,7 @@ async def cleanup(
     backends: Backends,
     *,
     others_using: Callable[[str], bool],
+    held_by_another: Callable[[str], bool],
     emit: EventSink,
 ) -> None:
     annotations = body.get("metadata", {}).get("annotations") or {}
@@ -44,6 +45,10 @@ async def cleanup(
         return
 
     topology = messaging.plan(svc)
+    if any(held_by_another(q) for q in topology.queues_in_status):
+        # This service was refused those queues (QueueClaimed): they, and the broker user's
+        # name, belong to nobody but their holder. Nothing of ours was provisioned on the broker.
+        topology = messaging.Topology(user=topology.user)
     if backends.rabbitmq is not None and not topology.empty:
         own = {e.name for e in topology.exchanges if not others_using(e.name)}
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from platform_operator import builders, cleanup, reconcile
+from platform_operator import builders, cleanup, messaging, reconcile
 from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, UnavailableError
 from platform_operator.model import GROUP, PLURAL, VERSION, PlatformService
@@ -94,6 +94,19 @@ def ingress_claims(
 
 
 @kopf.index(*PSVC)
+def queue_claims(
+    namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
+) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """Who holds which queue (and its .retry and .dlq): queue names are global to the vhost."""
+    try:
+        topology = messaging.plan(PlatformService.from_body(body))
+    except ValueError:  # a spec the model cannot read claims nothing
+        return {}
+    created = str(meta.get("creationTimestamp", ""))
+    return {("queue", q): (created, namespace or "", name) for q in topology.queues_in_status}
+
+
+@kopf.index(*PSVC)
 def exchange_users(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, str]]:
     """Which services publish to or consume from each exchange: an exchange is deleted with a
     service only when no other service uses it."""
@@ -113,13 +126,16 @@ def _backoff(retry: int) -> float:
 
 
 async def _run(
-    namespace: str | None, name: str, memo: kopf.Memo, ingress_claims: kopf.Index[Any, Any] | None, retry: int = 0
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    indices: tuple[kopf.Index[Any, Any] | None, ...],
+    retry: int = 0,
 ) -> None:
-    """The one path every trigger takes. kopf fills the index argument (it is declared above)."""
-    index = ingress_claims if ingress_claims is not None else {}
+    """The one path every trigger takes. kopf fills the index arguments (declared above)."""
 
     def claims(key: tuple[str, str]) -> list[tuple[str, str, str]]:
-        return list(index.get(key, []))
+        return [holder for index in indices if index is not None for holder in index.get(key, [])]
 
     if namespace is None:  # PlatformService is namespaced; kopf always gives one
         return
@@ -149,9 +165,10 @@ async def reconcile_service(
     memo: kopf.Memo,
     retry: int,
     ingress_claims: kopf.Index[Any, Any] | None = None,
+    queue_claims: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    await _run(namespace, name, memo, ingress_claims, retry)
+    await _run(namespace, name, memo, (ingress_claims, queue_claims), retry)
 
 
 @kopf.timer(*PSVC, interval=settings.resync_seconds, initial_delay=settings.resync_seconds)
@@ -160,10 +177,11 @@ async def resync(
     name: str,
     memo: kopf.Memo,
     ingress_claims: kopf.Index[Any, Any] | None = None,
+    queue_claims: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
     """Level-triggered safety net: repairs what no event told us about, refreshes status."""
-    await _run(namespace, name, memo, ingress_claims)
+    await _run(namespace, name, memo, (ingress_claims, queue_claims))
 
 
 @kopf.on.delete(*PSVC)
@@ -174,17 +192,25 @@ async def delete_service(
     memo: kopf.Memo,
     retry: int,
     exchange_users: kopf.Index[Any, Any] | None = None,
+    queue_claims: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
     """Children go by garbage collection; what lives outside Kubernetes is handled here."""
     svc = PlatformService.from_body(body)
     users = exchange_users if exchange_users is not None else {}
+    queues = queue_claims if queue_claims is not None else {}
 
     def others_using(exchange: str) -> bool:
         return any((ns, n) != (svc.namespace, svc.name) for ns, n in users.get(exchange, []))
 
+    def held_by_another(queue: str) -> bool:
+        holders = sorted(queues.get(("queue", queue), []))
+        return bool(holders) and (holders[0][1], holders[0][2]) != (svc.namespace, svc.name)
+
     try:
-        await cleanup.cleanup(svc, body, memo.backends, others_using=others_using, emit=_post_event)
+        await cleanup.cleanup(
+            svc, body, memo.backends, others_using=others_using, held_by_another=held_by_another, emit=_post_event
+        )
     except cleanup.CleanupBlocked as exc:
         raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from exc
     finally:
@@ -206,6 +232,7 @@ def _child_handler(group: str, version: str, plural: str) -> None:
         type: str,
         memo: kopf.Memo,
         ingress_claims: kopf.Index[Any, Any] | None = None,
+        queue_claims: kopf.Index[Any, Any] | None = None,
         **_: Any,
     ) -> None:
         """A child was edited, deleted or changed status: reconcile its owner now, not at the next resync."""
@@ -213,7 +240,7 @@ def _child_handler(group: str, version: str, plural: str) -> None:
         if owner is None or namespace is None or type is None:  # no owner, or the initial listing
             return
         try:
-            await _run(namespace, owner, memo, ingress_claims)
+            await _run(namespace, owner, memo, (ingress_claims, queue_claims))
         except kopf.TemporaryError as exc:
             log.warning(f"Reconcile of {namespace}/{owner} after a {plural} change failed: {exc}")
 

@@ -32,7 +32,8 @@ OPTIONAL_KINDS = (
     ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 
-# (namespace, name) of the PlatformService that holds a (host, path), oldest first.
+# Who claims a name that only one service may hold: (host, path) of an ingress, or ("queue", name).
+# Each holder is (creationTimestamp, namespace, name); the oldest wins.
 ClaimLookup = Callable[[tuple[str, str]], list[tuple[str, str, str]]]
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]  # (object, type, reason, message)
 
@@ -83,6 +84,17 @@ def ingress_conflict(svc: PlatformService, claims: ClaimLookup) -> tuple[str, st
         return None
     _, ns, name = holders[0]
     return None if (ns, name) == (svc.namespace, svc.name) else (ns, name)
+
+
+def queue_conflicts(svc: PlatformService, topology: messaging.Topology, claims: ClaimLookup) -> list[str]:
+    """Queues of this service an older PlatformService already holds. Queue names are global to
+    the vhost: granting a second service the same queue would let it read the first one's messages."""
+    out = []
+    for queue in topology.queues_in_status:
+        holders = sorted(claims(("queue", queue)))
+        if holders and (holders[0][1], holders[0][2]) != (svc.namespace, svc.name):
+            out.append(f"queue {queue} belongs to PlatformService {holders[0][1]}/{holders[0][2]}")
+    return out
 
 
 def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -> tuple[Condition, int]:
@@ -297,7 +309,13 @@ async def _reconcile(
     # The Secret holds the passwords before the users get them, so an operator killed in between
     # finds the same passwords on its next run (no second user, no lost password).
     secret_in_place = "Secret" not in outcome.refused
-    queues_cond, queues = await _provision_queues(topology, backends.rabbitmq, creds, secret_in_place, outcome, say)
+    taken = queue_conflicts(svc, topology, claims)
+    if taken:
+        message = "; ".join(taken) + ": choose other queue names."
+        queues_cond = Condition.false(conditions.QUEUES_READY, "QueueClaimed", message)
+        queues: list[dict[str, Any]] = []
+    else:
+        queues_cond, queues = await _provision_queues(topology, backends.rabbitmq, creds, secret_in_place, outcome, say)
     cache_cond = await _provision_cache(cache_plan, backends.redis, creds, secret_in_place, outcome, say)
 
     deployment_cond, ready = deployment_condition(svc, live_by_kind.get("Deployment"))

@@ -282,3 +282,20 @@ def test_deletion_blocked_by_a_missing_broker_is_released_by_the_annotation(ns: 
         eventually(lambda: get("psvc", "notifier", ns) is None, timeout=60, what="the deletion to complete")
     finally:
         backends("start-rabbitmq")
+
+
+def test_a_queue_claimed_by_another_service_is_refused(ns: str, mq: httpx.Client):
+    q = queue_of(ns)
+    apply(worker(q), ns)
+    wait_ready("notifier", ns)
+    first_user = mq.get(f"/permissions/%2F/{ns}.notifier").json()
+
+    second = worker(q)
+    second["metadata"]["name"] = "thief"
+    apply(second, ns)
+    obj = cond_is("thief", ns, "QueuesReady", "False", "QueueClaimed")
+    assert f"queue {q} belongs to PlatformService {ns}/notifier" in condition(obj, "QueuesReady")["message"]
+    assert mq.get(f"/users/{ns}.thief").status_code == 404  # no broker user, no access to the queue
+    assert mq.get(f"/permissions/%2F/{ns}.notifier").json() == first_user
+    kubectl("delete", "psvc", "thief", "-n", ns, "--timeout=60s")
+    assert mq.get(f"/queues/%2F/{q}").status_code == 200  # the holder's queue survives the thief's deletion
