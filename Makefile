@@ -76,6 +76,16 @@ install-crd: ## Apply crds/ to the cluster in KUBECONFIG and wait until it is es
 	kubectl apply --server-side -f crds/
 	kubectl wait --for=condition=Established --timeout=60s crd/platformservices.platform.dev
 
+##@ Chart
+
+.PHONY: chart-lint
+chart-lint: tools ## helm lint --strict the chart in charts/ (values checked by values.schema.json).
+	$(BIN)/helm lint --strict charts/
+
+.PHONY: chart-crds
+chart-crds: ## Copy crds/ (the source of truth) into the chart's crds/ folder.
+	cp crds/platformservices.platform.dev.yaml charts/crds/
+
 ##@ Backends
 
 .PHONY: backends-up

@@ -1,19 +1,29 @@
-"""The e2e suite: the operator, run as a process, against the cluster in KUBECONFIG.
+"""The e2e suite: the operator against the cluster in KUBECONFIG.
 
 `make test-e2e` starts the local control plane and sets KUBECONFIG; the same suite runs against
 any cluster. Each test gets a fresh namespace enforcing the restricted Pod Security Standard, and
 on failure the operator's log and the namespace's events are printed.
+
+Where the operator runs (PLATFORM_E2E_OPERATOR):
+- `chart` (default): the chart is installed (its pods run under kwok, in name only) and the
+  operator runs here as a process under the chart's ServiceAccount, with a token from the
+  TokenRequest API: a verb missing from the chart's RBAC fails the tests.
+- `admin`: the operator runs here with the admin kubeconfig.
+- `in-cluster`: the chart's own pods are the operator (kind, where pods really run).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_kube import OperatorProcess, kubectl
+import yaml
+from e2e_kube import InClusterOperator, OperatorProcess, kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,19 +44,58 @@ def cluster() -> str:
     return kubeconfig
 
 
+RELEASE, RELEASE_NAMESPACE = "platform", "platform-system"
+SERVICE_ACCOUNT = "platform-operator"  # helm install platform charts/ names everything so
+
+
+def install_chart(*extra: str) -> None:
+    subprocess.run(
+        ["helm", "upgrade", "--install", RELEASE, str(ROOT / "charts"), "-n", RELEASE_NAMESPACE,
+         "--create-namespace", "--wait", "--timeout", "3m", *extra],
+        check=True, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+
+
+def service_account_kubeconfig(path: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount (TokenRequest API)."""
+    token = kubectl("create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=4h").stdout.strip()
+    admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cluster = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": SERVICE_ACCOUNT}}],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture(scope="session")
-def operator(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(tmp_path_factory.mktemp("operator") / "operator.log")
+def operator(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess | InClusterOperator]:
+    mode = os.environ.get("PLATFORM_E2E_OPERATOR", "chart")
+    if mode == "in-cluster":
+        yield InClusterOperator(RELEASE_NAMESPACE, f"deploy/{SERVICE_ACCOUNT}")
+        return
+    workdir = tmp_path_factory.mktemp("operator")
+    kubeconfig = None
+    if mode == "chart":
+        install_chart()
+        kubeconfig = service_account_kubeconfig(workdir / "kubeconfig")
+    op = OperatorProcess(workdir / "operator.log", kubeconfig=kubeconfig)
     op.start()
     yield op
     op.stop()
 
 
-_current_operator: list[OperatorProcess] = []
+_current_operator: list[OperatorProcess | InClusterOperator] = []
 
 
 @pytest.fixture
-def ns(operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[str]:
+def ns(operator: OperatorProcess | InClusterOperator, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"e2e-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
     name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
     kubectl("create", "namespace", name)

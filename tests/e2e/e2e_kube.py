@@ -87,8 +87,11 @@ def wait_ready(name: str, namespace: str, timeout: float = 90) -> dict[str, Any]
 
 
 class OperatorProcess:
-    def __init__(self, log_path: Path) -> None:
+    """The operator as a local process; under the identity of `kubeconfig` when given."""
+
+    def __init__(self, log_path: Path, kubeconfig: Path | None = None) -> None:
         self.log_path = log_path
+        self.kubeconfig = kubeconfig
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -97,6 +100,8 @@ class OperatorProcess:
             "PLATFORM_RESYNC_SECONDS": str(RESYNC_SECONDS),
             "PLATFORM_LIVENESS_PORT": "18080",
         }
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "platform_operator"], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -137,3 +142,32 @@ class OperatorProcess:
         with self.log_path.open("rb") as f:
             f.seek(offset)
             return f.read().decode(errors="replace")
+
+
+class InClusterOperator:
+    """The chart's own operator pods (kind): stopped and started by scaling its Deployment."""
+
+    def __init__(self, namespace: str, deployment: str) -> None:
+        self.namespace, self.deployment = namespace, deployment
+        self.replicas = json.loads(kubectl("get", deployment, "-n", namespace, "-o", "json").stdout)["spec"]["replicas"]
+
+    def _logs(self) -> str:
+        return kubectl("logs", self.deployment, "-n", self.namespace, "--tail=-1", check=False).stdout
+
+    def stop(self) -> None:
+        kubectl("scale", self.deployment, "-n", self.namespace, "--replicas=0")
+        kubectl("wait", "pods", "-n", self.namespace, "-l", "app.kubernetes.io/name=platform-operator",
+                "--for=delete", "--timeout=120s")  # fmt: skip
+
+    def start(self) -> None:
+        kubectl("scale", self.deployment, "-n", self.namespace, f"--replicas={self.replicas}")
+        kubectl("rollout", "status", self.deployment, "-n", self.namespace, "--timeout=180s")
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self._logs().splitlines()[-lines:])
+
+    def log_size(self) -> int:
+        return len(self._logs())
+
+    def log_since(self, offset: int) -> str:
+        return self._logs()[offset:]

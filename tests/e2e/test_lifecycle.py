@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from e2e_kube import (
     RESYNC_SECONDS,
+    InClusterOperator,
     OperatorProcess,
     apply,
     condition,
@@ -181,7 +182,9 @@ def _writes_by_operator(audit_log: str, namespace: str, since: float) -> list[st
     return writes
 
 
-def test_resync_with_nothing_changed_writes_nothing(ns: str, operator: OperatorProcess, audit_log: str | None):
+def test_resync_with_nothing_changed_writes_nothing(
+    ns: str, operator: OperatorProcess | InClusterOperator, audit_log: str | None
+):
     apply(psvc("orders", type="api", image="example/orders:1", ingress={"host": "quiet.example.com"}), ns)
     wait_ready("orders", ns)
     time.sleep(RESYNC_SECONDS)  # let the events of the first reconcile settle

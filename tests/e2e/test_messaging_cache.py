@@ -20,7 +20,18 @@ import httpx
 import pytest
 import redis
 from aiormq.exceptions import ChannelAccessRefused
-from e2e_kube import RESYNC_SECONDS, OperatorProcess, apply, condition, eventually, get, kubectl, psvc, wait_ready
+from e2e_kube import (
+    RESYNC_SECONDS,
+    InClusterOperator,
+    OperatorProcess,
+    apply,
+    condition,
+    eventually,
+    get,
+    kubectl,
+    psvc,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,7 +141,9 @@ async def _amqp_checks(url: str, own: str, foreign: str) -> None:
         await conn.close()
 
 
-def test_passwords_survive_resyncs_and_restarts_and_rotate_on_request(ns: str, operator: OperatorProcess):
+def test_passwords_survive_resyncs_and_restarts_and_rotate_on_request(
+    ns: str, operator: OperatorProcess | InClusterOperator
+):
     apply(worker(queue_of(ns)), ns)
     wait_ready("notifier", ns)
     before = get("secret", "notifier-platform", ns)
