@@ -9,7 +9,7 @@ CACHE ?= $(HOME)/.cache/platform-operator
 export PLATFORM_CACHE := $(CACHE)
 BIN := $(CACHE)/bin/current
 UV ?= uv
-PY := $(UV) run --locked
+PY := $(UV) run --locked --all-packages
 DEMO_CLUSTER ?= platform
 TEST_CLUSTER ?= platform-test
 DEMO_NAMESPACE ?= demo
@@ -25,7 +25,7 @@ help: ## Show this help.
 
 .PHONY: setup
 setup: ## Install the locked Python dependencies into .venv (uv sync --locked).
-	$(UV) sync --locked
+	$(UV) sync --locked --all-packages
 
 .PHONY: tools
 tools: ## Build etcd, kube-*, kubectl, kwok(ctl) and helm from source into $(CACHE)/bin (cached by version).
@@ -122,3 +122,24 @@ demo: setup cluster-up backends-up ## Local control plane, RabbitMQ, Redis, CRD,
 .PHONY: run
 run: setup ## Run the operator in the foreground against KUBECONFIG (and the servers of `make backends-up`).
 	eval "$$(hack/backends.sh env 2>/dev/null)"; $(PY) python -m platform_operator
+
+##@ kind
+
+KIND_CLUSTER ?= platform
+KEEP_KIND ?= 0
+
+.PHONY: image
+image: ## Build the operator image platform-operator:dev (operator/Dockerfile; needs Docker).
+	docker build -f operator/Dockerfile --build-arg UV_VERSION=$(UV_VERSION) -t platform-operator:dev .
+
+.PHONY: kind-up
+kind-up: ## Create (or reuse) the kind cluster $(KIND_CLUSTER) with ingress-nginx; prints the KUBECONFIG to export.
+	KIND_CLUSTER=$(KIND_CLUSTER) hack/kind.sh up
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster $(KIND_CLUSTER).
+	KIND_CLUSTER=$(KIND_CLUSTER) hack/kind.sh down
+
+.PHONY: kind-test
+kind-test: ## kind (Docker + internet): cluster, images, chart, e2e, samples, ingress; then deletes it (KEEP_KIND=1 keeps it).
+	KIND_CLUSTER=$(KIND_CLUSTER) KEEP_KIND=$(KEEP_KIND) hack/kind.sh all
