@@ -7,16 +7,14 @@ import logging
 
 import kopf
 
-from platform_operator import handlers  # noqa: F401  (registers the handlers)
+from platform_operator import handlers, observability  # noqa: F401  (handlers registers them)
 from platform_operator.settings import OperatorSettings
 
 
 def main() -> None:
     settings = OperatorSettings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # kopf reports every handler and timer run at INFO; keep its warnings and errors, and ours.
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    observability.setup_logging(logging.INFO)
+    observability.setup(settings.metrics_port)
     namespaces = settings.namespace_list
     # kopf reads an empty namespace list as "no namespace at all": pass it only when scoped.
     options: dict[str, object] = {"namespaces": namespaces} if namespaces else {"clusterwide": True}

@@ -145,8 +145,6 @@ async def _run(
         raise kopf.TemporaryError(f"Kubernetes API unavailable: {exc}", delay=_backoff(retry)) from exc
     if outcome is None:
         return
-    if outcome.written or outcome.status_written:
-        log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
     if outcome.retry:
         raise kopf.TemporaryError("; ".join(outcome.retry), delay=_backoff(retry))
     if outcome.refused:

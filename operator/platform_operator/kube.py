@@ -16,6 +16,7 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from platform_operator import observability
 from platform_operator.model import API_VERSION, PLURAL
 
 log = logging.getLogger(__name__)
@@ -95,17 +96,18 @@ class Kube:
         content_type: str = "application/json",
     ) -> dict[str, Any] | None:
         try:
-            result = await self._api.call_api(
-                path,
-                method,
-                {},
-                query or [],
-                {"Accept": "application/json", "Content-Type": content_type},
-                body=body,
-                response_types_map={200: "object", 201: "object"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-            )
+            with observability.outside_call("apiserver", method):
+                result = await self._api.call_api(
+                    path,
+                    method,
+                    {},
+                    query or [],
+                    {"Accept": "application/json", "Content-Type": content_type},
+                    body=body,
+                    response_types_map={200: "object", 201: "object"},
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                )
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from platform_operator import observability
 from platform_operator.messaging import Topology
 
 
@@ -70,7 +71,8 @@ class RabbitMQ:
         self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
     ) -> httpx.Response:
         try:
-            resp = await self._http.request(method, path, json=json, params=params)
+            with observability.outside_call("rabbitmq", method):
+                resp = await self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
             raise BrokerUnavailable(f"RabbitMQ management API at {self.base_url} unreachable: {exc!r}") from exc
         if resp.status_code in (401, 403):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from platform_operator import builders, cache, conditions, credentials, messaging
+from platform_operator import builders, cache, conditions, credentials, messaging, observability
 from platform_operator.conditions import Condition
 from platform_operator.drift import drifted_paths, holds
 from platform_operator.kube import Kube, NamespaceTerminatingError, RefusedError
@@ -22,6 +23,7 @@ from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
 from platform_operator.redis_store import CacheUnavailable, RedisStore
 from platform_operator.settings import OperatorSettings
 
+log = logging.getLogger("platform_operator")
 APPLIED_HASH_ANNOTATION = "platform.dev/applied-hash"
 
 # Children that exist for some specs and not for others: when the spec stops asking for one
@@ -59,6 +61,7 @@ def lock_for(namespace: str, name: str) -> asyncio.Lock:
 
 def forget(namespace: str, name: str) -> None:
     _locks.pop((namespace, name), None)
+    observability.forget_readiness(namespace, name)
 
 
 def stamp(obj: dict[str, Any]) -> dict[str, Any]:
@@ -202,10 +205,18 @@ async def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         svc = PlatformService.from_body(body)
-        try:
-            return await _reconcile(svc, body, kube, backends, claims=claims, emit=emit)
-        except NamespaceTerminatingError:
-            return None  # the namespace controller is deleting everything in it, this object too
+        async with observability.reconciling(namespace, name, svc.spec.type) as result:
+            try:
+                outcome = await _reconcile(svc, body, kube, backends, claims=claims, emit=emit)
+            except NamespaceTerminatingError:
+                result["result"] = "gone"
+                return None  # the namespace controller is deleting everything in it, this object too
+            result["result"] = "retry" if outcome.retry else "refused" if outcome.refused else "ok"
+            if outcome.written or outcome.status_written:
+                log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
+            ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}
+            observability.record_readiness(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
+            return outcome
 
 
 async def _reconcile(
@@ -289,6 +300,7 @@ async def _reconcile(
         else:
             paths = [p for p in drifted_paths(obj, live) if APPLIED_HASH_ANNOTATION not in p]
             if paths:
+                observability.DRIFT_REPAIRS.labels(kind).inc()
                 say("Normal", "Repaired", f"Restored {kind} {name}: {', '.join(sorted(paths)[:5])}.")
             else:
                 say("Normal", "Updated", f"Updated {kind} {name} to the new spec.")

@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from platform_operator import observability
 from platform_operator.cache import CachePlan, password_hash
 
 
@@ -43,7 +44,8 @@ class RedisStore:
 
     async def _do(self, *args: Any) -> Any:
         try:
-            return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+            with observability.outside_call("redis", str(args[0])):
+                return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise CacheUnavailable(f"Redis unreachable: {exc}") from exc
         except RedisError as exc:

@@ -13,6 +13,7 @@ class OperatorSettings(BaseSettings):
     namespaces: str = Field("", description="Comma-separated namespaces to watch; empty watches all.")
     otel_endpoint: str = Field("", description="OTLP endpoint given to services as OTEL_EXPORTER_OTLP_ENDPOINT.")
     liveness_port: int = Field(8080, description="Port of kopf's liveness endpoint (/healthz).")
+    metrics_port: int = Field(9090, description="Port of the Prometheus metrics (/metrics); 0 disables them.")
     standalone: bool = Field(True, description="Run without peering (one replica).")
     peering_name: str = Field("platform-operator", description="The KopfPeering object used when not standalone.")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_kube import InClusterOperator, OperatorProcess, kubectl
+from e2e_kube import InClusterOperator, OperatorProcess, kubectl, remember_passwords
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,6 +102,7 @@ def ns(operator: OperatorProcess | InClusterOperator, request: pytest.FixtureReq
     kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
     _current_operator[:] = [operator]
     yield name
+    remember_passwords(name)
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 

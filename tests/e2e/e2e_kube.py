@@ -15,6 +15,10 @@ import yaml
 
 T = TypeVar("T")
 RESYNC_SECONDS = 3
+METRICS_PORT = 19090
+# Every password the operator generated during the run (read from the Secrets before each test's
+# namespace goes), so that the last test can prove none of them reached the operator's log.
+SEEN_PASSWORDS: set[str] = set()
 
 
 class KubectlError(Exception):
@@ -99,6 +103,7 @@ class OperatorProcess:
             **os.environ,
             "PLATFORM_RESYNC_SECONDS": str(RESYNC_SECONDS),
             "PLATFORM_LIVENESS_PORT": "18080",
+            "PLATFORM_METRICS_PORT": str(METRICS_PORT),
         }
         if self.kubeconfig is not None:
             env["KUBECONFIG"] = str(self.kubeconfig)
@@ -171,3 +176,18 @@ class InClusterOperator:
 
     def log_since(self, offset: int) -> str:
         return self._logs()[offset:]
+
+
+def remember_passwords(namespace: str) -> None:
+    import base64
+    from urllib.parse import unquote, urlsplit
+
+    out = kubectl("get", "secrets", "-n", namespace, "-l", "app.kubernetes.io/managed-by=platform-operator",
+                  "-o", "json", check=False).stdout  # fmt: skip
+    for item in json.loads(out or '{"items": []}')["items"]:
+        for key in ("RABBITMQ_URL", "REDIS_URL"):
+            value = (item.get("data") or {}).get(key)
+            if value:
+                password = urlsplit(base64.b64decode(value).decode()).password
+                if password:
+                    SEEN_PASSWORDS.add(unquote(password))
