@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = str(ROOT / "charts")
 VALUE_SETS = {
     "defaults": [],
-    "dev-backends": ["--set", "rabbitmq.enabled=true", "--set", "redis.enabled=true"],
+    "dev-backends": [
+        "--set", "rabbitmq.enabled=true", "--set", "redis.enabled=true", "--set", "metrics.dashboard.enabled=true",
+    ],
     "external-backends": [
         "--set", "rabbitmq.managementUrl=http://rabbitmq.example:15672", "--set", "rabbitmq.host=rabbitmq.example",
         "--set", "redis.host=redis.example",
