@@ -27,11 +27,11 @@ log = logging.getLogger("platform_operator")
 APPLIED_HASH_ANNOTATION = "platform.dev/applied-hash"
 
 # Children that exist for some specs and not for others: when the spec stops asking for one
-# (an ingress removed, a bot switched to polling), the one we made is deleted.
+# (an ingress removed, a bot switched to polling), the one we made is deleted. (A NetworkPolicy
+# comes with the type, which never changes.)
 OPTIONAL_KINDS = (
     ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 
 # Who claims a name that only one service may hold: (host, path) of an ingress, or ("queue", name).

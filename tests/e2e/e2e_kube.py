@@ -106,7 +106,10 @@ class OperatorProcess:
             "PLATFORM_METRICS_PORT": str(METRICS_PORT),
         }
         if self.kubeconfig is not None:
-            env["KUBECONFIG"] = str(self.kubeconfig)
+            # As the chart runs it: the chart's identity, and kopf peering through its ClusterKopfPeering.
+            env.update(
+                KUBECONFIG=str(self.kubeconfig), PLATFORM_STANDALONE="false", PLATFORM_PEERING_NAME="platform-operator"
+            )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "platform_operator"], env=env, stdout=log, stderr=subprocess.STDOUT

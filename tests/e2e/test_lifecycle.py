@@ -200,3 +200,15 @@ def test_resync_with_nothing_changed_writes_nothing(
     assert f"Reconciled {ns}/orders: wrote" not in operator.log_since(log_offset)
     if audit_log:  # the local control plane keeps one; a remote cluster may not expose it
         assert _writes_by_operator(audit_log, ns, start) == []
+
+
+def test_switching_a_bot_to_polling_deletes_its_service_and_ingress(ns: str):
+    webhook = {"mode": "webhook", "tokenSecretRef": {"name": "bot-token"}}
+    apply(psvc("bot", type="bot", image="example/bot:1", bot=webhook, ingress={"host": "bot.example.com"}), ns)
+    wait_ready("bot", ns)
+    assert get("service", "bot", ns) is not None and get("ingress", "bot", ns) is not None
+    ops = [{"op": "remove", "path": "/spec/ingress"}, {"op": "replace", "path": "/spec/bot/mode", "value": "polling"}]
+    kubectl("patch", "psvc", "bot", "-n", ns, "--type=json", "-p", json.dumps(ops))
+    eventually(lambda: get("service", "bot", ns) is None and get("ingress", "bot", ns) is None, what="both deleted")
+    obj = wait_ready("bot", ns)
+    assert obj["status"]["url"] == ""

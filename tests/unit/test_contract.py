@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from platform_contract import (
     BOT_VARIABLES,
     DATABASE_VARIABLES,
@@ -11,7 +12,6 @@ from platform_contract import (
     data_url_variable,
     is_contract_variable,
 )
-
 from platform_operator import builders
 
 

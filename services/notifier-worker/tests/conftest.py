@@ -1,0 +1,139 @@
+"""Fixtures: a real broker user, queues and Redis ACL user per test, provisioned with the operator's
+own adapters, and the worker built from the env the operator would put in its Secret.
+
+Needs the PLATFORM_* variables of hack/backends.sh (`eval "$(hack/backends.sh env)"`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aio_pika
+import pytest
+import redis.asyncio as aioredis
+from notifier_worker_env import Admin, Deployed, Workers, worker_service
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from platform_operator import builders, cache, messaging
+from platform_operator.model import PlatformService
+from platform_operator.rabbitmq import RabbitMQ
+from platform_operator.redis_store import RedisStore
+
+ENV = (
+    "PLATFORM_REDIS_URL",
+    "PLATFORM_REDIS_SERVICE_HOST",
+    "PLATFORM_REDIS_SERVICE_PORT",
+    "PLATFORM_RABBITMQ_MANAGEMENT_URL",
+    "PLATFORM_RABBITMQ_ADMIN_USER",
+    "PLATFORM_RABBITMQ_ADMIN_PASSWORD",
+    "PLATFORM_RABBITMQ_SERVICE_HOST",
+    "PLATFORM_RABBITMQ_SERVICE_PORT",
+)
+
+
+@pytest.fixture(scope="session")
+def backends() -> dict[str, str]:
+    missing = [n for n in ENV if not os.environ.get(n)]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not set: start Redis and RabbitMQ with `hack/backends.sh up`, then "
+            '`eval "$(hack/backends.sh env)"` before running these tests',
+            pytrace=False,
+        )
+    return {n: os.environ[n] for n in ENV}
+
+
+@pytest.fixture
+async def provision(backends: dict[str, str]) -> AsyncIterator[Callable[..., Awaitable[Deployed]]]:
+    broker = RabbitMQ(
+        backends["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
+        backends["PLATFORM_RABBITMQ_ADMIN_USER"],
+        backends["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        "/",
+    )
+    store = RedisStore(backends["PLATFORM_REDIS_URL"])
+    done: list[PlatformService] = []
+
+    async def _provision(*, max_retries: int = 2, prefetch: int = 10, **env: str) -> Deployed:
+        suffix = uuid.uuid4().hex[:6]
+        queue, exchange = f"notifier.orders.{suffix}", f"orders.{suffix}"
+        svc = worker_service(queue, exchange, max_retries=max_retries, prefetch=prefetch)
+        password = secrets.token_hex(16)
+        topo = messaging.plan(svc)
+        result = await broker.provision(topo, password)
+        assert result.conflicts == []
+        plan = cache.plan(svc)
+        await store.ensure_user(plan, password)
+        done.append(svc)
+        settings = builders.secret_settings(
+            svc,
+            rabbitmq_url=messaging.amqp_url(
+                topo.user,
+                password,
+                backends["PLATFORM_RABBITMQ_SERVICE_HOST"],
+                int(backends["PLATFORM_RABBITMQ_SERVICE_PORT"]),
+                "/",
+            ),
+            redis_url=cache.redis_url(
+                plan.user,
+                password,
+                backends["PLATFORM_REDIS_SERVICE_HOST"],
+                int(backends["PLATFORM_REDIS_SERVICE_PORT"]),
+                0,
+            ),
+        )
+        # The worker's own settings, as a user would set them in spec.env; port 0: tests run in parallel.
+        settings |= {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "10", **env}
+        return Deployed(svc=svc, env=settings, queue=queue, exchange=exchange, dlq=messaging.dlq_name(queue))
+
+    yield _provision
+    for svc in done:
+        topo = messaging.plan(svc)
+        consume = svc.spec.messaging.consumes[0]
+        exchanges = [consume.exchange, messaging.dlx_name(consume.queue), messaging.retry_name(consume.queue)]
+        await broker.deprovision(topo, exchanges, force=True)
+        plan = cache.plan(svc)
+        await store.delete_keys(plan.prefix)
+        await store.delete_user(plan.user)
+    await broker.close()
+    await store.close()
+
+
+@pytest.fixture
+async def admin(backends: dict[str, str]) -> AsyncIterator[Admin]:
+    url = messaging.amqp_url(
+        backends["PLATFORM_RABBITMQ_ADMIN_USER"],
+        backends["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        backends["PLATFORM_RABBITMQ_SERVICE_HOST"],
+        int(backends["PLATFORM_RABBITMQ_SERVICE_PORT"]),
+        "/",
+    )
+    connection = await aio_pika.connect(url)
+    redis = aioredis.from_url(backends["PLATFORM_REDIS_URL"], decode_responses=True)
+    yield Admin(connection, redis)
+    await connection.close()
+    await redis.aclose()
+
+
+@pytest.fixture(scope="session")
+def tracing() -> tuple[TracerProvider, InMemorySpanExporter]:
+    """A tracer of the tests' own, handed to the worker (the global provider is not ours to set)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+@pytest.fixture
+async def workers(tracing: tuple[TracerProvider, InMemorySpanExporter]) -> AsyncIterator[Workers]:
+    w = Workers(tracing[0])
+    yield w
+    for worker in w.started:
+        await worker.stop()
+    for client in w.clients:
+        await client.aclose()

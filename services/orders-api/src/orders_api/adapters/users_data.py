@@ -1,0 +1,49 @@
+"""users-data over HTTP: the only way a business service learns about users (it holds no database
+credentials). The request id and the trace context go along, so one request can be followed
+across both services."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from orders_api.service_layer.ports import UsersDataUnavailable
+from platform_contract import telemetry
+
+tracer = trace.get_tracer(__name__)
+
+
+class UsersDataClient:
+    def __init__(self, client: httpx.AsyncClient, request_id_header: str) -> None:
+        self._http = client
+        self._request_id_header = request_id_header
+
+    def _headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        telemetry.inject(headers)
+        # telemetry names it as in messages; over HTTP it goes under REQUEST_ID_HEADER.
+        rid = headers.pop(telemetry.MESSAGE_REQUEST_ID_HEADER, "")
+        if rid:
+            headers[self._request_id_header] = rid
+        return headers
+
+    async def exists(self, user_id: str) -> bool:
+        path = f"/users/{quote(user_id, safe='')}"
+        with tracer.start_as_current_span("GET users-data /users/{id}", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("http.request.method", "GET")
+            span.set_attribute("url.full", f"{self._http.base_url}{path.lstrip('/')}")
+            try:
+                resp = await self._http.get(path, headers=self._headers())
+            except httpx.HTTPError as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise UsersDataUnavailable(f"users-data unreachable: {type(exc).__name__}: {exc}") from exc
+            span.set_attribute("http.response.status_code", resp.status_code)
+        if resp.status_code == httpx.codes.OK:
+            return True
+        # 422: users-data refused the id's shape (e.g. it numbers its users), so no such user either.
+        if resp.status_code in (httpx.codes.NOT_FOUND, httpx.codes.UNPROCESSABLE_ENTITY):
+            return False
+        raise UsersDataUnavailable(f"users-data answered HTTP {resp.status_code} to GET {path}")

@@ -1,0 +1,1 @@
+"""How the outside calls in: the HTTP API."""

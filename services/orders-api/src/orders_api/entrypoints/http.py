@@ -1,0 +1,193 @@
+"""The HTTP API: routes, the request-context middleware, and how failures become status codes."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, Header, Path, Request
+from fastapi.responses import JSONResponse, Response
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orders_api.domain.model import CreateOrder, Order
+from orders_api.observability import Metrics
+from orders_api.service_layer import idempotency
+from orders_api.service_layer.ports import DependencyUnavailable, UnknownUser
+from platform_contract import telemetry
+
+if TYPE_CHECKING:
+    from orders_api.bootstrap import Container
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+# An incoming request id is trusted only in this shape: it ends up in logs and other services' headers.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
+ORDER_ID = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class RequestContext:
+    """Per request: the request id (taken from REQUEST_ID_HEADER or made up, and echoed back), a
+    server span continuing the caller's trace, the metrics, and one log line."""
+
+    def __init__(self, app: ASGIApp, *, request_id_header: str, metrics: Metrics) -> None:
+        self.app = app
+        self.header = request_id_header
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        rid = headers.get(self.header, "")
+        if not REQUEST_ID_PATTERN.match(rid):
+            rid = telemetry.new_request_id()
+        token = telemetry.request_id.set(rid)
+        method, path = scope["method"], scope["path"]
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[self.header] = rid
+            await send(message)
+
+        try:
+            with tracer.start_as_current_span(
+                f"{method} {path}", context=telemetry.extract(headers), kind=SpanKind.SERVER
+            ) as span:
+                try:
+                    await self.app(scope, receive, send_with_request_id)
+                finally:
+                    route = getattr(scope.get("route"), "path", "unmatched")
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.request.method", method)
+                    span.set_attribute("http.route", route)
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                    elapsed = time.perf_counter() - started
+                    self.metrics.requests.labels(method, route, str(status)).inc()
+                    self.metrics.latency.labels(method, route).observe(elapsed)
+                    log.log(
+                        logging.DEBUG if path in PROBE_PATHS else logging.INFO,
+                        "%s %s %s",
+                        method,
+                        path,
+                        status,
+                        extra={
+                            "method": method,
+                            "path": path,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 1),
+                        },
+                    )
+        finally:
+            telemetry.request_id.reset(token)
+
+
+def create_app(container: Container) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await container.start()
+        try:
+            yield
+        finally:
+            await container.aclose()
+
+    app = FastAPI(title="orders-api", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(
+        RequestContext, request_id_header=container.settings.request_id_header, metrics=container.metrics
+    )
+    _add_error_handlers(app, container.metrics)
+    service, metrics = container.service, container.metrics
+
+    @app.post(
+        "/orders",
+        status_code=201,
+        response_model=Order,
+        responses={
+            400: {"description": "Idempotency-Key missing or malformed"},
+            409: {"description": "a request with the same Idempotency-Key is in progress"},
+            422: {"description": "invalid body, unknown user, or the key reused with another body"},
+            503: {"description": "users-data, Redis or RabbitMQ unavailable; retry with the same key"},
+        },
+    )
+    async def create_order(
+        order: CreateOrder,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> Response:
+        key = idempotency.validate_key(idempotency_key)
+        outcome = await service.create(order, key)
+        headers = {"Location": f"/orders/{outcome.body['id']}"}
+        if outcome.replayed:
+            metrics.idempotent_replays.inc()
+            headers["Idempotent-Replayed"] = "true"
+        else:
+            metrics.orders_created.inc()
+            log.info("order placed", extra={"order_id": outcome.body["id"]})
+        return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+
+    @app.get("/orders/{order_id}", response_model=Order, responses={404: {"description": "no such order"}})
+    async def get_order(order_id: ORDER_ID) -> Any:
+        found = await service.get(order_id)
+        if found is None:
+            return JSONResponse({"detail": f"order {order_id} not found"}, status_code=404)
+        return found
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        checks = await container.readiness()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    def problem(status: int, exc: Exception, **headers: str) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers or None)
+
+    @app.exception_handler(idempotency.InvalidIdempotencyKey)
+    async def invalid_key(_: Request, exc: idempotency.InvalidIdempotencyKey) -> JSONResponse:
+        return problem(400, exc)
+
+    @app.exception_handler(idempotency.IdempotencyKeyInUse)
+    async def key_in_use(_: Request, exc: idempotency.IdempotencyKeyInUse) -> JSONResponse:
+        return problem(409, exc, **{"Retry-After": "1"})
+
+    @app.exception_handler(idempotency.IdempotencyKeyReused)
+    async def key_reused(_: Request, exc: idempotency.IdempotencyKeyReused) -> JSONResponse:
+        return problem(422, exc)
+
+    @app.exception_handler(UnknownUser)
+    async def unknown_user(_: Request, exc: UnknownUser) -> JSONResponse:
+        return problem(422, exc)
+
+    @app.exception_handler(DependencyUnavailable)
+    async def unavailable(_: Request, exc: DependencyUnavailable) -> JSONResponse:
+        metrics.dependency_failures.labels(exc.dependency).inc()
+        log.warning("%s unavailable: %s", exc.dependency, exc)
+        return problem(503, exc, **{"Retry-After": "5"})
