@@ -1,0 +1,1 @@
+"""users-data: the data service that owns the users table; everything else reaches users over HTTP."""

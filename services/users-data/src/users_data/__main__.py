@@ -1,0 +1,72 @@
+"""`python -m users_data` serves the API on HTTP_PORT (8000); `python -m users_data migrate`
+upgrades the schema and exits (e.g. from a Job or an init container, with MIGRATE_ON_STARTUP=false
+on the Deployment)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import uvicorn
+from pydantic import ValidationError
+
+from platform_contract.telemetry import setup_tracing
+from users_data.adapters import database
+from users_data.bootstrap import build_app
+from users_data.config import ConfigurationError, Settings
+from users_data.entrypoints.observability import configure_logging
+
+log = logging.getLogger("users_data")
+
+
+def serve(settings: Settings) -> None:
+    setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
+    app = build_app(settings)
+    # uvicorn runs the one event loop of this process; on SIGTERM it stops accepting, finishes the
+    # requests in flight (up to 20 s, within Kubernetes' 30 s grace period) and runs the lifespan's
+    # shutdown, which closes the database pool.
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,  # the middleware logs each request, with its request id
+        timeout_graceful_shutdown=20,
+    )
+    uvicorn.Server(config).run()
+
+
+async def migrate(settings: Settings, revision: str) -> None:
+    engine = database.create_engine(settings)
+    try:
+        await database.migrate(engine, revision)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m users_data", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the HTTP API (the default)")
+    upgrade = commands.add_parser("migrate", help="upgrade the database schema and exit")
+    upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+        settings.async_database_url()
+    except (ValidationError, ConfigurationError) as error:
+        configure_logging("users-data")
+        log.error("invalid settings: %s", error)
+        return 2
+    configure_logging(settings.service_name, settings.log_level)
+    if args.command == "migrate":
+        asyncio.run(migrate(settings, args.revision))
+    else:
+        serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The engine, the readiness check and the schema migrations: everything that touches PostgreSQL
+as a server rather than as a table."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import resources
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from users_data.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Any constant shared by every replica: two pods starting together take turns instead of racing
+# to create the same table.
+MIGRATION_LOCK_ID = 0x7573657273  # "users"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = settings.async_database_url()
+    log.info("database: %s", url.render_as_string(hide_password=True))
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        pool_pre_ping=True,  # a connection cut by a database restart is replaced, not handed out
+        connect_args={"timeout": settings.db_connect_timeout_seconds},
+    )
+
+
+async def ping(engine: AsyncEngine, within_seconds: float) -> str:
+    """'' when the database answers within `within_seconds`, else why not (no credentials in it)."""
+    try:
+        async with asyncio.timeout(within_seconds):
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+    except TimeoutError:
+        return f"no answer within {within_seconds:g}s"
+    except Exception as error:  # any failure means "not ready"; the driver's own words say which
+        return describe(error)
+    return ""
+
+
+def describe(error: BaseException) -> str:
+    """What went wrong, in the driver's words (they name host and user, never the password)."""
+    cause = getattr(error, "orig", None) or error
+    return f"{type(cause).__name__}: {cause}"[:300]
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration without an alembic.ini: the scripts ship inside the package."""
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("users_data") / "migrations"))
+    return config
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Upgrades the schema to `revision` in one transaction, under an advisory lock."""
+
+    def upgrade(connection: Connection) -> None:
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        config = alembic_config()
+        config.attributes["connection"] = connection  # migrations/env.py runs on this connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade)
+    log.info("database schema at %s", revision)
+
+
+class StartupMigrations:
+    """The migrations a starting replica runs, retried until they succeed.
+
+    In the background, not before the server starts: a database that is down or not provisioned yet
+    leaves the pod alive and not ready (the readiness check reports why), instead of crash-looping
+    into ever longer restart back-offs; it becomes ready as soon as the database is there.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
+        self._engine = engine
+        self._first_delay, self._max_delay = first_delay, max_delay
+        self.done = False
+        self.last_error = ""
+
+    async def run_until_done(self) -> None:
+        delay = self._first_delay
+        while True:
+            try:
+                await migrate(self._engine)
+            except Exception as error:
+                self.last_error = describe(error)
+                log.warning("database migrations failed, retrying in %gs: %s", delay, self.last_error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_delay)
+            else:
+                self.done, self.last_error = True, ""
+                return
+
+    def pending(self) -> str:
+        """'' once the schema is migrated, else why the service is not ready yet."""
+        if self.done:
+            return ""
+        return f"schema not migrated yet ({self.last_error or 'migrating'})"

@@ -1,0 +1,88 @@
+"""The User and its rules, free of any framework: what a valid user is, and what may change."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+EMAIL_MAX_LENGTH = 320  # RFC 5321: 64 for the local part, 255 for the domain, and the @
+NAME_MAX_LENGTH = 200
+
+# Deliberately loose: one @, something on each side, a dot in the domain, no spaces. Whether the
+# address really exists is for a confirmation mail to find out, not for a regular expression.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class InvalidUser(ValueError):
+    """A user that breaks a rule about one of its fields."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class UserNotFound(LookupError):
+    def __init__(self, user_id: uuid.UUID) -> None:
+        super().__init__(f"no user with id {user_id}")
+        self.user_id = user_id
+
+
+class EmailTaken(Exception):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"a user with email {email} already exists")
+        self.email = email
+
+
+def normalize_email(email: str) -> str:
+    """Emails are compared without regard to case (nobody expects Ann@X.org and ann@x.org to be two
+    people), so they are stored lowercased and looked up the same way."""
+    return email.strip().lower()
+
+
+def valid_email(email: str) -> str:
+    email = normalize_email(email)
+    if len(email) > EMAIL_MAX_LENGTH:
+        raise InvalidUser("email", f"longer than {EMAIL_MAX_LENGTH} characters")
+    if not _EMAIL.fullmatch(email):
+        raise InvalidUser("email", f"{email!r} is not an email address")
+    return email
+
+
+def valid_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidUser("name", "must not be empty")
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidUser("name", f"longer than {NAME_MAX_LENGTH} characters")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: uuid.UUID
+    email: str
+    name: str
+    created_at: datetime
+
+    @classmethod
+    def register(cls, email: str, name: str, *, now: datetime | None = None) -> User:
+        # The id is made here, not by the database, so a user is whole before it is stored.
+        return cls(
+            id=uuid.uuid4(),
+            email=valid_email(email),
+            name=valid_name(name),
+            created_at=now or datetime.now(UTC),
+        )
+
+    def changed(self, *, email: str | None = None, name: str | None = None) -> User:
+        """This user with a new email and/or name; id and created_at never change."""
+        changes: dict[str, str] = {}
+        if email is not None:
+            changes["email"] = valid_email(email)
+        if name is not None:
+            changes["name"] = valid_name(name)
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,135 @@
+"""The HTTP API: users CRUD plus /health, /ready and /metrics. Routes translate HTTP to the service
+layer and domain errors to status codes; they hold no rule of their own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
+
+from users_data.config import Settings
+from users_data.domain.model import EmailTaken, InvalidUser, User, UserNotFound
+from users_data.entrypoints.observability import HttpMetrics, ObservabilityMiddleware
+from users_data.service_layer import services
+from users_data.service_layer.unit_of_work import UnitOfWork
+
+ReadyCheck = Callable[[], Awaitable[str]]  # '' when ready, else the reason
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str
+    name: str
+
+
+class UserChanges(BaseModel):
+    """Only the fields present change; a field left out (or null) keeps its value."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: str | None = None
+    name: str | None = None
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(id=user.id, email=user.email, name=user.name, created_at=user.created_at)
+
+
+def _unit_of_work(request: Request) -> UnitOfWork:
+    return request.app.state.unit_of_work()
+
+
+Uow = Annotated[UnitOfWork, Depends(_unit_of_work)]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    unit_of_work: Callable[[], UnitOfWork],
+    ready_check: ReadyCheck,
+    metrics: HttpMetrics,
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    app = FastAPI(title="users-data", version="0.1.0", lifespan=lifespan)
+    app.state.unit_of_work = unit_of_work
+    app.add_middleware(ObservabilityMiddleware, request_id_header=settings.request_id_header, metrics=metrics)
+
+    @app.exception_handler(UserNotFound)
+    async def not_found(_: Request, error: UserNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(EmailTaken)
+    async def email_taken(_: Request, error: EmailTaken) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(InvalidUser)
+    async def invalid(_: Request, error: InvalidUser) -> JSONResponse:
+        # the same shape as FastAPI's own validation errors, so clients parse one format
+        detail = [{"loc": ["body", error.field], "msg": error.problem, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+    async def create_user(body: NewUser, uow: Uow, response: Response) -> UserOut:
+        user = await services.register_user(uow, email=body.email, name=body.name)
+        response.headers["Location"] = f"/users/{user.id}"
+        return UserOut.of(user)
+
+    @app.get("/users/{user_id}", response_model=UserOut)
+    async def get_user(user_id: uuid.UUID, uow: Uow) -> UserOut:
+        return UserOut.of(await services.get_user(uow, user_id))
+
+    @app.get("/users", response_model=list[UserOut])
+    async def list_users(
+        uow: Uow,
+        email: Annotated[str | None, Query(description="exact address, any case")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[UserOut]:
+        users = await services.find_users(uow, email=email, limit=limit, offset=offset)
+        return [UserOut.of(u) for u in users]
+
+    @app.patch("/users/{user_id}", response_model=UserOut)
+    async def patch_user(user_id: uuid.UUID, body: UserChanges, uow: Uow) -> UserOut:
+        user = await services.change_user(uow, user_id, email=body.email, name=body.name)
+        return UserOut.of(user)
+
+    @app.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+    async def delete_user(user_id: uuid.UUID, uow: Uow) -> Response:
+        await services.remove_user(uow, user_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Liveness: the process serves requests. Never looks at the database: a database outage
+        must not get every replica restarted."""
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        """Readiness: the database answers; without it this service can do nothing useful."""
+        reason = await ready_check()
+        if reason:
+            return JSONResponse(
+                {"status": "unavailable", "database": reason}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE
+            )
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,49 @@
+"""The use cases, one function each: what the HTTP routes (and any future entrypoint) call."""
+
+from __future__ import annotations
+
+import uuid
+
+from users_data.domain.model import User, UserNotFound
+from users_data.service_layer.unit_of_work import UnitOfWork
+
+
+async def register_user(uow: UnitOfWork, *, email: str, name: str) -> User:
+    user = User.register(email, name)
+    async with uow:
+        await uow.users.add(user)  # EmailTaken if the address is in use
+    return user
+
+
+async def get_user(uow: UnitOfWork, user_id: uuid.UUID) -> User:
+    async with uow:
+        user = await uow.users.get(user_id)
+    if user is None:
+        raise UserNotFound(user_id)
+    return user
+
+
+async def find_users(uow: UnitOfWork, *, email: str | None, limit: int, offset: int) -> list[User]:
+    async with uow:
+        if email is not None:
+            user = await uow.users.get_by_email(email)
+            return [user] if user and offset == 0 else []
+        return await uow.users.list(limit=limit, offset=offset)
+
+
+async def change_user(uow: UnitOfWork, user_id: uuid.UUID, *, email: str | None, name: str | None) -> User:
+    async with uow:
+        # locked until commit: two PATCHes of the same user apply one after the other, neither lost
+        user = await uow.users.get(user_id, for_update=True)
+        if user is None:
+            raise UserNotFound(user_id)
+        changed = user.changed(email=email, name=name)
+        if changed != user:
+            await uow.users.update(changed)
+    return changed
+
+
+async def remove_user(uow: UnitOfWork, user_id: uuid.UUID) -> None:
+    async with uow:
+        if not await uow.users.delete(user_id):
+            raise UserNotFound(user_id)

@@ -1,0 +1,178 @@
+"""Starting up: the migrations at startup and through `python -m users_data migrate`, and the
+service as the container runs it (real processes, real PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from users_data.config import Settings
+
+if TYPE_CHECKING:  # conftest is pytest's to import; only its type is needed here
+    from conftest import RunningApp
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """The environment the operator would give the container: its own settings only."""
+    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields and not k.startswith("DATABASE_")}
+    return {**env, "SERVICE_NAME": "users-data", "DATABASE_ENGINE": "postgres", **overrides}
+
+
+def libpq_form(database_url: str) -> str:
+    """The DSN as a Secret usually holds it (postgresql://), to prove the service rewrites it."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "users_data", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
+
+
+async def schema_version(database_url: str) -> str | None:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            exists = (await conn.execute(sa.text("SELECT to_regclass('alembic_version')"))).scalar_one()
+            if exists is None:
+                return None
+            return (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def unmigrated_app_client(settings: Settings, running_app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(settings.model_copy(update={"migrate_on_startup": False})) as client:
+        yield client
+
+
+async def test_migrate_command_makes_a_missing_schema_work(
+    database_url: str, unmigrated_app_client: httpx.AsyncClient
+) -> None:
+    client = unmigrated_app_client
+    # MIGRATE_ON_STARTUP=false and nobody migrated: the error reaches the client as a plain 500
+    # that still carries its request id (to find the traceback in the logs), never a stack trace.
+    broken = await client.get(f"/users/{uuid.uuid4()}", headers={"X-Request-ID": "before-migrate"})
+    assert broken.status_code == 500
+    assert broken.json() == {"detail": "internal server error"}
+    assert broken.headers["x-request-id"] == "before-migrate"
+    assert await schema_version(database_url) is None
+
+    result = await run("migrate", env=service_env(DATABASE_URL=libpq_form(database_url)))
+
+    assert result.returncode == 0, result.stderr
+    assert "Running upgrade  -> 0001" in result.stderr
+    assert await schema_version(database_url) == "0001"
+    assert (await client.get(f"/users/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_migrate_again_is_a_no_op(database_url: str) -> None:
+    env = service_env(DATABASE_URL=database_url)
+    await run("migrate", env=env)
+
+    again = await run("migrate", env=env)
+
+    assert again.returncode == 0, again.stderr
+    assert "Running upgrade" not in again.stderr
+    assert await schema_version(database_url) == "0001"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"DATABASE_URL": ""}, "DATABASE_URL is not set"),
+        ({"DATABASE_URL": "mysql://u:p@db/users"}, "must be a PostgreSQL URL"),
+        ({"DATABASE_URL": "postgresql://u:p@db/users", "DATABASE_ENGINE": "mongo"}, "PostgreSQL only"),
+    ],
+)
+async def test_bad_settings_stop_the_process_with_a_reason(overrides: dict[str, str], message: str) -> None:
+    result = await run("migrate", env=service_env(**overrides))
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_serves_on_its_port_and_shuts_down_cleanly_on_sigterm(database_url: str, http_port: int) -> None:
+    env = service_env(DATABASE_URL=database_url, HTTP_HOST="127.0.0.1", HTTP_PORT=str(http_port))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "users_data", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+            for _ in range(150):
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            # /health answers at once; /ready once the startup migrations are done
+            for _ in range(300):
+                ready = await client.get("/ready", headers={"X-Request-ID": "probe-1"})
+                if ready.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            created = await client.post("/users", json={"email": f"{uuid.uuid4().hex}@example.org", "name": "Ann"})
+        assert (ready.status_code, ready.headers["x-request-id"]) == (200, "probe-1")
+        assert created.status_code == 201
+
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    logs = [json.loads(line) for line in err.decode().splitlines()]
+    messages = [entry["message"] for entry in logs]
+    assert "Application shutdown complete." in messages
+    assert all(entry["service"] == "users-data" for entry in logs)
+    assert not [e for e in logs if e["level"] == "ERROR"]
+    assert any(e.get("route") == "/users" and e.get("status") == 201 for e in logs)
+
+
+async def test_a_database_that_appears_late_is_migrated_without_a_restart(
+    postgres_dsn: str, running_app: RunningApp
+) -> None:
+    name = f"late_{uuid.uuid4().hex[:8]}"
+    url = make_url(postgres_dsn).set(database=name).render_as_string(hide_password=False)
+    admin = create_async_engine(postgres_dsn, isolation_level="AUTOCOMMIT")
+    try:
+        async with running_app(Settings(DATABASE_URL=url), wait_ready=False) as client:
+            await asyncio.sleep(0.3)
+            waiting = await client.get("/ready")
+            assert waiting.status_code == 503
+            assert "schema not migrated yet" in waiting.json()["database"]
+            assert f'database "{name}" does not exist' in waiting.json()["database"]
+            assert (await client.get("/health")).status_code == 200
+
+            async with admin.connect() as conn:
+                await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+            for _ in range(100):  # retries back off from 1 s; the second or third attempt finds it
+                if (await client.get("/ready")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            created = await client.post("/users", json={"email": "late@example.org", "name": "Late"})
+        assert created.status_code == 201
+        assert await schema_version(url) == "0001"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
