@@ -56,8 +56,8 @@ test-unit: setup ## Unit tests of the pure code (no cluster).
 	$(PY) pytest tests/unit -q
 
 .PHONY: test-e2e
-test-e2e: setup tools ## Integration + e2e on their own control plane, RabbitMQ and Redis; KEEP_CLUSTER=1 keeps them.
-	CLUSTER_NAME=$(TEST_CLUSTER) KEEP_CLUSTER=$(KEEP_CLUSTER) PLATFORM_E2E_FULL_RUN=1 hack/with-cluster.sh $(PY) pytest tests/integration tests/e2e -q
+test-e2e: setup tools ## Integration, e2e, services and flow tests on their own control plane, RabbitMQ, Redis, PostgreSQL.
+	CLUSTER_NAME=$(TEST_CLUSTER) KEEP_CLUSTER=$(KEEP_CLUSTER) PLATFORM_E2E_FULL_RUN=1 hack/with-cluster.sh hack/test-suites.sh
 
 ##@ Cluster
 
