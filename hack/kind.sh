@@ -153,7 +153,10 @@ load_image() {
   rm -f "$archive"
 }
 
-# The reference services that have a Dockerfile (none yet: they come in a later issue).
+# The reference services that have a Dockerfile. Each is built with the repository root as its
+# context, where the uv workspace (uv.lock, services/platform-contract) is; the root .dockerignore
+# is the operator's, so a service brings its own services/<name>/Dockerfile.dockerignore (BuildKit
+# takes that one instead).
 built_services() {
   local dockerfile
   for dockerfile in "$root"/services/*/Dockerfile; do
@@ -174,7 +177,7 @@ cmd_images() {
   services=$(built_services)
   for service in $services; do
     log "building platform/$service:dev (services/$service/Dockerfile)"
-    docker build -t "platform/$service:dev" "$root/services/$service" >&2
+    docker build -f "$root/services/$service/Dockerfile" -t "platform/$service:dev" "$root" >&2
     load_image "platform/$service:dev"
     n=$((n + 1))
   done
@@ -365,22 +368,24 @@ cmd_samples() {
   kubectl -n "$DEMO_NAMESPACE" wait psvc --all --for=condition=QueuesReady --timeout=180s >&2
   kubectl -n "$DEMO_NAMESPACE" wait psvc --all --for=condition=CacheReady --timeout=180s >&2
   # Ready needs the pods running, so an image: only samples whose image was built here get there.
-  local samples name image service
+  local samples name image service not_ready=""
   samples=$(kubectl -n "$DEMO_NAMESPACE" get psvc -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.spec.image}{"\n"}{end}')
   while read -r name image; do
     [ -n "$name" ] || continue
-    case $image in
-      platform/*:dev)
-        log "waiting until $name is Ready"
-        kubectl -n "$DEMO_NAMESPACE" wait "psvc/$name" --for=condition=Ready --timeout=300s >&2
-        ;;
-      *)
-        service=${image#platform/} service=${service%%:*}
-        log "SKIPPED: $name Ready: its image $image is not built here (no services/$service/Dockerfile yet)"
-        ;;
-    esac
+    service=${image#platform/} service=${service%%:*}
+    if [ "$image" = "platform/$service:dev" ] && [ -f "$root/services/$service/Dockerfile" ]; then
+      log "waiting until $name is Ready"
+      if ! kubectl -n "$DEMO_NAMESPACE" wait "psvc/$name" --for=condition=Ready --timeout=300s >&2; then
+        log "$name is not Ready: $(kubectl -n "$DEMO_NAMESPACE" get "psvc/$name" \
+          -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}')"
+        not_ready="$not_ready $name"
+      fi
+    else
+      log "SKIPPED: $name Ready: its image $image is not built here (no services/$service/Dockerfile)"
+    fi
   done <<<"$samples"
   kubectl -n "$DEMO_NAMESPACE" get psvc -o wide >&2
+  [ -z "$not_ready" ] || die "samples not Ready:$not_ready"
 }
 
 cmd_ingress() {

@@ -8,6 +8,7 @@ cleanup of what lives outside Kubernetes behind the finalizer.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +49,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    # kopf pauses every replica when two share a priority: each replica draws its own, and the
+    # highest acts while the others stand by until it is gone (it leaves the peering on exit, or
+    # its entry expires after peering_lifetime).
+    settings.peering.priority = (
+        ours.peering_priority if ours.peering_priority is not None else secrets.randbelow(1_000_000) + 1
+    )
+    settings.peering.lifetime = ours.peering_lifetime
     memo.kube = await Kube.connect()
     memo.backends = reconcile.Backends(
         rabbitmq=(

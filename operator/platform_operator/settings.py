@@ -16,6 +16,10 @@ class OperatorSettings(BaseSettings):
     metrics_port: int = Field(9090, description="Port of the Prometheus metrics (/metrics); 0 disables them.")
     standalone: bool = Field(True, description="Run without peering (one replica).")
     peering_name: str = Field("platform-operator", description="The KopfPeering object used when not standalone.")
+    peering_priority: int | None = Field(
+        None, description="This replica's priority among peers; unset picks a random one (equal ones all pause)."
+    )
+    peering_lifetime: int = Field(60, gt=0, description="Seconds before a silent peer counts as gone.")
 
     # RabbitMQ: the operator declares through the management API; services connect over AMQP.
     rabbitmq_management_url: str = Field("", description="e.g. http://rabbitmq:15672; empty: queues not managed.")

@@ -93,17 +93,23 @@ def wait_ready(name: str, namespace: str, timeout: float = 90) -> dict[str, Any]
 class OperatorProcess:
     """The operator as a local process; under the identity of `kubeconfig` when given."""
 
-    def __init__(self, log_path: Path, kubeconfig: Path | None = None) -> None:
+    def __init__(
+        self, log_path: Path, kubeconfig: Path | None = None, *, priority: int = 100, port_offset: int = 0
+    ) -> None:
         self.log_path = log_path
         self.kubeconfig = kubeconfig
+        self.priority = priority
+        self.liveness_port, self.metrics_port = 18080 + port_offset, METRICS_PORT + port_offset
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {
             **os.environ,
             "PLATFORM_RESYNC_SECONDS": str(RESYNC_SECONDS),
-            "PLATFORM_LIVENESS_PORT": "18080",
-            "PLATFORM_METRICS_PORT": str(METRICS_PORT),
+            "PLATFORM_LIVENESS_PORT": str(self.liveness_port),
+            "PLATFORM_METRICS_PORT": str(self.metrics_port),
+            "PLATFORM_PEERING_PRIORITY": str(self.priority),
+            "PLATFORM_PEERING_LIFETIME": "10",
         }
         if self.kubeconfig is not None:
             # As the chart runs it: the chart's identity, and kopf peering through its ClusterKopfPeering.
@@ -123,7 +129,7 @@ class OperatorProcess:
         while time.monotonic() < deadline:
             assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.log_tail()}"
             try:
-                with urllib.request.urlopen("http://127.0.0.1:18080/healthz", timeout=2):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2):
                     return
             except OSError:
                 time.sleep(0.5)
@@ -137,6 +143,12 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no peering farewell, work cut off mid-way."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def log_tail(self, lines: int = 80) -> str:
         if not self.log_path.exists():
