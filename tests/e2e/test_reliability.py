@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
 import time
 
 import httpx
 import pytest
 import redis
-from e2e_kube import InClusterOperator, OperatorProcess, apply, condition, eventually, get, psvc, wait_ready
+from e2e_kube import (
+    InClusterOperator,
+    OperatorProcess,
+    apply,
+    condition,
+    eventually,
+    get,
+    kubectl,
+    psvc,
+    wait_ready,
+)
 
 
 def reconciled(op: OperatorProcess, offset: int, ns: str, name: str) -> bool:
@@ -77,3 +88,34 @@ def test_sigkill_in_the_middle_of_a_batch_converges_without_duplicates(
         assert redis.Redis.from_url(base64.b64decode(data["REDIS_URL"]).decode()).ping() is True
     mq.close()
     admin.close()
+
+
+def test_api_server_restart_watches_resume_and_nothing_is_missed(
+    ns: str, operator: OperatorProcess | InClusterOperator
+):
+    cluster = os.environ.get("CLUSTER_NAME")
+    if not isinstance(operator, OperatorProcess) or not cluster:
+        pytest.skip("restarts the local control plane (kwokctl)")
+    apply(psvc("before", type="api", image="example/a:1"), ns)
+    wait_ready("before", ns)
+
+    subprocess.run(["kwokctl", "stop", "cluster", "--name", cluster], check=True, capture_output=True, timeout=120)
+    time.sleep(5)  # the operator's watches and calls fail meanwhile
+    subprocess.run(["kwokctl", "start", "cluster", "--name", cluster], check=True, capture_output=True, timeout=180)
+    eventually(lambda: kubectl("get", "--raw", "/readyz", check=False).returncode == 0, timeout=90, what="readyz")
+
+    # Changes after the restart reach the operator through its resumed watches.
+    apply(psvc("before", type="api", image="example/a:2"), ns)
+    apply(psvc("after", type="worker", image="example/b:1"), ns)
+    wait_ready("after", ns, timeout=120)
+    updated = eventually(
+        lambda: (
+            (d := get("deployment", "before", ns))
+            and d["spec"]["template"]["spec"]["containers"][0]["image"] == "example/a:2"
+            and d
+        ),
+        timeout=120,
+        what="the update made after the restart",
+    )
+    assert updated
+    assert operator.proc is not None and operator.proc.poll() is None, "the operator died with the API server"
