@@ -1,0 +1,4 @@
+from telegram_bot.entrypoints.main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The one door to orders-api: HTTP with httpx, carrying the request id and the trace context."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from opentelemetry import trace
+
+from platform_contract import telemetry
+from telegram_bot.domain.orders import Draft, Order
+from telegram_bot.observability import ORDERS_API_REQUESTS
+from telegram_bot.service_layer.ordering import OrderRejected, OrdersUnavailable
+
+tracer = trace.get_tracer("telegram_bot")
+
+
+class HttpOrdersApi:
+    def __init__(self, base_url: str, *, request_id_header: str, timeout: float) -> None:
+        self._request_id_header = request_id_header
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            # Retries only failed connections, where nothing reached orders-api; a POST that may
+            # have arrived is retried by the user, under the same Idempotency-Key.
+            transport=httpx.AsyncHTTPTransport(retries=2),
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def _headers(self, extra: dict[str, str] | None = None) -> httpx.Headers:
+        headers = httpx.Headers(extra or {})
+        rid = telemetry.request_id.get()
+        if rid:
+            headers[self._request_id_header] = rid
+        telemetry.inject(headers)  # traceparent (and x-request-id, the same header by default)
+        return headers
+
+    async def _send(
+        self, operation: str, method: str, url: str, extra_headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        with tracer.start_as_current_span(
+            f"orders-api {operation}", kind=trace.SpanKind.CLIENT, attributes={"http.request.method": method}
+        ) as span:
+            # headers built inside the span, so that orders-api's spans hang under this one
+            headers = self._headers(extra_headers)
+            try:
+                response = await self._client.request(method, url, headers=headers, **kwargs)
+            except httpx.HTTPError as exc:
+                ORDERS_API_REQUESTS.labels(operation, "error").inc()
+                span.record_exception(exc)
+                raise OrdersUnavailable(f"orders-api unreachable: {type(exc).__name__}") from exc
+            span.set_attribute("http.response.status_code", response.status_code)
+        ORDERS_API_REQUESTS.labels(operation, str(response.status_code)).inc()
+        if response.status_code >= 500:
+            raise OrdersUnavailable(f"orders-api answered {response.status_code}")
+        if response.status_code == 409:
+            # the same Idempotency-Key is still being worked on (an earlier try): ask again later
+            raise OrdersUnavailable("orders-api is still handling this order")
+        return response
+
+    async def create(self, user_id: str, draft: Draft, idempotency_key: str) -> Order:
+        response = await self._send(
+            "create",
+            "POST",
+            "/orders",
+            extra_headers={"Idempotency-Key": idempotency_key},
+            json={"user_id": user_id, "item": draft.item, "quantity": draft.quantity},
+        )
+        if response.status_code >= 400:
+            raise OrderRejected(response.status_code, _detail(response))
+        return _order(response)
+
+    async def get(self, order_id: str) -> Order | None:
+        # quoted whole: an id typed by a user must not walk to another path of orders-api
+        response = await self._send("get", "GET", f"/orders/{quote(order_id, safe='')}")
+        # 422: orders-api could not even read it as an order id, so no order has it
+        if response.status_code in (404, 422):
+            return None
+        if response.status_code >= 400:
+            raise OrderRejected(response.status_code, _detail(response))
+        return _order(response)
+
+
+def _order(response: httpx.Response) -> Order:
+    try:
+        return Order.from_api(response.json())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OrdersUnavailable(f"orders-api answered {response.status_code} without an order") from exc
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])[:200]
+    return str(body)[:200]
