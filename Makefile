@@ -86,6 +86,16 @@ chart-lint: tools ## helm lint --strict the chart in charts/ (values checked by 
 chart-crds: ## Copy crds/ (the source of truth) into the chart's crds/ folder.
 	cp crds/platformservices.platform.dev.yaml charts/crds/
 
+##@ Bench
+
+BENCH_SIZES ?= 100,300,1000
+
+.PHONY: bench
+bench: setup tools ## Operator vs direct apply at N=$(BENCH_SIZES); writes bench/results/ (results.md, .json, .png).
+	CLUSTER_NAME=platform-bench BACKENDS_NAME=platform-bench REDIS_PORT=6396 RABBITMQ_PORT=5696 \
+	  RABBITMQ_MANAGEMENT_PORT=15696 POSTGRES_PORT=5446 \
+	  hack/with-cluster.sh $(UV) run --locked --all-packages --group bench python bench/run.py --sizes $(BENCH_SIZES)
+
 ##@ Backends
 
 .PHONY: backends-up

@@ -4,6 +4,7 @@
 #
 #   hack/cluster.sh up        create (or reuse) the cluster, write its kubeconfig, wait until it answers
 #   hack/cluster.sh down      delete it
+#   hack/cluster.sh restart   stop every component and start them again (the e2e restart test)
 #   hack/cluster.sh env       print the shell exports for its kubeconfig and tools
 #   hack/cluster.sh audit-log print the path of the API server's audit log
 #
@@ -40,6 +41,7 @@ up() {
   if kwokctl get clusters 2>/dev/null | grep -qx "$NAME"; then
     log "cluster $NAME exists; starting it if stopped"
     kwokctl start cluster --name "$NAME" >&2 || true
+    started_existing=1
   else
     local flags=()
     if [ "$SOURCE" = build ] || { [ "$SOURCE" = auto ] && ! downloads_reachable; }; then
@@ -68,8 +70,32 @@ up() {
     sleep 1
   done
   "$kubectl" get --raw /readyz >/dev/null
+  [ "${started_existing:-0}" = 1 ] && release_node_leases
   "$kubectl" apply -f "$here/kwok-node.yaml" >/dev/null
   log "ready: export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+# kwok's node leases outlive a restart (200 s) and a restarted kwok controller will not take over
+# a lease held by its predecessor until then: its pods stay Pending. Deleting them lets it
+# recreate them at once.
+release_node_leases() {
+  KUBECONFIG=$KUBECONFIG_FILE kubectl delete lease -n kube-node-lease --all >/dev/null 2>&1 || true
+}
+
+restart() {
+  BIN=$(tools)
+  export PATH="$BIN:$PATH"
+  log "stopping cluster $NAME"
+  kwokctl stop cluster --name "$NAME" >&2
+  sleep "${RESTART_PAUSE:-5}"
+  log "starting cluster $NAME"
+  kwokctl start cluster --name "$NAME" >&2
+  for _ in $(seq 1 120); do
+    KUBECONFIG=$KUBECONFIG_FILE kubectl get --raw /readyz >/dev/null 2>&1 && break
+    sleep 1
+  done
+  release_node_leases
+  log "restarted"
 }
 
 down() {
@@ -80,8 +106,9 @@ down() {
 
 case "${1:-}" in
   up) up ;;
+  restart) restart ;;
   down) down ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE PATH=$CACHE/bin/current:\$PATH" ;;
   audit-log) echo "${KWOK_HOME:-$HOME/.kwok}/clusters/$NAME/logs/audit.log" ;;
-  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|restart|env|audit-log" >&2; exit 2 ;;
 esac

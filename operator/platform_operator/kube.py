@@ -146,6 +146,16 @@ class Kube:
             return False
         return result is not None
 
+    async def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        return await self._call(
+            "PATCH",
+            _path(api_version, kind, namespace, name),
+            body=dict(body),
+            content_type="application/merge-patch+json",
+        )
+
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         path = _path(API_VERSION, "PlatformService", namespace, name) + "/status"
         await self._call("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")

@@ -126,8 +126,11 @@ def test_create_provisions_queues_users_and_credentials(ns: str, mq: httpx.Clien
     asyncio.run(_amqp_checks(data["RABBITMQ_URL"], own=q, foreign=f"{q}-not-mine"))
     # Credentials appear only in the Secret: never in status or events.
     password = data["RABBITMQ_URL"].split(":")[2].split("@")[0]
-    assert password not in json.dumps(obj)
+    assert password not in json.dumps(obj)  # status and annotations of the PlatformService
     assert password not in kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    assert password not in json.dumps(get("deployment", "notifier", ns))  # env, annotations
+    secret_meta = json.dumps(get("secret", "notifier-platform", ns)["metadata"])
+    assert password not in secret_meta
 
 
 async def _amqp_checks(url: str, own: str, foreign: str) -> None:
@@ -269,11 +272,16 @@ def test_redis_outage_is_reported_and_converges_after_restart(ns: str, rds: redi
     backends("stop-redis")
     try:
         cond_is("notifier", ns, "CacheReady", "False", "RedisUnavailable", timeout=RESYNC_SECONDS * 6)
+        # A spec change during the outage: a key to seed, applied once Redis is back.
+        changed = worker(queue_of(ns))
+        changed["spec"]["redis"] = {"keys": [{"key": "mode", "value": "degraded"}]}
+        apply(changed, ns)
     finally:
         backends("start-redis")
-    # Redis came back empty (no persistence): the user is provisioned again.
+    # Redis came back empty (no persistence): the user is provisioned again, and the new key seeded.
     wait_ready("notifier", ns, timeout=120)
     assert rds.acl_getuser(f"{ns}.notifier")
+    assert rds.get(f"{ns}:notifier:mode") == "degraded"
 
 
 def test_deletion_blocked_by_a_missing_broker_is_released_by_the_annotation(ns: str):

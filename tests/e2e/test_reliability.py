@@ -6,6 +6,7 @@ import base64
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +22,8 @@ from e2e_kube import (
     psvc,
     wait_ready,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def reconciled(op: OperatorProcess, offset: int, ns: str, name: str) -> bool:
@@ -99,9 +102,8 @@ def test_api_server_restart_watches_resume_and_nothing_is_missed(
     apply(psvc("before", type="api", image="example/a:1"), ns)
     wait_ready("before", ns)
 
-    subprocess.run(["kwokctl", "stop", "cluster", "--name", cluster], check=True, capture_output=True, timeout=120)
-    time.sleep(5)  # the operator's watches and calls fail meanwhile
-    subprocess.run(["kwokctl", "start", "cluster", "--name", cluster], check=True, capture_output=True, timeout=180)
+    # Every component stops for a few seconds: the operator's watches and calls fail meanwhile.
+    subprocess.run([str(ROOT / "hack" / "cluster.sh"), "restart"], check=True, capture_output=True, timeout=300)
     eventually(lambda: kubectl("get", "--raw", "/readyz", check=False).returncode == 0, timeout=90, what="readyz")
 
     # Changes after the restart reach the operator through its resumed watches.

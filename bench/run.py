@@ -1,0 +1,434 @@
+"""`make bench`: the operator at platform scale, against the direct-apply limit in the same run.
+
+For each N it applies N PlatformServices at once (a mix of the four types, with queues and Redis
+keys) and measures the time until all are Ready, the operator's peak RSS and CPU seconds, its API
+requests by verb (from the API server's audit log) and its RabbitMQ and Redis calls (from its own
+metrics). Then, in another namespace, the same children, queues and users are created directly
+through the same adapters with a tuned client: the limit. At the largest N it also measures the
+steady state (writes and CPU per resync), update-to-Ready latency and churn.
+
+Runs inside hack/with-cluster.sh (KUBECONFIG, PLATFORM_AUDIT_LOG and the servers' PLATFORM_*).
+Writes bench/results/results.json, results.md and results.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from platform_operator import builders, cache, credentials, messaging
+from platform_operator.kube import Kube
+from platform_operator.model import PlatformService
+from platform_operator.rabbitmq import RabbitMQ
+from platform_operator.redis_store import RedisStore
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+METRICS_PORT, LIVENESS_PORT = 19190, 18190
+OPERATOR_AGENTS = ("OpenAPI-Generator", "kopf")
+
+
+def log(msg: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
+    proc = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=600, check=False)
+    if check and proc.returncode:
+        raise RuntimeError(f"kubectl {' '.join(args[:3])}: {proc.stderr[:500]}")
+    return proc.stdout
+
+
+def spec_for(i: int, ns: str) -> dict[str, Any]:
+    """A realistic mix: 40% api, 30% worker, 20% data, 10% polling bots."""
+    kind = ("api", "worker", "api", "data", "worker", "api", "worker", "data", "api", "bot")[i % 10]
+    spec: dict[str, Any] = {
+        "type": kind,
+        "image": f"registry.example/svc{i}:1",
+        "redis": {"keys": [{"key": "v", "value": "1"}]},
+    }
+    if kind == "api":
+        spec["messaging"] = {"publishes": [{"name": f"{ns}.ev{i % 20}"}]}
+        spec["ingress"] = {"host": f"svc{i}.bench.example.com", "rateLimit": {"rps": 50}}
+    elif kind == "worker":
+        spec["messaging"] = {
+            "consumes": [{"queue": f"{ns}.q{i}", "exchange": f"{ns}.ev{i % 20}", "routingKeys": ["#"]}]
+        }
+    elif kind == "data":
+        spec["database"] = {"engine": "postgres", "secretRef": {"name": "db"}}
+    else:
+        spec["bot"] = {"mode": "polling", "tokenSecretRef": {"name": "token"}}
+    return spec
+
+
+def manifest(n: int, ns: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "platform.dev/v1alpha1",
+            "kind": "PlatformService",
+            "metadata": {"name": f"svc{i}", "namespace": ns},
+            "spec": spec_for(i, ns),
+        }
+        for i in range(n)
+    ]
+
+
+def apply_all(objs: list[dict[str, Any]]) -> None:
+    for chunk in range(0, len(objs), 200):
+        kubectl(
+            "apply",
+            "--server-side",
+            "--field-manager=bench",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all(objs[chunk : chunk + 200]),
+        )
+
+
+def count_ready(ns: str) -> tuple[int, int]:
+    items = json.loads(kubectl("get", "psvc", "-n", ns, "-o", "json"))["items"]
+    ready = 0
+    for o in items:
+        conds = {c["type"]: c for c in (o.get("status") or {}).get("conditions") or []}
+        gen = o["metadata"]["generation"]
+        if conds.get("Ready", {}).get("status") == "True" and o["status"].get("observedGeneration") == gen:
+            ready += 1
+    return ready, len(items)
+
+
+def wait_all_ready(ns: str, n: int, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        ready, _ = count_ready(ns)
+        if ready == n:
+            return time.monotonic() - start
+        time.sleep(1)
+    raise RuntimeError(f"{ns}: only {count_ready(ns)[0]}/{n} Ready after {timeout}s")
+
+
+class Operator:
+    def __init__(self, logfile: Path, resync: float) -> None:
+        env = {
+            **os.environ,
+            "PLATFORM_RESYNC_SECONDS": str(resync),
+            "PLATFORM_METRICS_PORT": str(METRICS_PORT),
+            "PLATFORM_LIVENESS_PORT": str(LIVENESS_PORT),
+            "PLATFORM_STANDALONE": "true",
+        }
+        self.out = logfile.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "platform_operator"], env=env, stdout=self.out, stderr=subprocess.STDOUT
+        )
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{LIVENESS_PORT}/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("operator did not start")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def outside_calls(self) -> dict[str, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
+        calls: Counter[str] = Counter()
+        for line in text.splitlines():
+            if line.startswith("platform_outside_call_duration_seconds_count{"):
+                system = line.split('system="')[1].split('"')[0]
+                calls[system] += float(line.rsplit(" ", 1)[1])
+        return dict(calls)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.out.close()
+
+
+def audit_requests(
+    since: float, until: float, namespace: str | None = None, agents: tuple[str, ...] = OPERATOR_AGENTS
+) -> Counter[str]:
+    """Requests by verb from the audit log, made by the given user agents in the time window."""
+    verbs: Counter[str] = Counter()
+    path = os.environ.get("PLATFORM_AUDIT_LOG")
+    if not path:
+        return verbs
+    with open(path) as f:
+        for line in f:
+            ev = json.loads(line)
+            if ev.get("stage") != "ResponseComplete" or not ev.get("userAgent", "").startswith(agents):
+                continue
+            if namespace and (ev.get("objectRef") or {}).get("namespace") not in (namespace, None):
+                continue
+            when = datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00")).timestamp()
+            if since <= when <= until:
+                verbs[ev["verb"]] += 1
+    return verbs
+
+
+async def direct(n: int, ns: str) -> dict[str, Any]:
+    """The limit: the same children, queues and users, applied straight away with a tuned client."""
+    env = os.environ
+    kube = await Kube.connect()
+    rabbit = RabbitMQ(
+        env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
+        env["PLATFORM_RABBITMQ_ADMIN_USER"],
+        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        "/",
+    )
+    store = RedisStore(env["PLATFORM_REDIS_URL"])
+    sem = asyncio.Semaphore(32)
+    svcs = [
+        PlatformService.from_body(
+            {"metadata": {"name": f"svc{i}", "namespace": ns, "uid": ""}, "spec": spec_for(i, ns)}
+        )
+        for i in range(n)
+    ]
+
+    async def one(svc: PlatformService) -> None:
+        async with sem:
+            topology, plan = messaging.plan(svc), cache.plan(svc)
+            mq_pw, redis_pw = credentials.new_password(), credentials.new_password()
+            settings = builders.secret_settings(svc, rabbitmq_url="amqp://x", redis_url="redis://x")
+            objs = [
+                builders.build_secret(svc, settings),
+                builders.build_deployment(svc, builders.config_hash(settings)),
+            ]
+            objs += [
+                o
+                for o in (builders.build_service(svc), builders.build_ingress(svc), builders.build_network_policy(svc))
+                if o
+            ]
+            for obj in objs:
+                obj["metadata"].pop("ownerReferences", None)  # no owner object in the direct path
+                await kube.apply(obj)
+            if not topology.empty:
+                await rabbit.provision(topology, mq_pw)
+            await store.ensure_user(plan, redis_pw)
+            await store.seed(plan)
+
+    start = time.monotonic()
+    # Publishers first: consumers bind to their exchanges (the operator converges in any order).
+    await asyncio.gather(*(one(s) for s in svcs if s.spec.type == "api"))
+    await asyncio.gather(*(one(s) for s in svcs if s.spec.type != "api"))
+    applied = time.monotonic() - start
+    while True:
+        deps = json.loads(kubectl("get", "deploy", "-n", ns, "-o", "json"))["items"]
+        if sum(1 for d in deps if (d.get("status") or {}).get("readyReplicas") == d["spec"]["replicas"]) >= n:
+            break
+        await asyncio.sleep(1)
+    total = time.monotonic() - start
+    await kube.close()
+    await rabbit.close()
+    await store.close()
+    return {"direct_seconds": round(total, 2), "direct_apply_seconds": round(applied, 2)}
+
+
+def fresh_namespace(name: str) -> None:
+    kubectl("create", "namespace", name)
+    kubectl("create", "secret", "generic", "db", "-n", name, "--from-literal=dsn=postgresql://x")
+    kubectl("create", "secret", "generic", "token", "-n", name, "--from-literal=token=x")
+
+
+def measure(n: int, resync: float, steady_seconds: float, churn_seconds: float, workdir: Path) -> dict[str, Any]:
+    ns_op, ns_direct = f"bench-op-{n}", f"bench-direct-{n}"
+    fresh_namespace(ns_op)
+    op = Operator(workdir / f"operator-{n}.log", resync)
+    row: dict[str, Any] = {"n": n}
+    try:
+        cpu0, t0 = op.cpu_seconds(), time.time()
+        log(f"N={n}: applying {n} PlatformServices")
+        apply_all(manifest(n, ns_op))
+        row["operator_seconds"] = round(wait_all_ready(ns_op, n, timeout=max(600, n * 2)), 2)
+        t1 = time.time()
+        row["operator_cpu_seconds"] = round(op.cpu_seconds() - cpu0, 2)
+        row["operator_peak_rss_mb"] = round(op.peak_rss_mb(), 1)
+        row["api_requests"] = dict(audit_requests(t0, t1 + 1))
+        row["outside_calls"] = op.outside_calls()
+        log(f"N={n}: all Ready in {row['operator_seconds']}s, peak RSS {row['operator_peak_rss_mb']} MB")
+
+        if steady_seconds:
+            log(f"N={n}: steady state for {steady_seconds:.0f}s")
+            time.sleep(resync)  # let the last status writes settle
+            s0, c0 = time.time(), op.cpu_seconds()
+            time.sleep(steady_seconds)
+            writes = audit_requests(s0, time.time())
+            row["steady_writes"] = sum(v for k, v in writes.items() if k in ("create", "update", "patch", "delete"))
+            row["steady_cpu_seconds_per_resync"] = round((op.cpu_seconds() - c0) / (steady_seconds / resync), 3)
+
+            log(f"N={n}: 20 single spec changes, update-to-Ready")
+            latencies = []
+            for i in range(20):
+                name = f"svc{(i * 7) % n}"
+                obj = json.loads(kubectl("get", "psvc", name, "-n", ns_op, "-o", "json"))
+                gen, replicas = obj["metadata"]["generation"], obj["spec"]["replicas"]
+                start = time.monotonic()
+                patch = json.dumps({"spec": {"replicas": 2 if replicas == 1 else 1}})
+                kubectl("patch", "psvc", name, "-n", ns_op, "--type=merge", "-p", patch)
+                while True:
+                    o = json.loads(kubectl("get", "psvc", name, "-n", ns_op, "-o", "json"))
+                    conds = {c["type"]: c for c in o["status"].get("conditions", [])}
+                    if (
+                        o["status"].get("observedGeneration", 0) > gen
+                        and conds.get("Ready", {}).get("status") == "True"
+                    ):
+                        break
+                    time.sleep(0.05)
+                latencies.append(time.monotonic() - start)
+            row["update_to_ready_p50_s"] = round(statistics.median(latencies), 3)
+            row["update_to_ready_p95_s"] = round(sorted(latencies)[int(0.95 * (len(latencies) - 1))], 3)
+
+        if churn_seconds:
+            log(f"N={n}: churn, 100 spec updates per second for {churn_seconds:.0f}s")
+            row.update(churn(ns_op, n, churn_seconds))
+    finally:
+        log(f"N={n}: deleting the operator's namespace")
+        kubectl("delete", "namespace", ns_op, "--wait=true", "--timeout=600s", check=False)
+        op.stop()
+
+    fresh_namespace(ns_direct)
+    log(f"N={n}: the direct path")
+    row.update(asyncio.run(direct(n, ns_direct)))
+    row["ratio"] = round(row["operator_seconds"] / row["direct_seconds"], 2)
+    kubectl("delete", "namespace", ns_direct, "--wait=false", check=False)
+    log(f"N={n}: operator {row['operator_seconds']}s, direct {row['direct_seconds']}s, ratio {row['ratio']}")
+    return row
+
+
+def churn(ns: str, n: int, seconds: float) -> dict[str, Any]:
+    """100 merge patches per second (each a new image tag) through one HTTP client, then the lag
+    until the operator has observed the last generation of every touched service."""
+
+    async def run() -> dict[str, Any]:
+        kube = await Kube.connect()
+        errors, sent, touched = 0, 0, {}
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            tick = time.monotonic()
+            batch = []
+            for _ in range(100):
+                name = f"svc{sent % n}"
+                sent += 1
+                body = {"spec": {"image": f"registry.example/{name}:{sent}"}}
+                batch.append(kube.merge_patch("platform.dev/v1alpha1", "PlatformService", ns, name, body))
+            for result in await asyncio.gather(*batch, return_exceptions=True):
+                if isinstance(result, BaseException) or result is None:
+                    errors += 1
+                else:
+                    touched[result["metadata"]["name"]] = result["metadata"]["generation"]
+            await asyncio.sleep(max(0.0, 1 - (time.monotonic() - tick)))
+        end = time.monotonic()
+        while True:
+            items = json.loads(kubectl("get", "psvc", "-n", ns, "-o", "json"))["items"]
+            behind = [
+                o
+                for o in items
+                if o["metadata"]["name"] in touched
+                and (o.get("status") or {}).get("observedGeneration", 0) < touched[o["metadata"]["name"]]
+            ]
+            if not behind:
+                break
+            await asyncio.sleep(0.5)
+        await kube.close()
+        return {"churn_updates": sent, "churn_errors": errors, "churn_lag_seconds": round(time.monotonic() - end, 2)}
+
+    return asyncio.run(run())
+
+
+def write(rows: list[dict[str, Any]]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = [
+        "| N | operator s | direct s | ratio | peak RSS MB | CPU s | API requests | RabbitMQ calls | Redis calls |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        api = ", ".join(f"{k} {v}" for k, v in sorted(r.get("api_requests", {}).items()))
+        calls = r.get("outside_calls", {})
+        lines.append(
+            f"| {r['n']} | {r['operator_seconds']} | {r['direct_seconds']} | {r['ratio']} | "
+            f"{r['operator_peak_rss_mb']} | {r['operator_cpu_seconds']} | {api} | "
+            f"{int(calls.get('rabbitmq', 0))} | {int(calls.get('redis', 0))} |"
+        )
+    big = rows[-1]
+    lines += ["", f"At N={big['n']}:", ""]
+    for key in (
+        "steady_writes",
+        "steady_cpu_seconds_per_resync",
+        "update_to_ready_p50_s",
+        "update_to_ready_p95_s",
+        "churn_updates",
+        "churn_errors",
+        "churn_lag_seconds",
+    ):
+        if key in big:
+            lines.append(f"- {key}: {big[key]}")
+    (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ns_ = [r["n"] for r in rows]
+    ax.plot(ns_, [r["operator_seconds"] for r in rows], "o-", label="operator: all Ready")
+    ax.plot(ns_, [r["direct_seconds"] for r in rows], "s--", label="direct apply (limit)")
+    ax.plot(ns_, [1.5 * r["direct_seconds"] for r in rows], ":", color="grey", label="target: 1.5 x direct")
+    for r in rows:
+        ax.annotate(f"x{r['ratio']}", (r["n"], r["operator_seconds"]), textcoords="offset points", xytext=(5, 5))
+    ax.set_xlabel("PlatformServices applied at once")
+    ax.set_ylabel("seconds")
+    ax.set_title("Time to Ready: operator vs direct apply")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "results.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,300,1000")
+    parser.add_argument("--resync", type=float, default=30.0)
+    parser.add_argument("--steady", type=float, default=120.0)
+    parser.add_argument("--churn", type=float, default=60.0)
+    args = parser.parse_args()
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/platformservices.platform.dev")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    workdir = RESULTS / "logs"
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in sizes:
+        last = n == sizes[-1]
+        rows.append(measure(n, args.resync, args.steady if last else 0, args.churn if last else 0, workdir))
+        write(rows)
+    log(f"written: {RESULTS / 'results.md'}, results.json, results.png")
+    print((RESULTS / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
