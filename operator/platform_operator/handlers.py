@@ -89,15 +89,15 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index(*PSVC)
 def ingress_claims(
-    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+    namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str, str]] | None:
     """Who routes which (host, path): the oldest claim wins, later ones are refused."""
-    ingress = spec.get("ingress")
-    if not ingress or spec.get("type") not in ("api", "bot"):
+    try:
+        claim = builders.ingress_claim(PlatformService.from_body(body))
+    except ValueError:  # a spec the model cannot read claims nothing
         return None
-    if spec.get("type") == "bot" and (spec.get("bot") or {}).get("mode") != "webhook":
+    if claim is None:
         return None
-    claim = (ingress.get("host", ""), ingress.get("path", "/"))
     return {claim: (str(meta.get("creationTimestamp", "")), namespace or "", name)}
 
 
