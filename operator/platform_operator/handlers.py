@@ -34,12 +34,13 @@ CHILDREN = (
 )
 FINALIZER = "platform.dev/finalizer"
 
-settings = OperatorSettings()
+# Read once: the timer's interval needs it at import, the startup handler for everything else.
+OPERATOR_SETTINGS = OperatorSettings()
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    ours = OperatorSettings()
+    ours = OPERATOR_SETTINGS
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="platform.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -177,7 +178,7 @@ async def reconcile_service(
     await _run(namespace, name, memo, (ingress_claims, queue_claims), retry)
 
 
-@kopf.timer(*PSVC, interval=settings.resync_seconds, initial_delay=settings.resync_seconds)
+@kopf.timer(*PSVC, interval=OPERATOR_SETTINGS.resync_seconds, initial_delay=OPERATOR_SETTINGS.resync_seconds)
 async def resync(
     namespace: str | None,
     name: str,

@@ -8,6 +8,7 @@ will not help), anything else is `UnavailableError` (retry with backoff).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -57,8 +58,6 @@ def _path(api_version: str, kind: str, namespace: str, name: str | None = None) 
 
 
 def _message(exc: ApiException) -> str:
-    import json
-
     try:
         body = json.loads(exc.body or "{}")
         return str(body.get("message") or exc.reason)
