@@ -138,6 +138,8 @@ prove_privileged() {
 up() {
   need_root
   if daemon_pid >/dev/null && answers; then
+    # A changed wrapper takes effect at once: dockerd runs it anew for every container operation.
+    install_wrapper
     log "dockerd already running (pid $(daemon_pid), unix://$SOCK)"
     return 0
   fi
