@@ -1,0 +1,52 @@
+"""Wires the service: settings -> client -> repository, indexes, readiness check, metrics -> the app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from catalog_data.adapters import database
+from catalog_data.adapters.repository import ItemRepository
+from catalog_data.config import Settings
+from catalog_data.entrypoints.api import create_app
+from catalog_data.entrypoints.observability import HttpMetrics
+
+
+def build_app(settings: Settings) -> FastAPI:
+    client = database.create_client(settings)  # connects lazily: building the app needs no database
+    db = database.database(client, settings)
+    # A registry per app (not the global one), so that every app built in one process counts alone.
+    registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
+    indexes = database.StartupIndexes(db) if settings.migrate_on_startup else None
+
+    async def ready() -> str:
+        pending = indexes.pending() if indexes else ""
+        return pending or await database.ping(db, settings.ready_timeout_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(indexes.run_until_done()) if indexes else None
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            client.close()
+
+    repository = ItemRepository(db)  # stateless over the client's pool: one for every request
+    return create_app(
+        settings,
+        items=lambda: repository,
+        ready_check=ready,
+        metrics=HttpMetrics(registry),
+        lifespan=lifespan,
+    )

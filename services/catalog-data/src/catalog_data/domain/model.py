@@ -1,0 +1,145 @@
+"""The catalog Item and its rules, free of any framework: what a valid item is, and what may change."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+SKU_MAX_LENGTH = 64
+NAME_MAX_LENGTH = 200
+PRICE_MAX = Decimal("1000000000")  # a billion, in the catalog's currency: anything above is a typo
+CENT = Decimal("0.01")
+
+# A stock-keeping unit as warehouses write it: letters and digits, with - _ . inside.
+_SKU = re.compile(rf"[A-Z0-9](?:[A-Z0-9._-]{{0,{SKU_MAX_LENGTH - 2}}}[A-Z0-9])?")
+
+
+class InvalidItem(ValueError):
+    """An item that breaks a rule about one of its fields."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class ItemNotFound(LookupError):
+    def __init__(self, item_id: uuid.UUID) -> None:
+        super().__init__(f"no item with id {item_id}")
+        self.item_id = item_id
+
+
+class SkuTaken(Exception):
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"an item with sku {sku} already exists")
+        self.sku = sku
+
+
+def normalize_sku(sku: str) -> str:
+    """SKUs are compared without regard to case (ab-1 and AB-1 are one product), so they are stored
+    uppercased and looked up the same way."""
+    return sku.strip().upper()
+
+
+def valid_sku(sku: str) -> str:
+    sku = normalize_sku(sku)
+    if not sku:
+        raise InvalidItem("sku", "must not be empty")
+    if len(sku) > SKU_MAX_LENGTH:
+        raise InvalidItem("sku", f"longer than {SKU_MAX_LENGTH} characters")
+    if not _SKU.fullmatch(sku):
+        raise InvalidItem("sku", f"{sku!r} may hold only letters, digits and - _ . (not at either end)")
+    return sku
+
+
+def valid_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidItem("name", "must not be empty")
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidItem("name", f"longer than {NAME_MAX_LENGTH} characters")
+    return name
+
+
+def valid_price(price: Decimal | int | str) -> Decimal:
+    """A price with at most two decimals, 0 <= price < PRICE_MAX, always with exactly two."""
+    try:
+        value = Decimal(price)
+    except (InvalidOperation, ValueError, TypeError):
+        raise InvalidItem("price", f"{price!r} is not a number") from None
+    if not value.is_finite():
+        raise InvalidItem("price", "must be a finite number")
+    if value < 0:
+        raise InvalidItem("price", "must not be negative")
+    if value >= PRICE_MAX:
+        raise InvalidItem("price", f"must be less than {PRICE_MAX}")
+    if value != value.quantize(CENT):
+        raise InvalidItem("price", "has more than two decimals")
+    return value.quantize(CENT)
+
+
+def price_cents(price: Decimal) -> int:
+    """The price as a whole number of cents: exact, and what the database stores."""
+    return int(price * 100)
+
+
+def price_of_cents(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(CENT)
+
+
+def _now() -> datetime:
+    # MongoDB keeps datetimes to the millisecond: an item is made as it will be read back.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: uuid.UUID
+    sku: str
+    name: str
+    price: Decimal
+    created_at: datetime
+
+    @classmethod
+    def create(cls, sku: str, name: str, price: Decimal | int | str, *, now: datetime | None = None) -> Item:
+        # The id is made here, not by the database, so an item is whole before it is stored.
+        return cls(
+            id=uuid.uuid4(),
+            sku=valid_sku(sku),
+            name=valid_name(name),
+            price=valid_price(price),
+            created_at=now or _now(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemChanges:
+    """What a change sets, each field checked by the same rules as a new item; None keeps it."""
+
+    sku: str | None = None
+    name: str | None = None
+    price: Decimal | None = None
+
+    @classmethod
+    def of(
+        cls, *, sku: str | None = None, name: str | None = None, price: Decimal | int | str | None = None
+    ) -> ItemChanges:
+        return cls(
+            sku=None if sku is None else valid_sku(sku),
+            name=None if name is None else valid_name(name),
+            price=None if price is None else valid_price(price),
+        )
+
+    def applied_to(self, item: Item) -> Item:
+        """The item as it is once changed; id and created_at never change."""
+        return dataclasses.replace(
+            item,
+            sku=item.sku if self.sku is None else self.sku,
+            name=item.name if self.name is None else self.name,
+            price=item.price if self.price is None else self.price,
+        )
