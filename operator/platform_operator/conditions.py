@@ -39,6 +39,11 @@ class Condition:
     def unknown(cls, type_: str, reason: str, message: str) -> Condition:
         return cls(type_, "Unknown", reason, message)
 
+    @classmethod
+    def from_dict(cls, cond: Mapping[str, Any]) -> Condition:
+        """A condition as recorded in status (timestamps and generation are merge_conditions' part)."""
+        return cls(str(cond["type"]), str(cond["status"]), str(cond.get("reason", "")), str(cond.get("message", "")))
+
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

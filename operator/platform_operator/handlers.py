@@ -26,11 +26,11 @@ log = logging.getLogger("platform_operator")
 PSVC = (GROUP, VERSION, PLURAL)
 MANAGED = {"app.kubernetes.io/managed-by": builders.MANAGER}
 CHILDREN = (
-    ("", "v1", "secrets"),
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("networking.k8s.io", "v1", "ingresses"),
-    ("networking.k8s.io", "v1", "networkpolicies"),
+    ("", "v1", "secrets", "Secret"),
+    ("apps", "v1", "deployments", "Deployment"),
+    ("", "v1", "services", "Service"),
+    ("networking.k8s.io", "v1", "ingresses", "Ingress"),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
 )
 FINALIZER = "platform.dev/finalizer"
 
@@ -88,8 +88,11 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         await memo.backends.redis.close()
 
 
+# The index functions are async although they do no I/O: kopf runs sync handlers in a thread pool,
+# and at a thousand services the hops to threads (and glibc's per-thread memory arenas) cost CPU
+# and resident memory for nothing.
 @kopf.index(*PSVC)
-def ingress_claims(
+async def ingress_claims(
     namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str, str]] | None:
     """Who routes which (host, path): the oldest claim wins, later ones are refused."""
@@ -103,7 +106,7 @@ def ingress_claims(
 
 
 @kopf.index(*PSVC)
-def queue_claims(
+async def queue_claims(
     namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str, str]]:
     """Who holds which queue (and its .retry and .dlq): queue names are global to the vhost."""
@@ -116,7 +119,7 @@ def queue_claims(
 
 
 @kopf.index(*PSVC)
-def exchange_users(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, str]]:
+async def exchange_users(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, str]]:
     """Which services publish to or consume from each exchange: an exchange is deleted with a
     service only when no other service uses it."""
     messaging = spec.get("messaging") or {}
@@ -140,6 +143,8 @@ async def _run(
     memo: kopf.Memo,
     indices: tuple[kopf.Index[Any, Any] | None, ...],
     retry: int = 0,
+    *,
+    external: bool = True,
 ) -> None:
     """The one path every trigger takes. kopf fills the index arguments (declared above)."""
 
@@ -149,7 +154,9 @@ async def _run(
     if namespace is None:  # PlatformService is namespaced; kopf always gives one
         return
     try:
-        outcome = await reconcile.reconcile(namespace, name, memo.kube, memo.backends, claims=claims, emit=_post_event)
+        outcome = await reconcile.reconcile(
+            namespace, name, memo.kube, memo.backends, claims=claims, emit=_post_event, external=external
+        )
     except UnavailableError as exc:
         raise kopf.TemporaryError(f"Kubernetes API unavailable: {exc}", delay=_backoff(retry)) from exc
     if outcome is None:
@@ -231,7 +238,7 @@ def _owner(meta: kopf.Meta) -> str | None:
     return None
 
 
-def _child_handler(group: str, version: str, plural: str) -> None:
+def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
     @kopf.on.event(group, version, plural, labels=MANAGED, id=f"child-{plural}")
     async def child_changed(
         namespace: str | None,
@@ -242,12 +249,17 @@ def _child_handler(group: str, version: str, plural: str) -> None:
         queue_claims: kopf.Index[Any, Any] | None = None,
         **_: Any,
     ) -> None:
-        """A child was edited, deleted or changed status: reconcile its owner now, not at the next resync."""
+        """A child was edited, deleted or changed status: reconcile its owner now, not at the next resync.
+
+        Only the Kubernetes side: RabbitMQ and Redis are visited by the owner's own handlers and the
+        resync. The echo of our own write (the version we just applied) is not a change."""
         owner = _owner(meta)
         if owner is None or namespace is None or type is None:  # no owner, or the initial listing
             return
+        if type != "DELETED" and reconcile.is_own_echo(kind, meta):
+            return
         try:
-            await _run(namespace, owner, memo, (ingress_claims, queue_claims))
+            await _run(namespace, owner, memo, (ingress_claims, queue_claims), external=False)
         except kopf.TemporaryError as exc:
             log.warning(f"Reconcile of {namespace}/{owner} after a {plural} change failed: {exc}")
 

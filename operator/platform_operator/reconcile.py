@@ -52,6 +52,10 @@ class Outcome:
 
 
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
+# Reconciles of an object queued behind the one running: they have not read anything yet.
+_waiting: dict[tuple[str, str], int] = {}
+# The resourceVersion of each child as our last write left it: its watch event is our own echo.
+_written: dict[tuple[str, str, str], str] = {}
 
 
 def lock_for(namespace: str, name: str) -> asyncio.Lock:
@@ -61,7 +65,25 @@ def lock_for(namespace: str, name: str) -> asyncio.Lock:
 
 def forget(namespace: str, name: str) -> None:
     _locks.pop((namespace, name), None)
+    _waiting.pop((namespace, name), None)
+    for key in [k for k in _written if k[1] == namespace and k[2].startswith(name)]:
+        _written.pop(key, None)
     observability.forget_readiness(namespace, name)
+
+
+def is_own_echo(kind: str, meta: Mapping[str, Any]) -> bool:
+    """True when a child's watch event shows exactly the version our last apply produced: nothing
+    changed since we wrote it, so there is nothing to check."""
+    key = (kind, str(meta.get("namespace")), str(meta.get("name")))
+    version = meta.get("resourceVersion")
+    return version is not None and _written.get(key) == version
+
+
+def _remember_write(live: Mapping[str, Any]) -> None:
+    meta = live.get("metadata") or {}
+    version = meta.get("resourceVersion")
+    if version:
+        _written[(str(live.get("kind")), str(meta.get("namespace")), str(meta.get("name")))] = str(version)
 
 
 def stamp(obj: dict[str, Any]) -> dict[str, Any]:
@@ -194,20 +216,34 @@ async def reconcile(
     *,
     claims: ClaimLookup,
     emit: EventSink,
+    external: bool = True,
 ) -> Outcome | None:
-    """Reconciles the PlatformService as it is now; None when it is gone or being deleted.
+    """Reconciles the PlatformService as it is now; None when it is gone, being deleted, or (with
+    external=False) when a reconcile already queued behind the running one will cover it.
 
     The object is read afresh under the lock, so triggers that queued up behind each other act on
     the latest spec and status instead of a snapshot taken before the previous reconcile wrote.
+    external=False is for triggers that only concern Kubernetes (a child changed): RabbitMQ and
+    Redis are left alone unless the credentials or the generation changed since they were last
+    provisioned (the create/update handlers and the resync timer always do them).
     """
-    async with lock_for(namespace, name):
+    key = (namespace, name)
+    lock = lock_for(namespace, name)
+    if not external and lock.locked() and _waiting.get(key, 0) > 0:
+        return None  # a queued reconcile reads everything afresh after the running one
+    _waiting[key] = _waiting.get(key, 0) + 1
+    try:
+        await lock.acquire()
+    finally:
+        _waiting[key] -= 1
+    try:
         body = await kube.get(API_VERSION, KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         svc = PlatformService.from_body(body)
         async with observability.reconciling(namespace, name, svc.spec.type) as result:
             try:
-                outcome = await _reconcile(svc, body, kube, backends, claims=claims, emit=emit)
+                outcome = await _reconcile(svc, body, kube, backends, claims=claims, emit=emit, external=external)
             except NamespaceTerminatingError:
                 result["result"] = "gone"
                 return None  # the namespace controller is deleting everything in it, this object too
@@ -217,6 +253,22 @@ async def reconcile(
             ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}
             observability.record_readiness(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
             return outcome
+    finally:
+        lock.release()
+
+
+def provisioned_before(svc: PlatformService, previous: Mapping[str, Any]) -> dict[str, Mapping[str, Any]] | None:
+    """The QueuesReady and CacheReady conditions a previous reconcile of this generation recorded,
+    or None when RabbitMQ and Redis must be visited (never provisioned, or for an older spec)."""
+    if previous.get("observedGeneration") != svc.generation:
+        return None
+    found = {}
+    for type_ in (conditions.QUEUES_READY, conditions.CACHE_READY):
+        cond = conditions.find(previous.get("conditions") or [], type_)
+        if cond is None or cond.get("status") != "True":
+            return None
+        found[type_] = cond
+    return found
 
 
 async def _reconcile(
@@ -227,6 +279,7 @@ async def _reconcile(
     *,
     claims: ClaimLookup,
     emit: EventSink,
+    external: bool = True,
 ) -> Outcome:
     def say(type_: str, reason: str, message: str) -> None:
         emit(body, type_, reason, message)
@@ -270,6 +323,7 @@ async def _reconcile(
 
     outcome = Outcome(status={})
     live_by_kind: dict[str, dict[str, Any] | None] = {}
+    created: list[str] = []  # one Event for all of them: at scale, each Event is a request
     for obj in wanted:
         stamp(obj)
         kind, name = obj["kind"], obj["metadata"]["name"]
@@ -285,14 +339,15 @@ async def _reconcile(
             live_by_kind[kind] = live
             continue
         try:
-            live_by_kind[kind] = await kube.apply(obj)
+            applied = live_by_kind[kind] = await kube.apply(obj)
         except RefusedError as exc:
             outcome.refused[kind] = str(exc)
             live_by_kind[kind] = live
             continue
+        _remember_write(applied)
         outcome.written.append(f"{kind}/{name}")
         if live is None:
-            say("Normal", "Created", f"Created {kind} {name}.")
+            created.append(f"{kind} {name}")
         elif kind == "Secret" and creds.rotation != (
             (live.get("metadata", {}).get("annotations") or {}).get(credentials.ROTATED_FOR_ANNOTATION, "")
         ):
@@ -304,6 +359,9 @@ async def _reconcile(
                 say("Normal", "Repaired", f"Restored {kind} {name}: {', '.join(sorted(paths)[:5])}.")
             else:
                 say("Normal", "Updated", f"Updated {kind} {name} to the new spec.")
+
+    if created:
+        say("Normal", "Created", f"Created {', '.join(created)}.")
 
     wanted_kinds = {(o["apiVersion"], o["kind"]) for o in wanted}
     for api_version, kind in OPTIONAL_KINDS:
@@ -321,14 +379,22 @@ async def _reconcile(
     # The Secret holds the passwords before the users get them, so an operator killed in between
     # finds the same passwords on its next run (no second user, no lost password).
     secret_in_place = "Secret" not in outcome.refused
+    previous = dict(body.get("status") or {})
+    before = None if external or f"Secret/{svc.secret_name}" in outcome.written else provisioned_before(svc, previous)
     taken = queue_conflicts(svc, topology, claims)
+    queues: list[dict[str, Any]]
     if taken:
         message = "; ".join(taken) + ": choose other queue names."
         queues_cond = Condition.false(conditions.QUEUES_READY, "QueueClaimed", message)
-        queues: list[dict[str, Any]] = []
+        queues = []
+    elif before is not None:
+        queues_cond, queues = Condition.from_dict(before[conditions.QUEUES_READY]), list(previous.get("queues") or [])
     else:
         queues_cond, queues = await _provision_queues(topology, backends.rabbitmq, creds, secret_in_place, outcome, say)
-    cache_cond = await _provision_cache(cache_plan, backends.redis, creds, secret_in_place, outcome, say)
+    if before is not None:
+        cache_cond = Condition.from_dict(before[conditions.CACHE_READY])
+    else:
+        cache_cond = await _provision_cache(cache_plan, backends.redis, creds, secret_in_place, outcome, say)
 
     deployment_cond, ready = deployment_condition(svc, live_by_kind.get("Deployment"))
     ingress_cond = ingress_condition(svc, conflict, live_by_kind.get("Ingress"))
@@ -341,7 +407,6 @@ async def _reconcile(
         )
     aspects = [deployment_cond, queues_cond, cache_cond, ingress_cond]
 
-    previous = dict(body.get("status") or {})
     status = desired_status(
         svc,
         previous,

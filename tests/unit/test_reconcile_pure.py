@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from platform_operator import builders, cache, conditions, messaging
+from platform_operator import builders, cache, conditions, messaging, reconcile
 from platform_operator.conditions import Condition
 from platform_operator.credentials import Credentials
 from platform_operator.drift import holds
@@ -21,6 +21,8 @@ from platform_operator.reconcile import (
     desired_status,
     ingress_condition,
     ingress_conflict,
+    is_own_echo,
+    provisioned_before,
     stamp,
 )
 
@@ -476,3 +478,48 @@ def test_status_carries_no_credentials(make_svc):
     text = repr(status)
     assert "s3cr3t-value" not in text
     assert "orders-db" not in text
+
+
+# --- what a child-triggered reconcile may skip ------------------------------------------------------
+
+
+def _status(generation: int, queues: str = "True", cache_: str = "True") -> dict[str, Any]:
+    svc_conds = [
+        Condition(conditions.QUEUES_READY, queues, "Provisioned", "in place"),
+        Condition(conditions.CACHE_READY, cache_, "Provisioned", "in place"),
+    ]
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions.merge_conditions([], svc_conds, generation, T0),
+    }
+
+
+def test_provisioned_for_this_generation_is_reused(make_svc):
+    svc = make_svc(type="worker", generation=3)
+    found = provisioned_before(svc, _status(3))
+    assert found is not None
+    assert Condition.from_dict(found[conditions.QUEUES_READY]) == Condition(
+        conditions.QUEUES_READY, "True", "Provisioned", "in place"
+    )
+
+
+@pytest.mark.parametrize(
+    "status",
+    [{}, _status(2), _status(3, queues="False"), _status(3, cache_="Unknown")],
+    ids=["never-reconciled", "older-generation", "queues-not-ready", "cache-not-ready"],
+)
+def test_outside_systems_are_visited_unless_provisioned_for_this_generation(make_svc, status):
+    assert provisioned_before(make_svc(type="worker", generation=3), status) is None
+
+
+def test_own_echo_is_the_version_last_applied():
+    live = {"kind": "Deployment", "metadata": {"namespace": "shop", "name": "orders", "resourceVersion": "41"}}
+    reconcile._remember_write(live)
+    try:
+        assert is_own_echo("Deployment", live["metadata"])
+        assert not is_own_echo("Deployment", {**live["metadata"], "resourceVersion": "42"})  # changed since
+        assert not is_own_echo("Service", live["metadata"])
+        assert not is_own_echo("Deployment", {"namespace": "shop", "name": "orders"})
+    finally:
+        reconcile.forget("shop", "orders")
+    assert not is_own_echo("Deployment", live["metadata"])
