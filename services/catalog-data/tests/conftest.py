@@ -44,6 +44,16 @@ def mongodb_url() -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+async def ferretdb_version(mongodb_url: str) -> str:
+    """FerretDB's version when the server is FerretDB (buildInfo says so), else ''."""
+    client: AsyncIOMotorClient[dict[str, object]] = AsyncIOMotorClient(mongodb_url, serverSelectionTimeoutMS=5000)
+    try:
+        return str((await client.admin.command("buildInfo")).get("ferretdbVersion", ""))
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="module")
 async def database_url(mongodb_url: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """A database of this test module's own, empty (MongoDB makes it on the first write), dropped

@@ -73,7 +73,7 @@ class Settings(PlatformSettings):
 
     # the service's own settings (spec.env)
     migrate_on_startup: bool = Field(True, alias="MIGRATE_ON_STARTUP")
-    http_host: str = Field("0.0.0.0", alias="HTTP_HOST")  # noqa: S104 - a pod listens on its own IP
+    http_host: str = Field("0.0.0.0", alias="HTTP_HOST")  # noqa: S104  # nosec B104 - a pod listens on its own IP
     http_port: int = Field(8000, alias="HTTP_PORT")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     db_pool_size: int = Field(20, alias="DB_POOL_SIZE", ge=1)

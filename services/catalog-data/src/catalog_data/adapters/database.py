@@ -73,8 +73,10 @@ async def ensure_indexes(db: Database) -> None:
     """Creates the indexes that are missing; those already there are left alone (so every replica
     may run this at startup, together or not)."""
     for collection, indexes in INDEXES.items():
-        names = await db[collection].create_indexes(indexes)
-        log.info("indexes of %s: %s", collection, ", ".join(names))
+        # One createIndexes command per index: FerretDB v1.24 drops the connection (a panic on its
+        # side) when one command lists two or more indexes that exist already.
+        names = [await db[collection].create_indexes([index]) for index in indexes]
+        log.info("indexes of %s: %s", collection, ", ".join(n for batch in names for n in batch))
 
 
 class StartupIndexes:
