@@ -84,6 +84,7 @@ ping_server() {
   # A real round trip on the wire: an OP_MSG `{ping: 1, $db: "admin"}` (51 bytes, written out by
   # hand), answered with `ok: 1.0` (the BSON double element 01 "ok" 00 then 1.0 little-endian).
   # Not `ferretdb ping`: that one needs credentials, which a server without auth refuses.
+  # shellcheck disable=SC2016 # the inner script expands its own $1
   timeout 5 bash -c '
     exec 3<> "/dev/tcp/127.0.0.1/$1" || exit 1
     printf "\x33\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\xdd\x07\x00\x00\x00\x00\x00\x00\x00" >&3
@@ -109,7 +110,9 @@ build() {
   log "$FERRETDB_VERSION: downloading the module (Go module proxy)"
   src=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
     | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -n "$src" ] && [ -d "$src/cmd/ferretdb" ] || die "go mod download github.com/FerretDB/FerretDB@$FERRETDB_VERSION gave no source"
+  if [ -z "$src" ] || [ ! -d "$src/cmd/ferretdb" ]; then
+    die "go mod download github.com/FerretDB/FerretDB@$FERRETDB_VERSION gave no source"
+  fi
   rm -rf "$work/src"
   cp -R "$src" "$work/src"
   chmod -R u+w "$work/src"
