@@ -7,6 +7,7 @@ reads what is there, writes only what differs, and ends with no write at all whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -206,6 +207,11 @@ class Backends:
     rabbitmq: RabbitMQ | None = None
     redis: RedisStore | None = None
     settings: OperatorSettings = field(default_factory=OperatorSettings)
+    slots: asyncio.Semaphore | None = None  # at most settings.max_concurrent_reconciles at once
+
+    def __post_init__(self) -> None:
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(self.settings.max_concurrent_reconciles)
 
 
 async def reconcile(
@@ -237,24 +243,38 @@ async def reconcile(
     finally:
         _waiting[key] -= 1
     try:
-        body = await kube.get(API_VERSION, KIND, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return None
-        svc = PlatformService.from_body(body)
-        async with observability.reconciling(namespace, name, svc.spec.type) as result:
-            try:
-                outcome = await _reconcile(svc, body, kube, backends, claims=claims, emit=emit, external=external)
-            except NamespaceTerminatingError:
-                result["result"] = "gone"
-                return None  # the namespace controller is deleting everything in it, this object too
-            result["result"] = "retry" if outcome.retry else "refused" if outcome.refused else "ok"
-            if outcome.written or outcome.status_written:
-                log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
-            ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}
-            observability.record_readiness(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
-            return outcome
+        async with backends.slots or contextlib.nullcontext():
+            return await _reconcile_locked(namespace, name, kube, backends, claims=claims, emit=emit, external=external)
     finally:
         lock.release()
+
+
+async def _reconcile_locked(
+    namespace: str,
+    name: str,
+    kube: Kube,
+    backends: Backends,
+    *,
+    claims: ClaimLookup,
+    emit: EventSink,
+    external: bool,
+) -> Outcome | None:
+    body = await kube.get(API_VERSION, KIND, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    svc = PlatformService.from_body(body)
+    async with observability.reconciling(namespace, name, svc.spec.type) as result:
+        try:
+            outcome = await _reconcile(svc, body, kube, backends, claims=claims, emit=emit, external=external)
+        except NamespaceTerminatingError:
+            result["result"] = "gone"
+            return None  # the namespace controller is deleting everything in it, this object too
+        result["result"] = "retry" if outcome.retry else "refused" if outcome.refused else "ok"
+        if outcome.written or outcome.status_written:
+            log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
+        ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}
+        observability.record_readiness(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
+        return outcome
 
 
 def provisioned_before(svc: PlatformService, previous: Mapping[str, Any]) -> dict[str, Mapping[str, Any]] | None:

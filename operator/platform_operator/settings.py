@@ -20,6 +20,12 @@ class OperatorSettings(BaseSettings):
         None, description="This replica's priority among peers; unset picks a random one (equal ones all pause)."
     )
     peering_lifetime: int = Field(60, gt=0, description="Seconds before a silent peer counts as gone.")
+    max_concurrent_reconciles: int = Field(
+        32,
+        gt=0,
+        description="Reconciles in flight at once; more queue. Bounds the peak memory and the load put on "
+        "the API server, RabbitMQ and Redis when many services change together (a restart, a mass apply).",
+    )
 
     # RabbitMQ: the operator declares through the management API; services connect over AMQP.
     rabbitmq_management_url: str = Field("", description="e.g. http://rabbitmq:15672; empty: queues not managed.")
