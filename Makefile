@@ -56,7 +56,7 @@ test-unit: setup ## Unit tests of the pure code (no cluster).
 	$(PY) pytest tests/unit -q
 
 .PHONY: test-e2e
-test-e2e: setup tools ## Integration, e2e, services and flow tests on their own control plane, RabbitMQ, Redis, PostgreSQL.
+test-e2e: setup tools ## Integration, e2e, services and flow tests on their own control plane, RabbitMQ, Redis, PostgreSQL, FerretDB.
 	CLUSTER_NAME=$(TEST_CLUSTER) KEEP_CLUSTER=$(KEEP_CLUSTER) PLATFORM_E2E_FULL_RUN=1 hack/with-cluster.sh hack/test-suites.sh
 
 ##@ Cluster
@@ -93,7 +93,7 @@ BENCH_SIZES ?= 100,300,1000
 .PHONY: bench
 bench: setup tools ## Operator vs direct apply at N=$(BENCH_SIZES); writes bench/results/ (results.md, .json, .png).
 	CLUSTER_NAME=platform-bench BACKENDS_NAME=platform-bench REDIS_PORT=6396 RABBITMQ_PORT=5696 \
-	  RABBITMQ_MANAGEMENT_PORT=15696 POSTGRES_PORT=5446 \
+	  RABBITMQ_MANAGEMENT_PORT=15696 POSTGRES_PORT=5446 FERRETDB_PORT=27096 \
 	  hack/with-cluster.sh $(UV) run --locked --all-packages --group bench python bench/run.py --sizes $(BENCH_SIZES)
 
 ##@ Backends

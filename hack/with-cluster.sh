@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs a command against a local control plane and local RabbitMQ, Redis and PostgreSQL: starts them first,
+# Runs a command against a local control plane and local RabbitMQ, Redis, PostgreSQL and FerretDB (the
+# MongoDB-wire server of catalog-data's tests): starts them first,
 # deletes them afterwards (KEEP_CLUSTER=1 keeps them, e.g. to look at a failure). The command sees
 # KUBECONFIG, PLATFORM_AUDIT_LOG and the PLATFORM_* settings of the servers.
 set -euo pipefail
@@ -13,15 +14,18 @@ cleanup() {
   else
     "$here/cluster.sh" down || true
     "$here/postgres.sh" down || true
+    "$here/ferretdb.sh" down || true
     "$here/backends.sh" down || true
   fi
 }
 trap cleanup EXIT
 "$here/backends.sh" up
 "$here/postgres.sh" up
+"$here/ferretdb.sh" up
 "$here/cluster.sh" up
 eval "$("$here/backends.sh" env)"
 eval "$("$here/postgres.sh" env)"
+eval "$("$here/ferretdb.sh" env)"
 export KUBECONFIG="$CACHE/kubeconfig-$CLUSTER_NAME"
 PLATFORM_AUDIT_LOG=$("$here/cluster.sh" audit-log)
 export PLATFORM_AUDIT_LOG
