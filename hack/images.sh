@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# The project's container images, built on a machine with no container registry.
+#
+#   hack/images.sh base       the Python base image, from Debian packages (debootstrap), cached
+#   hack/images.sh operator   platform-operator:dev       (operator/Dockerfile)
+#   hack/images.sh services   platform/<name>:dev for every services/*/Dockerfile
+#   hack/images.sh all        base, operator, services
+#   hack/images.sh check      run each image: the operator's and each service's package imports as uid 10001
+#   hack/images.sh save [DIR] each image as DIR/<name>.tar (for `kind load image-archive`); prints the paths
+#   hack/images.sh base-tag   print the base image's tag (building nothing)
+#
+# Why: the Dockerfiles start FROM python:3.12-slim (ARG BASE_IMAGE), which comes from Docker Hub;
+# the build machines reach package registries only. So the base is made from Debian's own packages:
+# debootstrap (bookworm, minbase) plus python3 (3.11, within the project's >=3.11,<3.13), pip, venv,
+# ca-certificates, passwd and adduser (groupadd/useradd), python-is-python3 (`python -m ...`);
+# without docs, man pages or apt lists, with PEP 668's EXTERNALLY-MANAGED removed so that the
+# Dockerfiles' `pip install uv` works. The rootfs tarball is cached outside the checkout, keyed by
+# suite, package list, extra CA certificates and this recipe, and `docker import`ed: a warm run
+# re-imports it, or does nothing when the tag exists. Only --build-arg BASE_IMAGE (and UV_VERSION from
+# hack/versions.env) differs from a normal build: the Dockerfiles are the ones users build with
+# python:3.12-slim.
+#
+# Two things of these machines, handled here:
+# - TLS to PyPI goes through an intercepting proxy whose CA is in /usr/local/share/ca-certificates.
+#   Those certificates are added to the base image's trust store (so they are in every image built
+#   on it: these images are for this machine's clusters), and the base sets SSL_CERT_FILE and
+#   UV_NATIVE_TLS so that uv (which otherwise trusts only its built-in roots) uses that store.
+# - The Dockerfiles start with `# syntax=docker/dockerfile:1`, which makes BuildKit pull that
+#   frontend image from Docker Hub. Unless an image of that name is present locally, the build uses a
+#   copy of the Dockerfile without that line (and the Dockerfile.dockerignore beside it), so BuildKit's
+#   built-in Dockerfile frontend (Docker 20.10: RUN --mount, per-Dockerfile ignore files) reads it.
+# Builds use /usr/bin/docker (Debian's 20.10 client, BuildKit built in) with DOCKER_BUILDKIT=1: the
+# Docker 28 client at /usr/local/bin/docker has no buildx plugin here. The engine is
+# hack/docker-engine.sh's (started by this script when nothing answers).
+#
+# Settings (environment):
+#   PLATFORM_CACHE          cache root (~/.cache/platform-operator); images/ holds the rootfs tarballs and build logs
+#   DEBIAN_SUITE            bookworm
+#   DEBIAN_MIRROR           http://deb.debian.org/debian (security updates from DEBIAN_SECURITY_MIRROR,
+#                           http://deb.debian.org/debian-security)
+#   BASE_UPGRADE            1: apply bookworm-updates and bookworm-security to the rootfs (0: not)
+#   BASE_EXTRA_CA_DIR       extra CA certificates (*.crt) to trust (/usr/local/share/ca-certificates)
+#   BASE_IMAGE              use this base instead of building one (e.g. python:3.12-slim where a registry is reachable)
+#   DOCKER_CLI              the client to build with (/usr/bin/docker); DOCKER_HOST from hack/docker-engine.sh env
+#   IMAGES_VERBOSE          1: stream build output too (it always goes to $PLATFORM_CACHE/images/build-<name>.log)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+# shellcheck source-path=SCRIPTDIR source=versions.env
+source "$here/versions.env"
+
+CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
+IMAGES_DIR="$CACHE/images"
+SUITE=${DEBIAN_SUITE:-bookworm}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+UPGRADE=${BASE_UPGRADE:-1}
+EXTRA_CA_DIR=${BASE_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}
+VERBOSE=${IMAGES_VERBOSE:-0}
+BASE_REPO=platform/python-base
+OPERATOR_IMAGE=platform-operator:dev
+# python-is-python3: the Dockerfiles run `python -m ...`. passwd (groupadd, useradd) is in minbase
+# already; listed so that it stays whatever debootstrap's priorities become.
+BASE_PACKAGES=(python3 python3-pip python3-venv python-is-python3 ca-certificates passwd adduser)
+# Image settings of the base, as python:3.12-slim has them (PATH, LANG, CMD), plus the CA bundle for uv.
+BASE_CHANGES=(
+  'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  'ENV LANG=C.UTF-8'
+  'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt'
+  'ENV UV_NATIVE_TLS=1'
+  'CMD ["python3"]'
+)
+
+log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# --- the engine and the client --------------------------------------------------------------------
+
+if [ -z "${DOCKER_HOST:-}" ]; then
+  eval "$("$here/docker-engine.sh" env)"
+fi
+DOCKER_CLI=${DOCKER_CLI:-${PLATFORM_DOCKER_CLI:-/usr/bin/docker}}
+export DOCKER_BUILDKIT=1
+
+docker_() { "$DOCKER_CLI" "$@"; }
+
+ensure_engine() {
+  [ -x "$DOCKER_CLI" ] || "$here/docker-engine.sh" up
+  [ -x "$DOCKER_CLI" ] || die "$DOCKER_CLI missing (hack/docker-engine.sh up installs Debian's docker.io)"
+  if ! docker_ info >/dev/null 2>&1; then
+    log "no Docker engine answers on ${DOCKER_HOST}; starting one (hack/docker-engine.sh up)"
+    "$here/docker-engine.sh" up
+  fi
+}
+
+image_exists() { docker_ image inspect "$1" >/dev/null 2>&1; }
+image_size() { docker_ image inspect --format '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 / 1000000 }'; }
+
+# --- the base image ---------------------------------------------------------------------------------
+
+extra_certificates() {
+  [ -d "$EXTRA_CA_DIR" ] || return 0
+  find "$EXTRA_CA_DIR" -maxdepth 2 -name '*.crt' -type f | LC_ALL=C sort
+}
+
+# Everything the rootfs depends on; its hash names the tarball and the tag.
+base_recipe() {
+  local cert
+  printf 'suite=%s\npackages=%s\nupgrade=%s\n' "$SUITE" "${BASE_PACKAGES[*]}" "$UPGRADE"
+  printf 'change=%s\n' "${BASE_CHANGES[@]}"
+  for cert in $(extra_certificates); do
+    printf 'ca=%s %s\n' "$(basename "$cert")" "$(sha256sum <"$cert" | cut -c1-64)"
+  done
+  declare -f build_rootfs slim_rootfs
+}
+
+base_key() { base_recipe | sha256sum | cut -c1-12; }
+base_tag() { echo "$BASE_REPO:$SUITE-$(base_key)"; }
+
+ensure_tools() {
+  local missing=()
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
+      { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; } ||
+      die "apt-get install ${missing[*]} failed"
+  fi
+}
+
+# $1: an empty directory to fill; $2: the debootstrap log.
+build_rootfs() {
+  local rootfs=$1 logfile=$2 include cert
+  include=$(IFS=,; echo "${BASE_PACKAGES[*]}")
+  # Docs, man pages and translations are never unpacked, neither now nor by later apt-get installs
+  # in images built on this one (the same exclusions as Debian's slim images).
+  mkdir -p "$rootfs/etc/dpkg/dpkg.cfg.d"
+  cat >"$rootfs/etc/dpkg/dpkg.cfg.d/platform-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+EOF
+  debootstrap --variant=minbase --components=main --include="$include" \
+    --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+    "$SUITE" "$rootfs" "$MIRROR" >>"$logfile" 2>&1 ||
+    { tail -n 30 "$logfile" >&2; die "debootstrap failed (log: $logfile)"; }
+
+  cat >"$rootfs/etc/apt/sources.list" <<EOF
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb $SECURITY_MIRROR $SUITE-security main
+EOF
+  # The machine's extra CAs (an intercepting proxy's), trusted inside like outside.
+  for cert in $(extra_certificates); do
+    mkdir -p "$rootfs/usr/local/share/ca-certificates"
+    cp "$cert" "$rootfs/usr/local/share/ca-certificates/"
+  done
+  cp -L /etc/resolv.conf "$rootfs/etc/resolv.conf"
+  mount -t proc proc "$rootfs/proc"
+  local rc=0
+  {
+    if [ "$UPGRADE" = 1 ]; then
+      chroot "$rootfs" apt-get update -q &&
+        DEBIAN_FRONTEND=noninteractive chroot "$rootfs" apt-get -y -q --no-install-recommends dist-upgrade
+    fi &&
+      chroot "$rootfs" update-ca-certificates
+  } >>"$logfile" 2>&1 || rc=$?
+  umount "$rootfs/proc"
+  [ "$rc" = 0 ] || { tail -n 30 "$logfile" >&2; die "upgrading the rootfs failed (log: $logfile)"; }
+}
+
+slim_rootfs() {
+  local rootfs=$1
+  chroot "$rootfs" apt-get clean
+  # pip of the Dockerfiles installs into /usr/local as root; PEP 668 would refuse.
+  rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
+    "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old "$rootfs"/var/log/* \
+    "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/lintian/* \
+    "$rootfs"/tmp/* "$rootfs"/root/.cache "$rootfs"/debootstrap
+  find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+  find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
+  # Docker provides these at run time.
+  : >"$rootfs/etc/resolv.conf"
+  : >"$rootfs/etc/machine-id"
+  rm -f "$rootfs/etc/hostname"
+  # As Debian's container images: apt-get keeps no .debs, lists or translations.
+  cat >"$rootfs/etc/apt/apt.conf.d/docker-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
+  echo 'Acquire::Languages "none";' >"$rootfs/etc/apt/apt.conf.d/docker-no-languages"
+}
+
+build_base() {
+  local tag key tarball work started
+  tag=$(base_tag)
+  key=$(base_key)
+  tarball="$IMAGES_DIR/python-base-$SUITE-$key.tar.gz"
+  if image_exists "$tag"; then
+    log "base image $tag present ($(image_size "$tag"))"
+    docker_ tag "$tag" "$BASE_REPO:$SUITE"
+    return 0
+  fi
+  mkdir -p "$IMAGES_DIR"
+  if [ ! -s "$tarball" ]; then
+    [ "$(id -u)" = 0 ] || die "building the base rootfs needs root (debootstrap, chroot)"
+    ensure_tools
+    started=$(date +%s)
+    work=$(mktemp -d "$IMAGES_DIR/rootfs.XXXXXX")
+    # shellcheck disable=SC2064 # expand now: the path is fixed
+    trap "umount '$work/rootfs/proc' 2>/dev/null || true; rm -rf '$work'" EXIT
+    log "debootstrap $SUITE (minbase + ${BASE_PACKAGES[*]}) from $MIRROR (log: $IMAGES_DIR/debootstrap.log)"
+    : >"$IMAGES_DIR/debootstrap.log"
+    mkdir -p "$work/rootfs"
+    build_rootfs "$work/rootfs" "$IMAGES_DIR/debootstrap.log"
+    slim_rootfs "$work/rootfs"
+    log "packing the rootfs ($(du -sm "$work/rootfs" | cut -f1) MB)"
+    tar --numeric-owner --xattrs --xattrs-include='*' -C "$work/rootfs" \
+      --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' -cf - . |
+      gzip -1 >"$work/rootfs.tar.gz"
+    mv "$work/rootfs.tar.gz" "$tarball"
+    rm -rf "$work"
+    trap - EXIT
+    # Older keys' tarballs are of no further use.
+    find "$IMAGES_DIR" -maxdepth 1 -name "python-base-$SUITE-*.tar.gz" -not -name "$(basename "$tarball")" -delete
+    log "rootfs built in $(($(date +%s) - started))s: $tarball ($(du -m "$tarball" | cut -f1) MB)"
+  else
+    log "rootfs cached: $tarball"
+  fi
+  local changes=() change
+  for change in "${BASE_CHANGES[@]}"; do changes+=(--change "$change"); done
+  docker_ import "${changes[@]}" -m "debootstrap $SUITE: ${BASE_PACKAGES[*]} (hack/images.sh)" \
+    "$tarball" "$tag" >/dev/null
+  docker_ tag "$tag" "$BASE_REPO:$SUITE"
+  log "imported $tag ($(image_size "$tag")), also tagged $BASE_REPO:$SUITE"
+}
+
+# The base the Dockerfiles get: BASE_IMAGE if set, else ours (built when missing).
+base_image() {
+  if [ -n "${BASE_IMAGE:-}" ]; then
+    echo "$BASE_IMAGE"
+    return 0
+  fi
+  image_exists "$(base_tag)" || build_base
+  base_tag
+}
+
+# --- the Dockerfiles ------------------------------------------------------------------------------
+
+# $1: Dockerfile, $2: tag, $3: base image. Context: the repository root.
+build_dockerfile() {
+  local dockerfile=$1 tag=$2 base=$3 name logfile started work="" file
+  name=$(basename "${tag%%:*}")
+  logfile="$IMAGES_DIR/build-$name.log"
+  mkdir -p "$IMAGES_DIR"
+  file=$dockerfile
+  if head -n 1 "$dockerfile" | grep -qiE '^#[[:space:]]*syntax[[:space:]]*=' &&
+    ! image_exists "$(head -n 1 "$dockerfile" | sed -E 's/^#[[:space:]]*syntax[[:space:]]*=[[:space:]]*//I')"; then
+    # No registry for the frontend image: the same Dockerfile without the directive, read by the
+    # daemon's built-in frontend, with the same per-Dockerfile ignore file (found beside it).
+    work=$(mktemp -d)
+    tail -n +2 "$dockerfile" >"$work/Dockerfile"
+    [ ! -f "$dockerfile.dockerignore" ] || cp "$dockerfile.dockerignore" "$work/Dockerfile.dockerignore"
+    file="$work/Dockerfile"
+  fi
+  log "building $tag from ${dockerfile#"$root"/} on $base (log: $logfile)"
+  started=$(date +%s)
+  local rc=0
+  {
+    if [ "$VERBOSE" = 1 ]; then
+      docker_ build --progress=plain -f "$file" \
+        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" -t "$tag" "$root" 2>&1 | tee "$logfile" >&2
+    else
+      docker_ build --progress=plain -f "$file" \
+        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" -t "$tag" "$root" >"$logfile" 2>&1
+    fi
+  } || rc=$?
+  [ -z "$work" ] || rm -rf "$work"
+  if [ "$rc" != 0 ]; then
+    [ "$VERBOSE" = 1 ] || tail -n 40 "$logfile" >&2
+    die "docker build of $tag failed (exit $rc; log: $logfile)"
+  fi
+  log "built $tag in $(($(date +%s) - started))s ($(image_size "$tag"))"
+}
+
+service_dirs() {
+  local dir
+  for dir in "$root"/services/*/; do
+    [ -f "$dir/Dockerfile" ] && basename "$dir"
+  done
+  return 0
+}
+
+build_operator() {
+  build_dockerfile "$root/operator/Dockerfile" "$OPERATOR_IMAGE" "$(base_image)"
+}
+
+build_services() {
+  local base service
+  base=$(base_image)
+  for service in $(service_dirs); do
+    build_dockerfile "$root/services/$service/Dockerfile" "platform/$service:dev" "$base"
+  done
+}
+
+all_images() {
+  local service
+  echo "$OPERATOR_IMAGE"
+  for service in $(service_dirs); do echo "platform/$service:dev"; done
+}
+
+# --- checks and archives --------------------------------------------------------------------------
+
+# Python that imports a package and every module in it, so that a dependency missing from the
+# image shows; prints what it imported. Not __main__ (it would start the service) nor migrations/
+# (alembic's env.py and versions run inside alembic only).
+import_all_program() {
+  cat <<EOF
+import importlib, pkgutil, sys
+import $1 as package
+names = [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".") if not m.name.endswith(".__main__") and ".migrations." not in m.name + "."]
+for name in names:
+    importlib.import_module(name)
+print(f"python {sys.version.split()[0]} imports {package.__name__} and its {len(names)} modules")
+EOF
+}
+
+# Each image's package and all its modules import, as the uid the charts run it with, on a
+# read-only root (as the charts mount it).
+check_images() {
+  local image service package failed=0 out
+  declare -A packages=([platform-operator]=platform_operator)
+  for service in $(service_dirs); do
+    # The package under src/ (services/orders-api/src/orders_api), else the name with underscores.
+    package=$(find "$root/services/$service/src" -mindepth 2 -maxdepth 2 -name __init__.py -printf '%h\n' 2>/dev/null | head -n 1)
+    packages[$service]=${package:+$(basename "$package")}
+    packages[$service]=${packages[$service]:-${service//-/_}}
+  done
+  for image in $(all_images); do
+    service=$(basename "${image%%:*}")
+    package=${packages[$service]}
+    if out=$(docker_ run --rm --user 10001:10001 --read-only --entrypoint python "$image" \
+      -c "$(import_all_program "$package")" 2>&1); then
+      log "ok: $image, as uid 10001 on a read-only root: $out"
+    else
+      log "FAILED: $image: import $package: $out"
+      failed=1
+    fi
+  done
+  [ "$failed" = 0 ] || die "some images do not start"
+}
+
+save_images() {
+  local dir=${1:-$IMAGES_DIR/archives} image file
+  mkdir -p "$dir"
+  for image in $(all_images); do
+    image_exists "$image" || die "$image is not built (hack/images.sh all)"
+    file="$dir/$(basename "${image%%:*}").tar"
+    docker_ save -o "$file" "$image"
+    log "saved $image to $file ($(du -m "$file" | cut -f1) MB)"
+    echo "$file"
+  done
+}
+
+case "${1:-}" in
+  base-tag) base_tag ;;
+  base)
+    ensure_engine
+    build_base
+    ;;
+  operator)
+    ensure_engine
+    build_operator
+    ;;
+  services)
+    ensure_engine
+    build_services
+    ;;
+  all)
+    ensure_engine
+    [ -n "${BASE_IMAGE:-}" ] || build_base
+    build_operator
+    build_services
+    ;;
+  check)
+    ensure_engine
+    check_images
+    ;;
+  save)
+    ensure_engine
+    save_images "${2:-}"
+    ;;
+  *)
+    sed -n '2,9p' "$0" >&2
+    exit 2
+    ;;
+esac
