@@ -25,6 +25,8 @@
 #   PLATFORM_DOCKER_DEFAULT_SOCK  also listen on /var/run/docker.sock: auto (when nothing else
 #                             does), 1, 0               (auto)
 #   PLATFORM_DOCKER_RUNTIME   name of the wrapper runtime in dockerd (platform-runc)
+#   PLATFORM_DOCKERD_ARGS     more dockerd flags, split on spaces (e.g. "--bridge=none --iptables=false"
+#                             for a second engine beside this one)
 #   PLATFORM_CACHE            log (dockerd.log) and state (~/.cache/platform-operator)
 # Progress goes to stderr as `[docker HH:MM:SS] ...`; the daemon's log to $PLATFORM_CACHE/dockerd.log.
 set -euo pipefail
@@ -162,6 +164,8 @@ up() {
         fi
         ;;
     esac
+    local extra=()
+    read -r -a extra <<<"${PLATFORM_DOCKERD_ARGS:-}"
     log "starting dockerd (data root $DATA_ROOT, log $LOG_FILE)"
     printf '\n==== %s dockerd start\n' "$(date -Is)" >>"$LOG_FILE"
     # setsid: its own session, so that it outlives the shell (and job) that started it.
@@ -173,6 +177,7 @@ up() {
       --storage-driver overlay2 \
       --add-runtime "$RUNTIME=$WRAPPER" \
       --default-runtime "$RUNTIME" \
+      ${extra[@]+"${extra[@]}"} \
       </dev/null >>"$LOG_FILE" 2>&1 &
   fi
   local waited=0
