@@ -304,7 +304,9 @@ service_dirs() {
 }
 
 build_operator() {
-  build_dockerfile "$root/operator/Dockerfile" "$OPERATOR_IMAGE" "$(base_image)"
+  local base
+  base=$(base_image)
+  build_dockerfile "$root/operator/Dockerfile" "$OPERATOR_IMAGE" "$base"
 }
 
 build_services() {
