@@ -37,6 +37,7 @@ RELEASE="platform"
 RELEASE_NAMESPACE="platform-system"
 OPERATOR_DEPLOYMENT="platform-operator"
 OPERATOR_IMAGE="platform-operator:dev"
+E2E_APP_IMAGE="platform/e2e-app:dev"
 DEMO_NAMESPACE="kind-demo"
 INGRESS_MANIFEST="https://raw.githubusercontent.com/kubernetes/ingress-nginx/$INGRESS_NGINX_VERSION/deploy/static/provider/kind/deploy.yaml"
 
@@ -165,6 +166,28 @@ built_services() {
   done
 }
 
+# The e2e suite names images no node can pull (example/orders:1, ...): under kwok nothing runs. On
+# kind each of those names is the stand-in app of tests/e2e/app (answers /health and /ready on
+# 8000), so the suite's services really start. The names are read from the suite itself.
+e2e_images() {
+  local build_args=() names name
+  [ -z "${BASE_IMAGE:-}" ] || build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+  log "building $E2E_APP_IMAGE (tests/e2e/app/Dockerfile), the e2e suite's stand-in workload"
+  docker build -f "$root/tests/e2e/app/Dockerfile" ${build_args[@]+"${build_args[@]}"} -t "$E2E_APP_IMAGE" \
+    "$root/tests/e2e/app" >&2
+  names=$(grep -ohE '"example/[a-z0-9.-]+:[0-9A-Za-z._-]+"' "$root"/tests/e2e/*.py | tr -d '"' | sort -u)
+  for name in $names; do
+    docker tag "$E2E_APP_IMAGE" "$name"
+  done
+  # One archive for all the names: the layers are shared.
+  local archive="$WORK/e2e-app.tar"
+  # shellcheck disable=SC2086 # one argument per image name
+  docker image save -o "$archive" "$E2E_APP_IMAGE" $names
+  kind load image-archive "$archive" --name "$CLUSTER" >&2
+  rm -f "$archive"
+  log "loaded $E2E_APP_IMAGE as $(wc -w <<<"$names") e2e image name(s)"
+}
+
 cmd_images() {
   need docker kind
   docker_running
@@ -177,10 +200,11 @@ cmd_images() {
   services=$(built_services)
   for service in $services; do
     log "building platform/$service:dev (services/$service/Dockerfile)"
-    docker build -f "$root/services/$service/Dockerfile" -t "platform/$service:dev" "$root" >&2
+    docker build -f "$root/services/$service/Dockerfile" "${build_args[@]}" -t "platform/$service:dev" "$root" >&2
     load_image "platform/$service:dev"
     n=$((n + 1))
   done
+  e2e_images
   log "loaded: $OPERATOR_IMAGE and $n service image(s)"
 }
 

@@ -114,7 +114,7 @@ def test_kubectl_explain_teaches_the_fields(cluster: str):
 
 
 def test_printer_columns(ns: str):
-    apply(psvc("orders", type="api", image="x", ingress={"host": "cols.example.com"}), ns)
+    apply(psvc("orders", type="api", image="example/orders:1", ingress={"host": "cols.example.com"}), ns)
     wait_ready("orders", ns)
     header, row = kubectl("get", "psvc", "-n", ns).stdout.splitlines()[:2]
     assert header.split() == ["NAME", "TYPE", "READY", "REPLICAS", "URL", "AGE"]
