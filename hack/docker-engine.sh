@@ -25,8 +25,10 @@
 #   PLATFORM_DOCKER_DEFAULT_SOCK  also listen on /var/run/docker.sock: auto (when nothing else
 #                             does), 1, 0               (auto)
 #   PLATFORM_DOCKER_RUNTIME   name of the wrapper runtime in dockerd (platform-runc)
-#   PLATFORM_DOCKERD_ARGS     more dockerd flags, split on spaces (e.g. "--bridge=none --iptables=false"
-#                             for a second engine beside this one)
+#   PLATFORM_DOCKERD_ARGS     more dockerd flags, split on spaces (e.g. "--bip=10.99.0.1/24"). Not for a
+#                             second engine beside the first: it shares docker0, and one with
+#                             --bridge=none deletes docker0 (seen here: the first engine's default network
+#                             broke until docker0 was re-created by hand)
 #   PLATFORM_CACHE            log (dockerd.log) and state (~/.cache/platform-operator)
 # Progress goes to stderr as `[docker HH:MM:SS] ...`; the daemon's log to $PLATFORM_CACHE/dockerd.log.
 set -euo pipefail

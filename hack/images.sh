@@ -4,7 +4,7 @@
 #   hack/images.sh base       the Python base image, from Debian packages (debootstrap), cached
 #   hack/images.sh operator   platform-operator:dev       (operator/Dockerfile)
 #   hack/images.sh services   platform/<name>:dev for every services/*/Dockerfile
-#   hack/images.sh all        base, operator, services
+#   hack/images.sh all        base, operator, services, then check
 #   hack/images.sh check      run each image: the operator's and each service's package imports as uid 10001
 #   hack/images.sh save [DIR] each image as DIR/<name>.tar (for `kind load image-archive`); prints the paths
 #   hack/images.sh base-tag   print the base image's tag (building nothing)
@@ -395,6 +395,7 @@ case "${1:-}" in
     [ -n "${BASE_IMAGE:-}" ] || build_base
     build_operator
     build_services
+    check_images
     ;;
   check)
     ensure_engine
