@@ -208,6 +208,10 @@ build_base() {
   tag=$(base_tag)
   key=$(base_key)
   tarball="$IMAGES_DIR/python-base-$SUITE-$key.tar.gz"
+  mkdir -p "$IMAGES_DIR"
+  # One builder at a time (hack/kind-node.sh or a second shell may ask for the base too).
+  exec 9>"$IMAGES_DIR/.python-base.lock"
+  flock 9
   if image_exists "$tag"; then
     log "base image $tag present ($(image_size "$tag"))"
     docker_ tag "$tag" "$BASE_REPO:$SUITE"
@@ -406,7 +410,7 @@ case "${1:-}" in
     save_images "${2:-}"
     ;;
   *)
-    sed -n '2,9p' "$0" >&2
+    sed -n '2,10p' "$0" >&2
     exit 2
     ;;
 esac
