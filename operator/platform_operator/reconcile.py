@@ -65,8 +65,7 @@ def lock_for(namespace: str, name: str) -> asyncio.Lock:
 
 
 def forget(namespace: str, name: str) -> None:
-    _locks.pop((namespace, name), None)
-    _waiting.pop((namespace, name), None)
+    _locks.pop((namespace, name), None)  # a reconcile still holding or awaiting it keeps its own reference
     for key in [k for k in _written if k[1] == namespace and k[2].startswith(name)]:
         _written.pop(key, None)
     observability.forget_readiness(namespace, name)
@@ -241,7 +240,10 @@ async def reconcile(
     try:
         await lock.acquire()
     finally:
-        _waiting[key] -= 1
+        # Never raises: an exception here, after the lock was taken, would leave it held for good.
+        left = _waiting.pop(key, 1) - 1
+        if left > 0:
+            _waiting[key] = left
     try:
         async with backends.slots or contextlib.nullcontext():
             return await _reconcile_locked(namespace, name, kube, backends, claims=claims, emit=emit, external=external)

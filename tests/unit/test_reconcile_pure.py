@@ -523,3 +523,58 @@ def test_own_echo_is_the_version_last_applied():
     finally:
         reconcile.forget("shop", "orders")
     assert not is_own_echo("Deployment", live["metadata"])
+
+
+# --- one reconcile per object at a time ------------------------------------------------------------
+
+
+class _GoneKube:
+    """Answers every read with "not found" and counts them: a reconcile then stops after one read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def get(self, *_: Any) -> None:
+        self.reads += 1
+
+
+def _reconcile(kube: _GoneKube, name: str, **kw: Any):
+    return reconcile.reconcile(
+        "locks", name, kube, reconcile.Backends(), claims=lambda _: [], emit=lambda *_: None, **kw
+    )  # type: ignore[arg-type]
+
+
+def test_forget_while_a_reconcile_waits_leaves_no_lock_held():
+    async def scenario() -> None:
+        kube = _GoneKube()
+        lock = reconcile.lock_for("locks", "a")
+        await lock.acquire()
+        waiter = asyncio.create_task(_reconcile(kube, "a"))
+        await asyncio.sleep(0)
+        reconcile.forget("locks", "a")  # the delete handler, while the waiter queues
+        lock.release()
+        assert await waiter is None
+        assert kube.reads == 1 and not lock.locked()
+        assert await _reconcile(kube, "a") is None  # a fresh lock, free
+        reconcile.forget("locks", "a")
+
+    asyncio.run(scenario())
+
+
+def test_a_child_trigger_behind_a_queued_reconcile_is_coalesced():
+    async def scenario() -> None:
+        kube = _GoneKube()
+        lock = reconcile.lock_for("locks", "b")
+        await lock.acquire()
+        queued = asyncio.create_task(_reconcile(kube, "b"))
+        await asyncio.sleep(0)
+        assert await _reconcile(kube, "b", external=False) is None
+        assert kube.reads == 0  # returned at once: the queued one will read everything afresh
+        lock.release()
+        await queued
+        assert kube.reads == 1
+        await _reconcile(kube, "b", external=False)  # nothing queued: it runs
+        assert kube.reads == 2
+        reconcile.forget("locks", "b")
+
+    asyncio.run(scenario())
