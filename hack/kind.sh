@@ -18,8 +18,18 @@
 # of versions.env, "default" for kind's own), BASE_IMAGE (base of the operator image). The cluster's
 # kubeconfig is a file of its own (printed by `up`); ~/.kube/config is left alone.
 #
-# Written for laptops and CI runners with Docker and internet. The project's build machines have
-# neither, so this script has not been run there; they run the same suite on the local control plane.
+# Offline (KIND_OFFLINE=1; detected when registry-1.docker.io does not answer, KIND_OFFLINE=0 turns
+# detection off): the project's build machines reach package registries only, so every image comes
+# from parts built there, and only these steps differ from a laptop's:
+#   - Docker: hack/docker-engine.sh's dockerd (Debian's docker.io, with a runtime wrapper for
+#     privileged containers), started when needed;
+#   - the node image: hack/kind-node-image.sh (Kubernetes KUBE_VERSION from source, Debian rootfs),
+#     and the kind CLI it builds;
+#   - the images' base: hack/images.sh's Python base from debootstrap (BASE_IMAGE of the Dockerfiles),
+#     and the chart's development Redis and RabbitMQ from Debian's packages (hack/images.sh dev-servers);
+#   - the ingress controller: Traefik built from the Go module proxy, serving the operator's
+#     ingressClassName nginx (hack/ingress-image.sh, hack/kind-node/ingress-traefik.yaml), because
+#     ingress-nginx's controller image (nginx with OpenResty's Lua modules) cannot be built there.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -39,9 +49,23 @@ OPERATOR_DEPLOYMENT="platform-operator"
 OPERATOR_IMAGE="platform-operator:dev"
 E2E_APP_IMAGE="platform/e2e-app:dev"
 DEMO_NAMESPACE="kind-demo"
+OFFLINE_INGRESS_NAMESPACE="ingress-traefik"
+OFFLINE_INGRESS_DEPLOYMENT="ingress-traefik-controller"
 INGRESS_MANIFEST="https://raw.githubusercontent.com/kubernetes/ingress-nginx/$INGRESS_NGINX_VERSION/deploy/static/provider/kind/deploy.yaml"
 
 log() { printf '[kind %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Offline or not, decided once and passed to the steps run as processes of their own.
+if [ -z "${KIND_OFFLINE:-}" ]; then
+  if curl -s -o /dev/null -m 5 https://registry-1.docker.io/v2/ 2>/dev/null; then KIND_OFFLINE=0; else KIND_OFFLINE=1; fi
+fi
+export KIND_OFFLINE
+if [ "$KIND_OFFLINE" = 1 ]; then
+  # The kind CLI built by hack/kind-node-image.sh, and the engine of hack/docker-engine.sh.
+  PATH="$CACHE/bin/kind-$KIND_VERSION:$PATH"
+  eval "$("$here/docker-engine.sh" env)"
+fi
+DOCKER_BUILD_CLI=${PLATFORM_DOCKER_CLI:-docker}
 die() {
   log "error: $*"
   exit 1
@@ -104,6 +128,11 @@ require_cluster() {
 # --- up / down ---------------------------------------------------------------------------------
 
 cmd_up() {
+  if [ "$KIND_OFFLINE" = 1 ]; then
+    log "offline: Docker engine, node image and kind CLI built here (KIND_OFFLINE=0 to use your own)"
+    "$here/docker-engine.sh" up
+    KIND_IMAGE=${KIND_IMAGE:-$("$here/kind-node-image.sh" build | tail -n 1)}
+  fi
   need docker kind kubectl
   docker_running
   local have
@@ -120,10 +149,20 @@ cmd_up() {
     kind create cluster --name "$CLUSTER" --config "$root/kind-config.yaml" --kubeconfig "$KUBECONFIG" \
       --wait 3m ${image_args[@]+"${image_args[@]}"} >&2
   fi
-  log "installing ingress-nginx $INGRESS_NGINX_VERSION (its kind manifest)"
-  kubectl apply -f "$INGRESS_MANIFEST" >/dev/null
-  log "waiting for the ingress-nginx controller"
-  kubectl -n ingress-nginx rollout status deployment/ingress-nginx-controller --timeout=5m >&2
+  if [ "$KIND_OFFLINE" = 1 ]; then
+    local ingress_image
+    ingress_image=$("$here/ingress-image.sh" build | tail -n 1)
+    load_image "$ingress_image"
+    log "installing Traefik as the ingress controller of class nginx (hack/kind-node/ingress-traefik.yaml)"
+    "$here/ingress-image.sh" manifest | kubectl apply -f - >/dev/null
+    log "waiting for the ingress controller"
+    kubectl -n "$OFFLINE_INGRESS_NAMESPACE" rollout status "deployment/$OFFLINE_INGRESS_DEPLOYMENT" --timeout=5m >&2
+  else
+    log "installing ingress-nginx $INGRESS_NGINX_VERSION (its kind manifest)"
+    kubectl apply -f "$INGRESS_MANIFEST" >/dev/null
+    log "waiting for the ingress-nginx controller"
+    kubectl -n ingress-nginx rollout status deployment/ingress-nginx-controller --timeout=5m >&2
+  fi
   log "cluster $CLUSTER is up: export KUBECONFIG=$KUBECONFIG"
 }
 
@@ -173,7 +212,7 @@ e2e_images() {
   local build_args=() names name
   [ -z "${BASE_IMAGE:-}" ] || build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
   log "building $E2E_APP_IMAGE (tests/e2e/app/Dockerfile), the e2e suite's stand-in workload"
-  docker build -f "$root/tests/e2e/app/Dockerfile" ${build_args[@]+"${build_args[@]}"} -t "$E2E_APP_IMAGE" \
+  "$DOCKER_BUILD_CLI" build -f "$root/tests/e2e/app/Dockerfile" ${build_args[@]+"${build_args[@]}"} -t "$E2E_APP_IMAGE" \
     "$root/tests/e2e/app" >&2
   names=$(grep -ohE '"example/[a-z0-9.-]+:[0-9A-Za-z._-]+"' "$root"/tests/e2e/*.py | tr -d '"' | sort -u)
   for name in $names; do
@@ -188,10 +227,34 @@ e2e_images() {
   log "loaded $E2E_APP_IMAGE as $(wc -w <<<"$names") e2e image name(s)"
 }
 
+# Offline, hack/images.sh builds everything on its Debian base (and the chart's dev servers' images).
+cmd_images_offline() {
+  local service n=0 image
+  log "offline: building the images on the Debian base of hack/images.sh"
+  "$here/images.sh" operator services dev-servers
+  BASE_IMAGE=$("$here/images.sh" base-tag)
+  export BASE_IMAGE
+  load_image "$OPERATOR_IMAGE"
+  for service in $(built_services); do
+    load_image "platform/$service:dev"
+    n=$((n + 1))
+  done
+  # The images chart-values points the chart at: repository=... then tag=..., for redis and rabbitmq.
+  for image in $("$here/images.sh" chart-values | tr ' ' '\n' | sed -n 's/^[a-z]*\.image\.\(repository\|tag\)=//p' | paste -d: - -); do
+    load_image "$image"
+  done
+  e2e_images
+  log "loaded: $OPERATOR_IMAGE, $n service image(s), the dev servers' images"
+}
+
 cmd_images() {
   need docker kind
   docker_running
   cluster_exists || die "no kind cluster $CLUSTER: make kind-up first"
+  if [ "$KIND_OFFLINE" = 1 ]; then
+    cmd_images_offline
+    return
+  fi
   local build_args=(--build-arg "UV_VERSION=$UV_VERSION") service services n=0
   [ -z "${BASE_IMAGE:-}" ] || build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
   log "building $OPERATOR_IMAGE (operator/Dockerfile)"
@@ -213,12 +276,18 @@ cmd_images() {
 cmd_install() {
   need helm kubectl
   require_cluster
+  local offline_values=()
+  if [ "$KIND_OFFLINE" = 1 ]; then
+    # The dev Redis and RabbitMQ images built from Debian's packages instead of Docker Hub's.
+    read -r -a offline_values <<<"$("$here/images.sh" chart-values)"
+  fi
   local upgrade=0
   if helm status "$RELEASE" -n "$RELEASE_NAMESPACE" >/dev/null 2>&1; then upgrade=1; fi
   log "helm upgrade --install $RELEASE charts/ (namespace $RELEASE_NAMESPACE, in-cluster RabbitMQ and Redis)"
   helm upgrade --install "$RELEASE" "$root/charts" -n "$RELEASE_NAMESPACE" --create-namespace \
     --set image.repository=platform-operator --set image.tag=dev --set image.pullPolicy=Never \
-    --set redis.enabled=true --set rabbitmq.enabled=true --wait --timeout 5m >&2
+    --set redis.enabled=true --set rabbitmq.enabled=true ${offline_values[@]+"${offline_values[@]}"} \
+    --wait --timeout 5m >&2
   if [ "$upgrade" = 1 ]; then
     # Same tag, maybe a new image: pods from before the last `images` would keep the old one.
     log "restarting the operator on the image last loaded"
