@@ -4,10 +4,15 @@
 #   hack/images.sh base       the Python base image, from Debian packages (debootstrap), cached
 #   hack/images.sh operator   platform-operator:dev       (operator/Dockerfile)
 #   hack/images.sh services   platform/<name>:dev for every services/*/Dockerfile
-#   hack/images.sh all        base, operator, services, then check
-#   hack/images.sh check      run each image: the operator's and each service's package imports as uid 10001
+#   hack/images.sh dev-servers  platform/redis:7-bookworm, platform/rabbitmq:3-management-bookworm
+#                             (hack/images/*.Dockerfile): the chart's development Redis and RabbitMQ
+#   hack/images.sh all        base, operator, services, dev-servers, then check
+#   hack/images.sh check      run each image: the operator's and each service's package imports as uid 10001;
+#                             the dev servers start as the chart runs them and answer (PING, /api/overview)
 #   hack/images.sh save [DIR] each image as DIR/<name>.tar (for `kind load image-archive`); prints the paths
 #   hack/images.sh base-tag   print the base image's tag (building nothing)
+#   hack/images.sh chart-values  print the helm --set flags that point the chart's redis and rabbitmq
+#                             at the dev-server images (building nothing)
 #
 # Why: the Dockerfiles start FROM python:3.12-slim (ARG BASE_IMAGE), which comes from Docker Hub;
 # the build machines reach package registries only. So the base is made from Debian's own packages:
@@ -59,6 +64,12 @@ EXTRA_CA_DIR=${BASE_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}
 VERBOSE=${IMAGES_VERBOSE:-0}
 BASE_REPO=platform/python-base
 OPERATOR_IMAGE=platform-operator:dev
+# The chart's development servers (charts/templates/redis.yaml, rabbitmq.yaml) from Debian's packages,
+# built on the base: Docker Hub's redis:7-alpine and rabbitmq:3.13-management cannot be pulled here.
+# Only the chart's image.repository/image.tag values change (chart-values).
+REDIS_IMAGE=platform/redis:7-bookworm
+RABBITMQ_IMAGE=platform/rabbitmq:3-management-bookworm
+DEV_SERVERS_DIR="$here/images"
 # python-is-python3: the Dockerfiles run `python -m ...`. passwd (groupadd, useradd) is in minbase
 # already; listed so that it stays whatever debootstrap's priorities become.
 BASE_PACKAGES=(python3 python3-pip python3-venv python-is-python3 ca-certificates passwd adduser)
@@ -263,9 +274,9 @@ base_image() {
 
 # --- the Dockerfiles ------------------------------------------------------------------------------
 
-# $1: Dockerfile, $2: tag, $3: base image. Context: the repository root.
+# $1: Dockerfile, $2: tag, $3: base image, $4: context (the repository root).
 build_dockerfile() {
-  local dockerfile=$1 tag=$2 base=$3 name logfile started work="" file
+  local dockerfile=$1 tag=$2 base=$3 context=${4:-$root} name logfile started work="" file
   name=$(basename "${tag%%:*}")
   logfile="$IMAGES_DIR/build-$name.log"
   mkdir -p "$IMAGES_DIR"
@@ -285,10 +296,10 @@ build_dockerfile() {
   {
     if [ "$VERBOSE" = 1 ]; then
       docker_ build --progress=plain -f "$file" \
-        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" -t "$tag" "$root" 2>&1 | tee "$logfile" >&2
+        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" -t "$tag" "$context" 2>&1 | tee "$logfile" >&2
     else
       docker_ build --progress=plain -f "$file" \
-        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" -t "$tag" "$root" >"$logfile" 2>&1
+        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" -t "$tag" "$context" >"$logfile" 2>&1
     fi
   } || rc=$?
   [ -z "$work" ] || rm -rf "$work"
@@ -325,6 +336,21 @@ all_images() {
   local service
   echo "$OPERATOR_IMAGE"
   for service in $(service_dirs); do echo "platform/$service:dev"; done
+}
+
+# Context: hack/images (the Dockerfiles' .dockerignore files let in the entrypoint only).
+build_dev_servers() {
+  local base
+  base=$(base_image)
+  build_dockerfile "$DEV_SERVERS_DIR/redis.Dockerfile" "$REDIS_IMAGE" "$base" "$DEV_SERVERS_DIR"
+  build_dockerfile "$DEV_SERVERS_DIR/rabbitmq.Dockerfile" "$RABBITMQ_IMAGE" "$base" "$DEV_SERVERS_DIR"
+}
+
+dev_server_images() { printf '%s\n' "$REDIS_IMAGE" "$RABBITMQ_IMAGE"; }
+
+chart_values() {
+  echo "--set redis.image.repository=${REDIS_IMAGE%:*} --set redis.image.tag=${REDIS_IMAGE##*:}" \
+    "--set rabbitmq.image.repository=${RABBITMQ_IMAGE%:*} --set rabbitmq.image.tag=${RABBITMQ_IMAGE##*:}"
 }
 
 # --- checks and archives --------------------------------------------------------------------------
@@ -368,10 +394,132 @@ check_images() {
   [ "$failed" = 0 ] || die "some images do not start"
 }
 
+# `docker run` flags of the chart's pods (charts/templates/redis.yaml, rabbitmq.yaml): uid/gid 999
+# with fsGroup 999 as a supplementary group, no capabilities, no privilege escalation, a pod-like
+# hostname, the data directory ($1) an empty volume ($3) as an emptyDir is after fsGroup: root:999,
+# setgid, group-writable (2770: only the group grants access), none of the image's content or modes
+# copied into it (volume-nocopy; --tmpfs would copy the image directory's mode). The root is
+# read-only for both (the chart sets readOnlyRootFilesystem for redis only).
+dev_server_run_flags() {
+  local dir=$1 component=$2 volume=$3 image=$4
+  docker_ volume create "$volume" >/dev/null
+  docker_ run --rm --user 0 --entrypoint sh --mount "type=volume,src=$volume,dst=/volume,volume-nocopy" \
+    "$image" -c 'chown 0:999 /volume && chmod 2770 /volume' >&2
+  printf '%s\n' --detach --user 999:999 --group-add 999 --cap-drop ALL --security-opt no-new-privileges \
+    --read-only --mount "type=volume,src=$volume,dst=$dir,volume-nocopy" \
+    --hostname "platform-platform-operator-$component-6d9c7f8b5-x4k2p"
+}
+
+# $1: container, $2: its volume.
+dev_server_remove() {
+  docker_ rm -f "$1" >/dev/null 2>&1 || true
+  docker_ volume rm "$2" >/dev/null 2>&1 || true
+}
+
+# $1: container; the tail of its log.
+dev_server_log() { docker_ logs --tail 25 "$1" 2>&1 | sed 's/^/    /' >&2; }
+
+# Redis as the chart starts it: the command with the password, port 6379, on a read-only root.
+check_redis() {
+  local name=platform-check-redis-$$ password=check-$RANDOM$RANDOM out="" started rc=1 flags
+  flags=$(dev_server_run_flags /data redis "$name" "$REDIS_IMAGE") || return 1
+  mapfile -t flags <<<"$flags"
+  started=$(date +%s)
+  docker_ run "${flags[@]}" --name "$name" -e "REDIS_PASSWORD=$password" "$REDIS_IMAGE" \
+    redis-server --requirepass "$password" --save "" --appendonly no --port 6379 >/dev/null ||
+    { dev_server_remove "$name" "$name"; return 1; }
+  for _ in $(seq 1 30); do
+    if out=$(docker_ exec -e "REDISCLI_AUTH=$password" "$name" redis-cli -p 6379 ping 2>&1) && [ "$out" = PONG ]; then
+      rc=0
+      break
+    fi
+    sleep 1
+  done
+  if [ "$rc" = 0 ]; then
+    # Without the password: refused.
+    if docker_ exec "$name" redis-cli -p 6379 ping 2>&1 | grep -q NOAUTH; then
+      log "ok: $REDIS_IMAGE, as uid 999 on a read-only root: PING with the password -> PONG, without -> NOAUTH ($(($(date +%s) - started))s; $(docker_ exec "$name" redis-server --version | grep -o 'v=[0-9.]*'))"
+    else
+      log "FAILED: $REDIS_IMAGE answers PING without the password"
+      rc=1
+    fi
+  else
+    log "FAILED: $REDIS_IMAGE: no PONG within 30s (last: $out); its log:"
+    dev_server_log "$name"
+  fi
+  dev_server_remove "$name" "$name"
+  return "$rc"
+}
+
+# Python (the base image's) that GETs the management API's /api/overview as the default user, then
+# opens an AMQP 0-9-1 connection on 5672 (the header; the broker answers with Connection.Start).
+overview_program() {
+  cat <<'EOF'
+import base64, json, os, socket, sys, urllib.request
+auth = base64.b64encode(f"{os.environ['RABBITMQ_DEFAULT_USER']}:{os.environ['RABBITMQ_DEFAULT_PASS']}".encode()).decode()
+request = urllib.request.Request("http://localhost:15672/api/overview", headers={"Authorization": "Basic " + auth})
+try:
+    overview = json.load(urllib.request.urlopen(request, timeout=5))
+except (OSError, ValueError) as error:
+    sys.exit(f"/api/overview: {error}")
+try:
+    with socket.create_connection(("localhost", 5672), timeout=5) as amqp:
+        amqp.sendall(b"AMQP\x00\x00\x09\x01")
+        start = amqp.recv(7)
+except OSError as error:
+    sys.exit(f"port 5672: {error}")
+if start[:3] != b"\x01\x00\x00":
+    sys.exit(f"port 5672: no AMQP 0-9-1 Connection.Start ({start!r})")
+print(f"rabbitmq {overview['rabbitmq_version']} (erlang {overview['erlang_version']}), node {overview['node']}, AMQP on 5672")
+EOF
+}
+
+# RabbitMQ as the chart starts it: the image's own command, the default user from the environment,
+# /var/lib/rabbitmq an empty volume. The management API answers that user within 60 s (about 8 s here).
+check_rabbitmq() {
+  local name=platform-check-rabbitmq-$$ password=check-$RANDOM$RANDOM out="" started rc=1 flags
+  flags=$(dev_server_run_flags /var/lib/rabbitmq rabbitmq "$name" "$RABBITMQ_IMAGE") || return 1
+  mapfile -t flags <<<"$flags"
+  started=$(date +%s)
+  docker_ run "${flags[@]}" --name "$name" -e RABBITMQ_DEFAULT_USER=platform-admin \
+    -e "RABBITMQ_DEFAULT_PASS=$password" "$RABBITMQ_IMAGE" >/dev/null || { dev_server_remove "$name" "$name"; return 1; }
+  for _ in $(seq 1 60); do
+    if out=$(docker_ exec "$name" python3 -c "$(overview_program)" 2>&1); then
+      rc=0
+      break
+    fi
+    [ "$(docker_ inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
+    sleep 1
+  done
+  if [ "$rc" = 0 ]; then
+    log "ok: $RABBITMQ_IMAGE, as uid 999 on a read-only root: /api/overview as the default user after $(($(date +%s) - started))s: $out"
+    # The CLI tools in the container reach the node (cookie, node name), as `kubectl exec` would.
+    if ! out=$(docker_ exec "$name" rabbitmqctl --quiet list_users 2>&1) || ! grep -q '^platform-admin' <<<"$out"; then
+      log "FAILED: $RABBITMQ_IMAGE: rabbitmqctl list_users in the container: $out"
+      rc=1
+    fi
+  else
+    log "FAILED: $RABBITMQ_IMAGE: /api/overview did not answer within 60s (last: $out); its log:"
+    dev_server_log "$name"
+  fi
+  dev_server_remove "$name" "$name"
+  return "$rc"
+}
+
+check_dev_servers() {
+  local image failed=0
+  for image in $(dev_server_images); do
+    image_exists "$image" || die "$image is not built (hack/images.sh dev-servers)"
+  done
+  check_redis || failed=1
+  check_rabbitmq || failed=1
+  [ "$failed" = 0 ] || die "a dev server image does not work as the chart runs it"
+}
+
 save_images() {
   local dir=${1:-$IMAGES_DIR/archives} image file
   mkdir -p "$dir"
-  for image in $(all_images); do
+  for image in $(all_images) $(dev_server_images); do
     image_exists "$image" || die "$image is not built (hack/images.sh all)"
     file="$dir/$(basename "${image%%:*}").tar"
     docker_ save -o "$file" "$image"
@@ -394,23 +542,31 @@ case "${1:-}" in
     ensure_engine
     build_services
     ;;
+  dev-servers)
+    ensure_engine
+    build_dev_servers
+    ;;
+  chart-values) chart_values ;;
   all)
     ensure_engine
     [ -n "${BASE_IMAGE:-}" ] || build_base
     build_operator
     build_services
+    build_dev_servers
     check_images
+    check_dev_servers
     ;;
   check)
     ensure_engine
     check_images
+    check_dev_servers
     ;;
   save)
     ensure_engine
     save_images "${2:-}"
     ;;
   *)
-    sed -n '2,10p' "$0" >&2
+    sed -n '2,15p' "$0" >&2
     exit 2
     ;;
 esac
