@@ -13,6 +13,7 @@
 #   hack/images.sh base-tag   print the base image's tag (building nothing)
 #   hack/images.sh chart-values  print the helm --set flags that point the chart's redis and rabbitmq
 #                             at the dev-server images (building nothing)
+#   Several of base, operator, services, dev-servers, check in one call run one after another, as given.
 #
 # Why: the Dockerfiles start FROM python:3.12-slim (ARG BASE_IMAGE), which comes from Docker Hub;
 # the build machines reach package registries only. So the base is made from Debian's own packages:
@@ -528,6 +529,20 @@ save_images() {
   done
 }
 
+usage() {
+  sed -n '2,16p' "$0" >&2
+  exit 2
+}
+
+# Several build targets in one call, in order (hack/kind.sh: `images.sh operator services dev-servers`).
+if [ $# -gt 1 ] && [ "$1" != save ]; then
+  for target in "$@"; do
+    case "$target" in base | operator | services | dev-servers | check) ;; *) usage ;; esac
+  done
+  for target in "$@"; do "$0" "$target"; done
+  exit 0
+fi
+
 case "${1:-}" in
   base-tag) base_tag ;;
   base)
@@ -565,8 +580,5 @@ case "${1:-}" in
     ensure_engine
     save_images "${2:-}"
     ;;
-  *)
-    sed -n '2,15p' "$0" >&2
-    exit 2
-    ;;
+  *) usage ;;
 esac
