@@ -435,7 +435,10 @@ cmd_e2e() {
   forward_backends
   log "e2e suite (tests/e2e) against kind cluster $CLUSTER, the chart's operator in-cluster"
   cd "$root"
-  PLATFORM_E2E_TARGET=kind PLATFORM_E2E_OPERATOR=in-cluster uv run --locked pytest tests/e2e -q
+  local helm_args="--set image.repository=${OPERATOR_IMAGE%:*} --set image.tag=${OPERATOR_IMAGE##*:} --set image.pullPolicy=Never"
+  [ "$KIND_OFFLINE" != 1 ] || helm_args="$helm_args $("$here/images.sh" chart-values)"
+  PLATFORM_E2E_TARGET=kind PLATFORM_E2E_OPERATOR=in-cluster PLATFORM_E2E_HELM_ARGS="$helm_args" \
+    uv run --locked --all-packages pytest tests/e2e -q
 }
 
 # samples/ as one stream, each sample whose service image was built here pointed at that image.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import uuid
 from pathlib import Path
@@ -22,6 +24,9 @@ VALUE_SETS = {
     ],
     "namespaced": ["--set", "watchNamespaces={team-a,team-b}", "--set", "metrics.serviceMonitor.enabled=false"],
 }  # fmt: skip
+# Where pods really run (kind), the values that point the chart at the images loaded there: the
+# operator's local tag, and offline the dev servers' images (hack/kind.sh sets this).
+KIND_HELM_ARGS = shlex.split(os.environ.get("PLATFORM_E2E_HELM_ARGS", ""))
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -64,7 +69,7 @@ def test_install_runs_ready_pods_and_uninstall_leaves_only_the_crds(cluster: str
     kubectl("create", "namespace", ns)
     kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
     helm("install", release, CHART, "-n", ns, "--set", "redis.enabled=true", "--set", "rabbitmq.enabled=true",
-         "--wait", "--timeout", "3m")  # fmt: skip
+         *KIND_HELM_ARGS, "--wait", "--timeout", "3m")  # fmt: skip
     selector = f"app.kubernetes.io/instance={release}"
     ready = "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{' '}{end}"
     pods = kubectl("get", "pods", "-n", ns, "-l", selector, "-o", ready).stdout
