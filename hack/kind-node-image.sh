@@ -35,15 +35,17 @@
 #   hack/kind-node-image.sh build   build what is missing, print the image name on stdout
 #   hack/kind-node-image.sh print   print the image name (platform/kind-node:KUBE_VERSION-KEY)
 #   hack/kind-node-image.sh parts   only the parts that need no docker engine (Go builds, rootfs)
-#   hack/kind-node-image.sh test    build, then prove it: a cluster (kind create cluster), Ready node,
-#                                   every kube-system/local-path pod Running, a PVC bound, and two
-#                                   pods of our own talking over the pod network; then delete it
+#   hack/kind-node-image.sh test    build, then prove it: a cluster (kind create cluster, a control
+#                                   plane and a worker), nodes Ready, every kube-system/local-path pod
+#                                   Ready, a PVC bound, and two pods of our own on two nodes talking
+#                                   over the pod network, by IP and by Service name; then delete it
 # Needs: root, go, debootstrap, docker (a running engine, e.g. hack/docker-engine.sh up), gcc with
 # static glibc (pause), jq. Progress on stderr as `[kind-node HH:MM:SS] ...`.
 #
 # Settings (environment): PLATFORM_CACHE (~/.cache/platform-operator), DEBIAN_MIRROR
-# (http://deb.debian.org/debian), KIND_NODE_IMAGE_NAME (platform/kind-node), TEST_CLUSTER (nodetest),
-# KEEP_TEST_CLUSTER=1 keeps the test cluster. Versions: KUBE_VERSION and KIND_VERSION from
+# (http://deb.debian.org/debian), KIND_NODE_IMAGE_NAME (platform/kind-node); for `test`:
+# TEST_CLUSTER (nodetest), TEST_WORKERS (1), KEEP_TEST_CLUSTER=1 keeps the cluster (its kubeconfig:
+# $PLATFORM_CACHE/build/kind-node/kubeconfig-CLUSTER). Versions: KUBE_VERSION and KIND_VERSION from
 # hack/versions.env; CRICTL_VERSION, LOCAL_PATH_PROVISIONER_VERSION below (the newest on the module
 # proxy for this Kubernetes minor; kind v0.33 ships local-path-provisioner v0.0.34, which the proxy
 # refuses); etcd, coredns and pause versions from kubeadm; image names from kind's sources.
@@ -523,6 +525,8 @@ build() {
   printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$image-flat" | DOCKER_BUILDKIT=0 docker build -q -t "$image" - >/dev/null
   docker rmi "$image-flat" >/dev/null
   log "node image $image built in $((SECONDS - t0))s ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'))"
+  # Earlier builds of this repository (a container still using one keeps it).
+  docker images "$IMAGE_REPO" --format '{{.Repository}}:{{.Tag}}' | grep -vxF "$image" | xargs -r docker rmi >/dev/null 2>&1 || true
   echo "$image"
 }
 
@@ -550,11 +554,21 @@ cmd_test() {
   fi
   export KUBECONFIG="$WORK/kubeconfig-$cluster"
   "$kind" delete cluster --name "$cluster" >/dev/null 2>&1 || true
-  log "test: kind create cluster --name $cluster --image $image"
+  # One control plane and TEST_WORKERS workers: the server pod on a worker when there is one, the
+  # client on the control plane, so that their traffic crosses nodes (kindnetd's routes).
+  local workers=${TEST_WORKERS:-1} i
+  {
+    printf 'kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n'
+    for ((i = 0; i < workers; i++)); do printf -- '- role: worker\n'; done
+  } >"$WORK/kind-test-config.yaml"
+  local server_node="$cluster-control-plane"
+  [ "$workers" = 0 ] || server_node="$cluster-worker"
+  log "test: kind create cluster --name $cluster --image $image (1 control plane, $workers workers)"
   local t0=$SECONDS
-  "$kind" create cluster --name "$cluster" --image "$image" --wait 3m
+  "$kind" create cluster --name "$cluster" --image "$image" --config "$WORK/kind-test-config.yaml" --wait 3m
   log "test: cluster created in $((SECONDS - t0))s"
-  [ "${KEEP_TEST_CLUSTER:-0}" = 1 ] || trap '"$kind" delete cluster --name "$cluster"' EXIT
+  # shellcheck disable=SC2064 # expanded now: the locals are gone when the trap runs
+  [ "${KEEP_TEST_CLUSTER:-0}" = 1 ] || trap "'$kind' delete cluster --name '$cluster'" EXIT
   "$kubectl" get nodes -o wide
   "$kubectl" wait --for=condition=Ready node --all --timeout=60s
   log "test: waiting for every pod to be Ready"
@@ -567,6 +581,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: server, labels: {app: probe-server}}
 spec:
+  nodeName: $server_node
   containers:
   - name: http
     image: $probe_ref
@@ -593,6 +608,9 @@ apiVersion: v1
 kind: Pod
 metadata: {name: client}
 spec:
+  # scheduled (not nodeName), so that the PVC (WaitForFirstConsumer) gets its node
+  nodeSelector: {kubernetes.io/hostname: $cluster-control-plane}
+  tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]
   containers:
   - name: sleep
     image: $probe_ref
