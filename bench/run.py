@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -128,11 +129,20 @@ class Operator:
             "PLATFORM_LIVENESS_PORT": str(LIVENESS_PORT),
             "PLATFORM_STANDALONE": "true",
         }
+        for port in (METRICS_PORT, LIVENESS_PORT):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    raise RuntimeError(
+                        f"port {port} is taken: an operator of an earlier bench run still running? "
+                        "(pkill -f 'python -m platform_operator')"
+                    )
         self.out = logfile.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "platform_operator"], env=env, stdout=self.out, stderr=subprocess.STDOUT
         )
         for _ in range(120):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the operator exited ({self.proc.returncode}): see {logfile}")
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{LIVENESS_PORT}/healthz", timeout=1)
                 return
