@@ -142,8 +142,23 @@ KEEP_KIND ?= 0
 image: ## Build the operator image platform-operator:dev (operator/Dockerfile; needs Docker).
 	docker build -f operator/Dockerfile --build-arg UV_VERSION=$(UV_VERSION) -t platform-operator:dev .
 
+.PHONY: docker-up
+docker-up: ## Offline machines: start the project's own dockerd (Debian docker.io + runtime wrapper for privileged containers).
+	hack/docker-engine.sh up
+
+.PHONY: docker-down
+docker-down: ## Stop the dockerd of `make docker-up` (images stay in /var/lib/platform-docker).
+	hack/docker-engine.sh down
+
+.PHONY: kind-images
+kind-images: ## Offline machines: build the kind node image, the Python base, the operator, services, dev servers and ingress images (cached).
+	hack/docker-engine.sh up
+	hack/kind-node-image.sh build
+	hack/images.sh all
+	hack/ingress-image.sh build
+
 .PHONY: kind-up
-kind-up: ## Create (or reuse) the kind cluster $(KIND_CLUSTER) with ingress-nginx; prints the KUBECONFIG to export.
+kind-up: ## Create (or reuse) the kind cluster $(KIND_CLUSTER) with its ingress controller; prints the KUBECONFIG to export.
 	KIND_CLUSTER=$(KIND_CLUSTER) hack/kind.sh up
 
 .PHONY: kind-down
@@ -151,5 +166,5 @@ kind-down: ## Delete the kind cluster $(KIND_CLUSTER).
 	KIND_CLUSTER=$(KIND_CLUSTER) hack/kind.sh down
 
 .PHONY: kind-test
-kind-test: ## kind (Docker + internet): cluster, images, chart, e2e, samples, ingress; then deletes it (KEEP_KIND=1 keeps it).
+kind-test: ## kind: cluster, images, chart, e2e, samples, ingress; then deletes it (KEEP_KIND=1 keeps it). Offline: built here (KIND_OFFLINE).
 	KIND_CLUSTER=$(KIND_CLUSTER) KEEP_KIND=$(KEEP_KIND) hack/kind.sh all

@@ -92,6 +92,17 @@ def operator(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 _current_operator: list[OperatorProcess | InClusterOperator] = []
+USER_SECRETS = yaml.safe_dump_all(
+    [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}}
+        for name, key, value in (
+            ("db", "dsn", "postgresql://e2e:e2e@db.example:5432/e2e"),
+            ("d", "dsn", "postgresql://e2e:e2e@db.example:5432/e2e"),
+            ("bot-token", "token", "000000:e2e-token"),
+            ("t", "token", "000000:e2e-token"),
+        )
+    ]
+)
 
 
 @pytest.fixture
@@ -100,6 +111,9 @@ def ns(operator: OperatorProcess | InClusterOperator, request: pytest.FixtureReq
     name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
     kubectl("create", "namespace", name)
     kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    # The users' Secrets the suite's specs refer to (a database DSN, a bot token): where pods really
+    # run (kind) a container whose referenced Secret is missing never starts.
+    kubectl("apply", "-n", name, "-f", "-", stdin=USER_SECRETS)
     _current_operator[:] = [operator]
     yield name
     remember_passwords(name)
