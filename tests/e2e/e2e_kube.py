@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -69,6 +70,20 @@ def eventually(fn: Callable[[], T | None], *, timeout: float = 60, interval: flo
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or fn.__name__}; last: {last!r}")
+
+
+def reachable(url: str) -> str:
+    """A service's RABBITMQ_URL or REDIS_URL, pointed where this process reaches the server. On kind
+    the URLs name in-cluster hosts; hack/kind.sh forwards them and says where
+    (PLATFORM_E2E_RABBITMQ_ADDRESS, PLATFORM_E2E_REDIS_ADDRESS). Elsewhere the URL is kept."""
+    parts = urlsplit(url)
+    address = os.environ.get(
+        "PLATFORM_E2E_RABBITMQ_ADDRESS" if parts.scheme.startswith("amqp") else "PLATFORM_E2E_REDIS_ADDRESS", ""
+    )
+    if not address:
+        return url
+    userinfo = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{address}" if userinfo else address))
 
 
 def psvc(name: str, **spec: Any) -> dict[str, Any]:

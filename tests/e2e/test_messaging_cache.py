@@ -30,6 +30,7 @@ from e2e_kube import (
     get,
     kubectl,
     psvc,
+    reachable,
     wait_ready,
 )
 
@@ -72,7 +73,11 @@ def backends(*args: str) -> None:
 def secret_data(name: str, ns: str) -> dict[str, str]:
     secret = get("secret", f"{name}-platform", ns)
     assert secret is not None
-    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    for key in ("RABBITMQ_URL", "REDIS_URL"):  # where this process reaches them (on kind, a forward)
+        if key in data:
+            data[key] = reachable(data[key])
+    return data
 
 
 def worker(queue: str, exchange: str = "orders", **consume: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from e2e_kube import (
     get,
     kubectl,
     psvc,
+    reachable,
     wait_ready,
 )
 
@@ -88,7 +89,7 @@ def test_sigkill_in_the_middle_of_a_batch_converges_without_duplicates(
     # Each Secret holds the password its users really have: none was regenerated behind its back.
     for name in names:
         data = get("secret", f"{name}-platform", ns)["data"]
-        assert redis.Redis.from_url(base64.b64decode(data["REDIS_URL"]).decode()).ping() is True
+        assert redis.Redis.from_url(reachable(base64.b64decode(data["REDIS_URL"]).decode())).ping() is True
     mq.close()
     admin.close()
 
