@@ -48,6 +48,9 @@ RELEASE_NAMESPACE="platform-system"
 OPERATOR_DEPLOYMENT="platform-operator"
 OPERATOR_IMAGE="platform-operator:dev"
 E2E_APP_IMAGE="platform/e2e-app:dev"
+# The resync interval the e2e suite expects of the operator (RESYNC_SECONDS in tests/e2e/e2e_kube.py):
+# its tests of repairs that no event announces wait a few intervals.
+E2E_RESYNC_SECONDS=3
 DEMO_NAMESPACE="kind-demo"
 OFFLINE_INGRESS_NAMESPACE="ingress-traefik"
 OFFLINE_INGRESS_DEPLOYMENT="ingress-traefik-controller"
@@ -139,6 +142,12 @@ cmd_up() {
   have=$(kind version 2>/dev/null | awk '{print $2}')
   [ "$have" = "$KIND_VERSION" ] || log "note: kind ${have:-?} here; this script was checked against kind $KIND_VERSION"
   mkdir -p "$(dirname "$KUBECONFIG")"
+  if cluster_exists && [ -z "$(docker ps -q --filter "label=io.x-k8s.kind.cluster=$CLUSTER" --filter status=running)" ]; then
+    # Its node containers stopped (the Docker engine or the machine restarted): a kind node does
+    # not come back whole from that, so it is made anew.
+    log "cluster $CLUSTER exists but its nodes are not running: deleting it to create it again"
+    kind delete cluster --name "$CLUSTER" >&2
+  fi
   if cluster_exists; then
     log "cluster $CLUSTER exists: reusing it"
     kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >&2
@@ -287,6 +296,7 @@ cmd_install() {
   helm upgrade --install "$RELEASE" "$root/charts" -n "$RELEASE_NAMESPACE" --create-namespace \
     --set image.repository=platform-operator --set image.tag=dev --set image.pullPolicy=Never \
     --set redis.enabled=true --set rabbitmq.enabled=true ${offline_values[@]+"${offline_values[@]}"} \
+    --set resyncSeconds="$E2E_RESYNC_SECONDS" \
     --wait --timeout 5m >&2
   if [ "$upgrade" = 1 ]; then
     # Same tag, maybe a new image: pods from before the last `images` would keep the old one.
@@ -295,7 +305,12 @@ cmd_install() {
   fi
   kubectl -n "$RELEASE_NAMESPACE" rollout status "deployment/$OPERATOR_DEPLOYMENT" --timeout=3m >&2
   log "helm test $RELEASE (the chart's own check of the operator's liveness endpoint)"
-  helm test "$RELEASE" -n "$RELEASE_NAMESPACE" --logs >&2
+  # Without --logs: the chart deletes a test pod that succeeded (hook-succeeded) before helm could
+  # read it; one that failed is kept, and its log printed here.
+  if ! helm test "$RELEASE" -n "$RELEASE_NAMESPACE" >&2; then
+    kubectl -n "$RELEASE_NAMESPACE" logs "pod/$OPERATOR_DEPLOYMENT-test-metrics" >&2 || true
+    die "helm test $RELEASE failed"
+  fi
   kubectl -n "$RELEASE_NAMESPACE" get pods -o wide >&2
 }
 

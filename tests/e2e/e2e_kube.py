@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 T = TypeVar("T")
-RESYNC_SECONDS = 3
+RESYNC_SECONDS = 3  # hack/kind.sh installs the chart with the same (E2E_RESYNC_SECONDS)
 METRICS_PORT = 19090
 # Every password the operator generated during the run (read from the Secrets before each test's
 # namespace goes), so that the last test can prove none of them reached the operator's log.
