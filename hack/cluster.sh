@@ -59,7 +59,7 @@ up() {
     fi
     log "creating cluster $NAME (kwokctl, binary runtime)"
     kwokctl create cluster --name "$NAME" --runtime binary --kubeconfig "$KUBECONFIG_FILE" \
-      --kube-audit-policy "$here/audit-policy.yaml" --wait 3m "${flags[@]}" >&2
+      --kube-audit-policy "$here/audit-policy.yaml" --config "$here/kwokctl-config.yaml" --wait 3m "${flags[@]}" >&2
   fi
   kwokctl get kubeconfig --name "$NAME" > "$KUBECONFIG_FILE.tmp" && mv "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
   export KUBECONFIG=$KUBECONFIG_FILE
