@@ -6,14 +6,20 @@
 #   hack/images.sh services   platform/<name>:dev for every services/*/Dockerfile
 #   hack/images.sh dev-servers  platform/redis:7-bookworm, platform/rabbitmq:3-management-bookworm
 #                             (hack/images/*.Dockerfile): the chart's development Redis and RabbitMQ
-#   hack/images.sh all        base, operator, services, dev-servers, then check
+#   hack/images.sh demo-databases  platform/postgres:15-bookworm (Debian's postgresql-15) and
+#                             platform/ferretdb:$FERRETDB_VERSION (hack/ferretdb.sh's binary, SQLite backend):
+#                             the data samples' databases in kind (hack/kind-node/demo-databases.yaml, which
+#                             names exactly these tags: checked here; Go builds FerretDB unless cached)
+#   hack/images.sh all        base, operator, services, dev-servers, demo-databases, then check
 #   hack/images.sh check      run each image: the operator's and each service's package imports as uid 10001;
-#                             the dev servers start as the chart runs them and answer (PING, /api/overview)
+#                             the dev servers start as the chart runs them and answer (PING, /api/overview);
+#                             the demo databases start as demo-databases.yaml runs them and answer (SQL, OP_MSG)
 #   hack/images.sh save [DIR] each image as DIR/<name>.tar (for `kind load image-archive`); prints the paths
 #   hack/images.sh base-tag   print the base image's tag (building nothing)
 #   hack/images.sh chart-values  print the helm --set flags that point the chart's redis and rabbitmq
 #                             at the dev-server images (building nothing)
-#   Several of base, operator, services, dev-servers, check in one call run one after another, as given.
+#   Several of base, operator, services, dev-servers, demo-databases, check in one call run one after
+#   another, as given.
 #
 # Why: the Dockerfiles start FROM python:3.12-slim (ARG BASE_IMAGE), which comes from Docker Hub;
 # the build machines reach package registries only. So the base is made from Debian's own packages:
@@ -71,6 +77,11 @@ OPERATOR_IMAGE=platform-operator:dev
 REDIS_IMAGE=platform/redis:7-bookworm
 RABBITMQ_IMAGE=platform/rabbitmq:3-management-bookworm
 DEV_SERVERS_DIR="$here/images"
+# The data samples' databases in kind (hack/kind-node/demo-databases.yaml names these tags): PostgreSQL
+# from Debian's packages on the base, FerretDB v1 (MongoDB wire, SQLite) from hack/ferretdb.sh's binary.
+POSTGRES_IMAGE=platform/postgres:15-bookworm
+FERRETDB_IMAGE=platform/ferretdb:$FERRETDB_VERSION
+DEMO_DATABASES_MANIFEST="$here/kind-node/demo-databases.yaml"
 # python-is-python3: the Dockerfiles run `python -m ...`. passwd (groupadd, useradd) is in minbase
 # already; listed so that it stays whatever debootstrap's priorities become.
 BASE_PACKAGES=(python3 python3-pip python3-venv python-is-python3 ca-certificates passwd adduser)
@@ -354,6 +365,28 @@ chart_values() {
     "--set rabbitmq.image.repository=${RABBITMQ_IMAGE%:*} --set rabbitmq.image.tag=${RABBITMQ_IMAGE##*:}"
 }
 
+# FerretDB's Dockerfile gets a context of its own holding only the binary (built by hack/ferretdb.sh
+# through the Go module proxy unless cached). The manifest must name the tags built here.
+build_demo_databases() {
+  local base binary context image
+  base=$(base_image)
+  build_dockerfile "$DEV_SERVERS_DIR/postgres.Dockerfile" "$POSTGRES_IMAGE" "$base" "$DEV_SERVERS_DIR"
+  binary=$(FERRETDB_VERSION=$FERRETDB_VERSION "$here/ferretdb.sh" build | tail -n 1)
+  [ -x "$binary" ] || die "hack/ferretdb.sh build gave no binary"
+  context=$(mktemp -d)
+  cp "$binary" "$context/ferretdb"
+  local rc=0
+  (build_dockerfile "$DEV_SERVERS_DIR/ferretdb.Dockerfile" "$FERRETDB_IMAGE" "$base" "$context") || rc=$?
+  rm -rf "$context"
+  [ "$rc" = 0 ] || exit "$rc"
+  for image in $(demo_database_images); do
+    grep -Eq "^[[:space:]]*image:[[:space:]]*${image}[[:space:]]*$" "$DEMO_DATABASES_MANIFEST" ||
+      die "${DEMO_DATABASES_MANIFEST#"$root"/} does not name $image: update its image: lines"
+  done
+}
+
+demo_database_images() { printf '%s\n' "$POSTGRES_IMAGE" "$FERRETDB_IMAGE"; }
+
 # --- checks and archives --------------------------------------------------------------------------
 
 # Python that imports a package and every module in it, so that a dependency missing from the
@@ -517,10 +550,217 @@ check_dev_servers() {
   [ "$failed" = 0 ] || die "a dev server image does not work as the chart runs it"
 }
 
+# `docker run` flags of demo-databases.yaml's pods: uid/gid $2 with fsGroup $2, no capabilities, no
+# privilege escalation, a read-only root, the data directory ($1) an empty volume ($3) as an emptyDir is
+# after fsGroup (root:$2, 2770), further directories ($4...) empty and the user's, as emptyDirs.
+demo_database_run_flags() {
+  local dir=$1 uid=$2 volume=$3 extra
+  shift 3
+  docker_ volume create "$volume" >/dev/null
+  docker_ run --rm --user 0 --entrypoint sh --mount "type=volume,src=$volume,dst=/volume,volume-nocopy" \
+    "$(base_image)" -c "chown 0:$uid /volume && chmod 2770 /volume" >&2
+  printf '%s\n' --detach --user "$uid:$uid" --group-add "$uid" --cap-drop ALL --security-opt no-new-privileges \
+    --read-only --mount "type=volume,src=$volume,dst=$dir,volume-nocopy"
+  for extra in "$@"; do
+    printf '%s\n' --tmpfs "$extra:rw,nosuid,nodev,noexec,uid=$uid,gid=$uid,mode=2770"
+  done
+}
+
+# $1: container; waits until it has exited (up to $2 s), then prints its exit code.
+demo_database_stopped() {
+  local name=$1 seconds=$2
+  for _ in $(seq 1 "$seconds"); do
+    [ "$(docker_ inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
+    sleep 1
+  done
+  docker_ inspect --format '{{.State.ExitCode}}' "$name"
+}
+
+# PostgreSQL as demo-databases.yaml runs it: uid 999, the volume at /var/lib/postgresql/data, the
+# socket directory an empty one. Ready (pg_isready on TCP, the readiness probe), then password logins
+# over TCP: the right password gets the database, a wrong one is refused; `docker stop` (the image's
+# STOPSIGNAL, as the kubelet stops it) shuts it down cleanly (exit 0), and a second start on the same
+# volume keeps the data (no second initdb).
+check_postgres() {
+  local name=platform-check-postgres-$$ password=check-$RANDOM$RANDOM out="" refused="" started rc=1 flags code
+  flags=$(demo_database_run_flags /var/lib/postgresql/data 999 "$name" /run/postgresql) || return 1
+  mapfile -t flags <<<"$flags"
+  local env=(-e POSTGRES_USER=users -e "POSTGRES_PASSWORD=$password" -e POSTGRES_DB=users)
+  started=$(date +%s)
+  docker_ run "${flags[@]}" --name "$name" "${env[@]}" "$POSTGRES_IMAGE" >/dev/null ||
+    { dev_server_remove "$name" "$name"; return 1; }
+  for _ in $(seq 1 60); do
+    if docker_ exec "$name" pg_isready -q -h 127.0.0.1 -p 5432 -U users -d users 2>/dev/null; then
+      rc=0
+      break
+    fi
+    [ "$(docker_ inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
+    sleep 1
+  done
+  if [ "$rc" = 0 ]; then
+    out=$(docker_ exec -e "PGPASSWORD=$password" "$name" psql -X -At -h 127.0.0.1 -U users -d users \
+      -c 'CREATE TABLE t (x int); INSERT INTO t VALUES (42)' \
+      -c "SELECT current_user || ' ' || current_database() || ' ' || current_setting('server_version') || ' ' || current_setting('listen_addresses')" 2>&1) ||
+      { log "FAILED: $POSTGRES_IMAGE: a password login over TCP: $out"; rc=1; }
+  fi
+  if [ "$rc" = 0 ]; then
+    # (Not `psql ... | grep -q`: psql fails, as it should, and pipefail would take that.)
+    refused=$(docker_ exec -e PGPASSWORD=wrong "$name" psql -X -At -h 127.0.0.1 -U users -d users -c 'SELECT 1' 2>&1 || true)
+    if grep -q 'password authentication failed' <<<"$refused"; then
+      log "ok: $POSTGRES_IMAGE, as uid 999 on a read-only root: ready after $(($(date +%s) - started))s; over TCP with the password: $(tail -n 1 <<<"$out"); a wrong password is refused"
+    else
+      log "FAILED: $POSTGRES_IMAGE: a wrong password was not refused: $refused"
+      rc=1
+    fi
+  else
+    log "FAILED: $POSTGRES_IMAGE: not ready within 60s; its log:"
+    dev_server_log "$name"
+  fi
+  if [ "$rc" = 0 ]; then
+    docker_ stop -t 30 "$name" >/dev/null
+    code=$(demo_database_stopped "$name" 5)
+    if [ "$code" = 0 ] && docker_ logs "$name" 2>&1 | grep -q 'database system is shut down'; then
+      docker_ start "$name" >/dev/null
+      out=""
+      for _ in $(seq 1 30); do
+        out=$(docker_ exec -e "PGPASSWORD=$password" "$name" psql -X -At -h 127.0.0.1 -U users -d users -c 'SELECT x FROM t' 2>/dev/null) && break
+        sleep 1
+      done
+      if [ "$out" = 42 ] && [ "$(docker_ logs "$name" 2>&1 | grep -c 'initializing')" = 1 ]; then
+        log "ok: $POSTGRES_IMAGE stops cleanly on docker stop ($(docker_ inspect --format '{{.Config.StopSignal}}' "$POSTGRES_IMAGE"): exit 0) and restarts on its data"
+      else
+        log "FAILED: $POSTGRES_IMAGE: after a restart on the same volume: ${out:-no answer}; its log:"
+        dev_server_log "$name"
+        rc=1
+      fi
+    else
+      log "FAILED: $POSTGRES_IMAGE: docker stop: exit $code; its log:"
+      dev_server_log "$name"
+      rc=1
+    fi
+  fi
+  dev_server_remove "$name" "$name"
+  return "$rc"
+}
+
+# Python (the base image's) speaking the MongoDB wire protocol (OP_MSG, a minimal BSON) to
+# localhost:27017: ping, insert a document, count it back; prints the server's version.
+mongo_program() {
+  cat <<'EOF'
+import socket, struct, sys
+def enc(doc):
+    out = b""
+    for key, value in doc.items():
+        k = key.encode() + b"\0"
+        if isinstance(value, str):
+            v = value.encode() + b"\0"
+            out += b"\x02" + k + struct.pack("<i", len(v)) + v
+        elif isinstance(value, bool):
+            out += b"\x08" + k + (b"\x01" if value else b"\x00")
+        elif isinstance(value, int):
+            out += b"\x10" + k + struct.pack("<i", value)
+        elif isinstance(value, dict):
+            out += b"\x03" + k + enc(value)
+        elif isinstance(value, list):
+            out += b"\x04" + k + enc({str(i): x for i, x in enumerate(value)})
+    return struct.pack("<i", len(out) + 5) + out + b"\0"
+def dec(b):
+    doc, i = {}, 4
+    while b[i] != 0:
+        t = b[i]; j = b.index(b"\0", i + 1); key = b[i + 1:j].decode(); i = j + 1
+        if t == 0x01: doc[key] = struct.unpack_from("<d", b, i)[0]; i += 8
+        elif t == 0x02: n = struct.unpack_from("<i", b, i)[0]; doc[key] = b[i + 4:i + 3 + n].decode(); i += 4 + n
+        elif t in (0x03, 0x04): n = struct.unpack_from("<i", b, i)[0]; sub = dec(b[i:i + n]); doc[key] = sub if t == 0x03 else list(sub.values()); i += n
+        elif t == 0x05: n = struct.unpack_from("<i", b, i)[0]; i += 5 + n
+        elif t == 0x07: i += 12
+        elif t == 0x08: doc[key] = b[i] == 1; i += 1
+        elif t in (0x09, 0x11, 0x12): doc[key] = struct.unpack_from("<q", b, i)[0]; i += 8
+        elif t == 0x0A: doc[key] = None
+        elif t == 0x10: doc[key] = struct.unpack_from("<i", b, i)[0]; i += 4
+        else: raise ValueError(f"BSON type {t:#x}")
+    return doc
+def receive(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk: sys.exit("the server closed the connection")
+        data += chunk
+    return data
+def command(sock, doc, request_id=[0]):
+    request_id[0] += 1
+    body = struct.pack("<I", 0) + b"\x00" + enc(doc)
+    sock.sendall(struct.pack("<iiii", 16 + len(body), request_id[0], 0, 2013) + body)
+    length = struct.unpack("<i", receive(sock, 16)[:4])[0]
+    reply = dec(receive(sock, length - 16)[5:])
+    if reply.get("ok") != 1.0: sys.exit(f"{doc}: {reply}")
+    return reply
+try:
+    sock = socket.create_connection(("localhost", 27017), timeout=5)
+except OSError as error:
+    sys.exit(f"port 27017: {error}")
+command(sock, {"ping": 1, "$db": "admin"})
+inserted = command(sock, {"insert": "check", "documents": [{"_id": "one", "x": 42}], "$db": "check"})
+count = command(sock, {"count": "check", "query": {"x": 42}, "$db": "check"})
+info = command(sock, {"buildInfo": 1, "$db": "admin"})
+print(f"ping, insert (n={inserted['n']}), count (n={count['n']}); reports MongoDB {info.get('version')}, {info.get('ferretdbVersion', '')}")
+EOF
+}
+
+# FerretDB as demo-databases.yaml runs it: uid 999, the volume at /state. It answers ping, insert and
+# count over the wire (a client in the container's network namespace: the image has no shell), stops
+# on SIGTERM with exit 0, and keeps its SQLite files in the volume.
+check_ferretdb() {
+  local name=platform-check-ferretdb-$$ out="" started rc=1 flags code base
+  base=$(base_image)
+  flags=$(demo_database_run_flags /state 999 "$name" /tmp) || return 1
+  mapfile -t flags <<<"$flags"
+  started=$(date +%s)
+  docker_ run "${flags[@]}" --name "$name" "$FERRETDB_IMAGE" >/dev/null ||
+    { dev_server_remove "$name" "$name"; return 1; }
+  for _ in $(seq 1 30); do
+    if out=$(docker_ run --rm --network "container:$name" --user 10001:10001 --read-only "$base" \
+      python3 -c "$(mongo_program)" 2>&1); then
+      rc=0
+      break
+    fi
+    [ "$(docker_ inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
+    sleep 1
+  done
+  if [ "$rc" = 0 ]; then
+    log "ok: $FERRETDB_IMAGE, as uid 999 on a read-only root: after $(($(date +%s) - started))s: $out"
+    docker_ stop -t 30 "$name" >/dev/null
+    code=$(demo_database_stopped "$name" 5)
+    if [ "$code" = 0 ] &&
+      docker_ run --rm --user 0 --mount "type=volume,src=$name,dst=/state" --entrypoint ls "$base" /state |
+      grep -x 'check.sqlite' >/dev/null; then
+      log "ok: $FERRETDB_IMAGE stops cleanly on SIGTERM (exit 0); its SQLite files are in the volume (check.sqlite)"
+    else
+      log "FAILED: $FERRETDB_IMAGE: docker stop: exit $code, or no check.sqlite in /state; its log:"
+      dev_server_log "$name"
+      rc=1
+    fi
+  else
+    log "FAILED: $FERRETDB_IMAGE: no answer within 30s (last: $out); its log:"
+    dev_server_log "$name"
+  fi
+  dev_server_remove "$name" "$name"
+  return "$rc"
+}
+
+check_demo_databases() {
+  local image failed=0
+  for image in $(demo_database_images); do
+    image_exists "$image" || die "$image is not built (hack/images.sh demo-databases)"
+  done
+  check_postgres || failed=1
+  check_ferretdb || failed=1
+  [ "$failed" = 0 ] || die "a demo database image does not work as demo-databases.yaml runs it"
+}
+
 save_images() {
   local dir=${1:-$IMAGES_DIR/archives} image file
   mkdir -p "$dir"
-  for image in $(all_images) $(dev_server_images); do
+  for image in $(all_images) $(dev_server_images) $(demo_database_images); do
     image_exists "$image" || die "$image is not built (hack/images.sh all)"
     file="$dir/$(basename "${image%%:*}").tar"
     docker_ save -o "$file" "$image"
@@ -530,14 +770,14 @@ save_images() {
 }
 
 usage() {
-  sed -n '2,16p' "$0" >&2
+  sed -n '2,22p' "$0" >&2
   exit 2
 }
 
 # Several build targets in one call, in order (hack/kind.sh: `images.sh operator services dev-servers`).
 if [ $# -gt 1 ] && [ "$1" != save ]; then
   for target in "$@"; do
-    case "$target" in base | operator | services | dev-servers | check) ;; *) usage ;; esac
+    case "$target" in base | operator | services | dev-servers | demo-databases | check) ;; *) usage ;; esac
   done
   for target in "$@"; do "$0" "$target"; done
   exit 0
@@ -561,6 +801,10 @@ case "${1:-}" in
     ensure_engine
     build_dev_servers
     ;;
+  demo-databases)
+    ensure_engine
+    build_demo_databases
+    ;;
   chart-values) chart_values ;;
   all)
     ensure_engine
@@ -568,13 +812,16 @@ case "${1:-}" in
     build_operator
     build_services
     build_dev_servers
+    build_demo_databases
     check_images
     check_dev_servers
+    check_demo_databases
     ;;
   check)
     ensure_engine
     check_images
     check_dev_servers
+    check_demo_databases
     ;;
   save)
     ensure_engine
