@@ -236,11 +236,19 @@ e2e_images() {
   log "loaded $E2E_APP_IMAGE as $(wc -w <<<"$names") e2e image name(s)"
 }
 
+# The samples' PostgreSQL and FerretDB (built by hack/images.sh demo-databases), as the manifest names them.
+demo_database_images() {
+  local image
+  for image in $(sed -n 's/^[[:space:]]*image:[[:space:]]*//p' "$here/kind-node/demo-databases.yaml"); do
+    load_image "$image"
+  done
+}
+
 # Offline, hack/images.sh builds everything on its Debian base (and the chart's dev servers' images).
 cmd_images_offline() {
   local service n=0 image
   log "offline: building the images on the Debian base of hack/images.sh"
-  "$here/images.sh" operator services dev-servers
+  "$here/images.sh" operator services dev-servers demo-databases
   BASE_IMAGE=$("$here/images.sh" base-tag)
   export BASE_IMAGE
   load_image "$OPERATOR_IMAGE"
@@ -252,8 +260,9 @@ cmd_images_offline() {
   for image in $("$here/images.sh" chart-values | tr ' ' '\n' | sed -n 's/^[a-z]*\.image\.\(repository\|tag\)=//p' | paste -d: - -); do
     load_image "$image"
   done
+  demo_database_images
   e2e_images
-  log "loaded: $OPERATOR_IMAGE, $n service image(s), the dev servers' images"
+  log "loaded: $OPERATOR_IMAGE, $n service image(s), the dev servers' and demo databases' images"
 }
 
 cmd_images() {
@@ -276,6 +285,9 @@ cmd_images() {
     load_image "platform/$service:dev"
     n=$((n + 1))
   done
+  log "building the samples' demo databases (hack/images.sh demo-databases, on ${BASE_IMAGE:-python:3.12-slim}; FerretDB needs Go)"
+  BASE_IMAGE=${BASE_IMAGE:-python:3.12-slim} DOCKER_CLI=docker "$here/images.sh" demo-databases
+  demo_database_images
   e2e_images
   log "loaded: $OPERATOR_IMAGE and $n service image(s)"
 }
@@ -463,9 +475,30 @@ render_samples() {
     script="${script}s#^\\([[:space:]]*image:[[:space:]]*\\)platform/$service:[^[:space:]]*#\\1platform/$service:dev#;"
   done
   for file in "$root"/samples/*.yaml; do
-    printf -- '---\n'
-    if [ -n "$script" ]; then sed -e "$script" "$file"; else cat "$file"; fi
+    if [ "$(basename "$file")" = 00-secrets.yaml ]; then
+      # The data samples' DSNs point at the demo databases of hack/kind-node/demo-databases.yaml;
+      # the other users' Secrets (the bot token) stay as samples/ has them.
+      demo_secret_names | without_secrets "$file"
+      printf -- '---\n'
+      cat "$here/kind-node/demo-secrets.yaml"
+    else
+      printf -- '---\n'
+      if [ -n "$script" ]; then sed -e "$script" "$file"; else cat "$file"; fi
+    fi
   done
+}
+
+demo_secret_names() { sed -n 's/^  name:[[:space:]]*//p' "$here/kind-node/demo-secrets.yaml"; }
+
+# The YAML stream of file $1 without the Secrets named on stdin (one per line).
+without_secrets() {
+  awk -v names="$(cat)" '
+    BEGIN { n = split(names, list, "\n"); for (i = 1; i <= n; i++) drop[list[i]] = 1 }
+    function flush() { if (doc != "" && !(name in drop)) printf "---\n%s", doc; doc = ""; name = "" }
+    /^---/ { flush(); next }
+    { doc = doc $0 "\n" }
+    /^  name:/ && name == "" { name = $2 }
+    END { flush() }' "$1"
 }
 
 cmd_samples() {
@@ -473,6 +506,9 @@ cmd_samples() {
   require_cluster
   kubectl create namespace "$DEMO_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl label namespace "$DEMO_NAMESPACE" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+  log "the data samples' databases: PostgreSQL and FerretDB (hack/kind-node/demo-databases.yaml)"
+  kubectl -n "$DEMO_NAMESPACE" apply -f "$here/kind-node/demo-databases.yaml" >&2
+  kubectl -n "$DEMO_NAMESPACE" rollout status deployment/postgres deployment/mongo --timeout=180s >&2
   log "applying samples/ to namespace $DEMO_NAMESPACE"
   render_samples | kubectl -n "$DEMO_NAMESPACE" apply -f - >&2
   log "waiting until the operator has provisioned every sample (QueuesReady, CacheReady)"
