@@ -239,6 +239,7 @@ e2e_images() {
 # The samples' PostgreSQL and FerretDB (built by hack/images.sh demo-databases), as the manifest names them.
 demo_database_images() {
   local image
+  # shellcheck disable=SC2013 # one image name per line, no spaces
   for image in $(sed -n 's/^[[:space:]]*image:[[:space:]]*//p' "$here/kind-node/demo-databases.yaml"); do
     load_image "$image"
   done
@@ -535,24 +536,52 @@ cmd_samples() {
   [ -z "$not_ready" ] || die "samples not Ready:$not_ready"
 }
 
+# The reference flow through the ingress, as tests/flow runs it with processes: a user in
+# users-data (reached through a port-forward: a data service has no ingress), an order POSTed to
+# orders-api through the ingress on localhost (twice, with one Idempotency-Key), then the one
+# notification notifier-worker wrote to Redis for it (read with redis-cli in the chart's Redis pod).
 cmd_ingress() {
-  need curl
-  local request="curl -H 'Host: orders.localtest.me' http://localhost/health"
-  if [ ! -f "$root/services/orders-api/Dockerfile" ]; then
-    log "SKIPPED: the api sample through the ingress ($request): orders-api has no image yet (services/orders-api/Dockerfile)"
-    return 0
-  fi
-  log "the api sample through the ingress: $request"
+  need curl python3
+  require_cluster
+  local host="orders.localtest.me" body user_id order_id again key worker_key value
+  log "the api sample through the ingress: curl -H 'Host: $host' http://localhost/health"
   for _ in $(seq 1 30); do
-    if curl -fsS --max-time 5 -H 'Host: orders.localtest.me' http://localhost/health; then
-      echo
-      log "ingress OK"
-      return 0
-    fi
+    if curl -fsS --max-time 5 -H "Host: $host" http://localhost/health >/dev/null; then break; fi
     sleep 2
   done
-  die "no answer from http://localhost/health (Host: orders.localtest.me) after 30 tries"
+  curl -fsS --max-time 5 -H "Host: $host" http://localhost/health >&2 \
+    || die "no answer from http://localhost/health (Host: $host)"
+  echo >&2
+  forward "$DEMO_NAMESPACE" users-data 80
+  body=$(curl -fsS --max-time 10 -H 'Content-Type: application/json' \
+    -d "{\"email\": \"kind-$(date +%s)@example.com\", \"name\": \"Ada\"}" "http://127.0.0.1:$FORWARDED_PORT/users") \
+    || die "users-data refused POST /users"
+  user_id=$(json_field id <<<"$body")
+  log "users-data: user $user_id"
+  key="kind-$(date +%s%N)"
+  body=$(curl -fsS --max-time 10 -H "Host: $host" -H 'Content-Type: application/json' -H "Idempotency-Key: $key" \
+    -H 'X-Request-ID: kind-flow-1' -d "{\"user_id\": \"$user_id\", \"item\": \"book\", \"quantity\": 2}" \
+    http://localhost/orders) || die "orders-api refused POST /orders through the ingress"
+  order_id=$(json_field id <<<"$body")
+  again=$(curl -fsS --max-time 10 -H "Host: $host" -H 'Content-Type: application/json' -H "Idempotency-Key: $key" \
+    -d "{\"user_id\": \"$user_id\", \"item\": \"book\", \"quantity\": 2}" http://localhost/orders)
+  [ "$(json_field id <<<"$again")" = "$order_id" ] || die "the same Idempotency-Key gave another order: $again"
+  log "orders-api (through the ingress): order $order_id, the same on the repeated POST"
+  worker_key="$DEMO_NAMESPACE:notifier-worker:notifications:$order_id"
+  for _ in $(seq 1 60); do
+    # shellcheck disable=SC2016 # $REDIS_PASSWORD is the pod's own, expanded by its shell
+    value=$(kubectl -n "$RELEASE_NAMESPACE" exec "deployment/$OPERATOR_DEPLOYMENT-redis" -- \
+      sh -c 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning GET "$0"' "$worker_key" 2>/dev/null || true)
+    [ -z "$value" ] || break
+    sleep 2
+  done
+  [ -n "$value" ] || die "no notification for order $order_id in Redis ($worker_key) after 2 minutes"
+  case $value in *"$order_id"*) ;; *) die "notification $worker_key does not name order $order_id: $value" ;; esac
+  log "notifier-worker: $worker_key = $value"
+  log "ingress flow OK"
 }
+
+json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 # What to look at first after a failure.
 diagnose() {
