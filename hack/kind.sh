@@ -133,6 +133,13 @@ require_cluster() {
 cmd_up() {
   if [ "$KIND_OFFLINE" = 1 ]; then
     log "offline: Docker engine, node image and kind CLI built here (KIND_OFFLINE=0 to use your own)"
+    local tool missing=()
+    for tool in debootstrap jq gcc; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+      log "apt-get install ${missing[*]} (the node image's build needs them)"
+      { apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+        { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }; } >&2
+    fi
     "$here/docker-engine.sh" up
     KIND_IMAGE=${KIND_IMAGE:-$("$here/kind-node-image.sh" build | tail -n 1)}
   fi
@@ -482,6 +489,10 @@ render_samples() {
       demo_secret_names | without_secrets "$file"
       printf -- '---\n'
       cat "$here/kind-node/demo-secrets.yaml"
+    elif [ "$(basename "$file")" = telegram-bot.yaml ]; then
+      # The bot talks to the Bot API stand-in of hack/kind-node/telegram-api.yaml.
+      printf -- '---\n'
+      sed -e "$script" -e '/^  env:$/a\    - name: TELEGRAM_API_URL\n      value: http://telegram-api:8081' "$file"
     else
       printf -- '---\n'
       if [ -n "$script" ]; then sed -e "$script" "$file"; else cat "$file"; fi
@@ -507,9 +518,11 @@ cmd_samples() {
   require_cluster
   kubectl create namespace "$DEMO_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl label namespace "$DEMO_NAMESPACE" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
-  log "the data samples' databases: PostgreSQL and FerretDB (hack/kind-node/demo-databases.yaml)"
+  log "what the samples talk to: PostgreSQL, FerretDB (demo-databases.yaml), a Bot API stand-in (telegram-api.yaml)"
   kubectl -n "$DEMO_NAMESPACE" apply -f "$here/kind-node/demo-databases.yaml" >&2
-  kubectl -n "$DEMO_NAMESPACE" rollout status deployment/postgres deployment/mongo --timeout=180s >&2
+  kubectl -n "$DEMO_NAMESPACE" apply -f "$here/kind-node/telegram-api.yaml" >&2
+  kubectl -n "$DEMO_NAMESPACE" rollout status deployment/postgres deployment/mongo deployment/telegram-api \
+    --timeout=180s >&2
   log "applying samples/ to namespace $DEMO_NAMESPACE"
   render_samples | kubectl -n "$DEMO_NAMESPACE" apply -f - >&2
   log "waiting until the operator has provisioned every sample (QueuesReady, CacheReady)"
