@@ -8,7 +8,7 @@
 #                             (hack/images/*.Dockerfile): the chart's development Redis and RabbitMQ
 #   hack/images.sh demo-databases  platform/postgres:15-bookworm (Debian's postgresql-15) and
 #                             platform/ferretdb:$FERRETDB_VERSION (hack/ferretdb.sh's binary, SQLite backend):
-#                             the data samples' databases in kind (hack/kind-node/demo-databases.yaml, which
+#                             the data samples' databases in kind (hack/kind-demo/demo-databases.yaml, which
 #                             names exactly these tags: checked here; Go builds FerretDB unless cached)
 #   hack/images.sh all        base, operator, services, dev-servers, demo-databases, then check
 #   hack/images.sh check      run each image: the operator's and each service's package imports as uid 10001;
@@ -77,11 +77,11 @@ OPERATOR_IMAGE=platform-operator:dev
 REDIS_IMAGE=platform/redis:7-bookworm
 RABBITMQ_IMAGE=platform/rabbitmq:3-management-bookworm
 DEV_SERVERS_DIR="$here/images"
-# The data samples' databases in kind (hack/kind-node/demo-databases.yaml names these tags): PostgreSQL
+# The data samples' databases in kind (hack/kind-demo/demo-databases.yaml names these tags): PostgreSQL
 # from Debian's packages on the base, FerretDB v1 (MongoDB wire, SQLite) from hack/ferretdb.sh's binary.
 POSTGRES_IMAGE=platform/postgres:15-bookworm
 FERRETDB_IMAGE=platform/ferretdb:$FERRETDB_VERSION
-DEMO_DATABASES_MANIFEST="$here/kind-node/demo-databases.yaml"
+DEMO_DATABASES_MANIFEST="$here/kind-demo/demo-databases.yaml"
 # python-is-python3: the Dockerfiles run `python -m ...`. passwd (groupadd, useradd) is in minbase
 # already; listed so that it stays whatever debootstrap's priorities become.
 BASE_PACKAGES=(python3 python3-pip python3-venv python-is-python3 ca-certificates passwd adduser)

@@ -247,7 +247,7 @@ e2e_images() {
 demo_database_images() {
   local image
   # shellcheck disable=SC2013 # one image name per line, no spaces
-  for image in $(sed -n 's/^[[:space:]]*image:[[:space:]]*//p' "$here/kind-node/demo-databases.yaml"); do
+  for image in $(sed -n 's/^[[:space:]]*image:[[:space:]]*//p' "$here/kind-demo/demo-databases.yaml"); do
     load_image "$image"
   done
 }
@@ -484,13 +484,13 @@ render_samples() {
   done
   for file in "$root"/samples/*.yaml; do
     if [ "$(basename "$file")" = 00-secrets.yaml ]; then
-      # The data samples' DSNs point at the demo databases of hack/kind-node/demo-databases.yaml;
+      # The data samples' DSNs point at the demo databases of hack/kind-demo/demo-databases.yaml;
       # the other users' Secrets (the bot token) stay as samples/ has them.
       demo_secret_names | without_secrets "$file"
       printf -- '---\n'
-      cat "$here/kind-node/demo-secrets.yaml"
+      cat "$here/kind-demo/demo-secrets.yaml"
     elif [ "$(basename "$file")" = telegram-bot.yaml ]; then
-      # The bot talks to the Bot API stand-in of hack/kind-node/telegram-api.yaml.
+      # The bot talks to the Bot API stand-in of hack/kind-demo/telegram-api.yaml.
       printf -- '---\n'
       sed -e "$script" -e '/^  env:$/a\    - name: TELEGRAM_API_URL\n      value: http://telegram-api:8081' "$file"
     else
@@ -500,7 +500,7 @@ render_samples() {
   done
 }
 
-demo_secret_names() { sed -n 's/^  name:[[:space:]]*//p' "$here/kind-node/demo-secrets.yaml"; }
+demo_secret_names() { sed -n 's/^  name:[[:space:]]*//p' "$here/kind-demo/demo-secrets.yaml"; }
 
 # The YAML stream of file $1 without the Secrets named on stdin (one per line).
 without_secrets() {
@@ -519,8 +519,8 @@ cmd_samples() {
   kubectl create namespace "$DEMO_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl label namespace "$DEMO_NAMESPACE" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
   log "what the samples talk to: PostgreSQL, FerretDB (demo-databases.yaml), a Bot API stand-in (telegram-api.yaml)"
-  kubectl -n "$DEMO_NAMESPACE" apply -f "$here/kind-node/demo-databases.yaml" >&2
-  kubectl -n "$DEMO_NAMESPACE" apply -f "$here/kind-node/telegram-api.yaml" >&2
+  kubectl -n "$DEMO_NAMESPACE" apply -f "$here/kind-demo/demo-databases.yaml" >&2
+  kubectl -n "$DEMO_NAMESPACE" apply -f "$here/kind-demo/telegram-api.yaml" >&2
   kubectl -n "$DEMO_NAMESPACE" rollout status deployment/postgres deployment/mongo deployment/telegram-api \
     --timeout=180s >&2
   log "applying samples/ to namespace $DEMO_NAMESPACE"
