@@ -1,5 +1,5 @@
 # A development MongoDB-wire server for the data samples in kind (catalog-data:
-# hack/kind-node/demo-databases.yaml), where no MongoDB image can be pulled: FerretDB v1 (Apache-2.0)
+# hack/kind-demo/demo-databases.yaml), where no MongoDB image can be pulled: FerretDB v1 (Apache-2.0)
 # on its SQLite backend, the binary hack/ferretdb.sh builds from the Go module proxy (static,
 # CGO_ENABLED=0). Built by `hack/images.sh demo-databases`, with a context holding only that binary:
 #

@@ -1,5 +1,5 @@
 # A development PostgreSQL from Debian's packages, for the data samples in kind (users-data:
-# hack/kind-node/demo-databases.yaml) where Docker Hub's postgres:15 cannot be pulled. Built by
+# hack/kind-demo/demo-databases.yaml) where Docker Hub's postgres:15 cannot be pulled. Built by
 # `hack/images.sh demo-databases`:
 #
 #   docker build -f hack/images/postgres.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
