@@ -522,7 +522,8 @@ build() {
   rm -rf "$r"
   # docker import (20.10) takes no STOPSIGNAL: one Dockerfile line on top, classic builder (local
   # FROM, no registry).
-  printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$image-flat" | DOCKER_BUILDKIT=0 docker build -q -t "$image" - >/dev/null
+  printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$image-flat" | DOCKER_BUILDKIT=0 docker build -q -t "$image" - >/dev/null 2>"$WORK/stopsignal.log" ||
+    die "docker build (STOPSIGNAL) failed: $(cat "$WORK/stopsignal.log")"
   docker rmi "$image-flat" >/dev/null
   log "node image $image built in $((SECONDS - t0))s ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'))"
   # Earlier builds of this repository (a container still using one keeps it).
