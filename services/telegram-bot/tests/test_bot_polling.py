@@ -32,14 +32,20 @@ async def test_order_conversation_places_exactly_one_order(polling: Deployed) ->
 
     reply = await polling.telegram.say(chat, "yes")
 
-    posts = polling.orders.posts()
-    assert len(posts) == 1
-    post = posts[0]
-    assert post["body"] == {"user_id": str(chat), "item": "pizza", "quantity": 3}
+    # the Telegram account's user is asked for first, then the order is placed with its id
+    assert [r["method"] for r in polling.orders.requests] == ["PUT", "POST"]
+    put, post = polling.orders.requests
+    assert put["path"] == f"/users/by-telegram/{chat}"
+    assert put["body"] == {"name": "Ann"}
+    user_id = polling.orders.user_id_of(chat)
+    assert user_id != str(chat)
+    assert post["body"] == {"user_id": user_id, "item": "pizza", "quantity": 3}
     assert post["headers"]["Idempotency-Key"]
-    # the request id and the trace context travel with the call
+    # the request id and the trace context travel with both calls
     assert len(post["headers"]["X-Request-ID"]) == 32
+    assert put["headers"]["X-Request-ID"] == post["headers"]["X-Request-ID"]
     assert post["headers"]["traceparent"].startswith("00-")
+    assert put["headers"]["traceparent"].split("-")[1] == post["headers"]["traceparent"].split("-")[1]
     order_id = polling.orders.by_key[post["headers"]["Idempotency-Key"]]
     assert reply == f"Order {order_id} placed: 3 x pizza."
     # the conversation is over: another "yes" orders nothing
@@ -139,7 +145,47 @@ async def test_a_lost_answer_from_orders_api_does_not_order_twice(polling: Deplo
     assert posts[0]["headers"]["Idempotency-Key"] == posts[1]["headers"]["Idempotency-Key"]
     order_id = polling.orders.by_key[posts[0]["headers"]["Idempotency-Key"]]
     assert second == f"Order {order_id} placed: 4 x bread."
-    assert sum(1 for o in polling.orders.orders.values() if o["user_id"] == str(chat)) == 1
+    assert sum(1 for o in polling.orders.orders.values() if o["user_id"] == polling.orders.user_id_of(chat)) == 1
+
+
+async def test_a_second_order_of_the_same_account_has_the_same_user(polling: Deployed) -> None:
+    chat = polling.new_chat()
+    await order_until_confirm(polling, chat, "tea", "1")
+    await polling.telegram.say(chat, "yes")
+    await order_until_confirm(polling, chat, "jam", "2")
+    await polling.telegram.say(chat, "yes")
+
+    posts = polling.orders.posts()
+    assert len(posts) == 2
+    assert posts[0]["body"]["user_id"] == posts[1]["body"]["user_id"] == polling.orders.user_id_of(chat)
+    assert len(polling.orders.puts()) == 2  # asked each time: the mapping is orders-api's (users-data's)
+
+
+async def test_the_user_lookup_failing_keeps_the_order_for_a_retry(polling: Deployed) -> None:
+    chat = polling.new_chat()
+    await order_until_confirm(polling, chat, "soup", "2")
+    polling.orders.user_answer = (503, "users-data unreachable")
+
+    first = await polling.telegram.say(chat, "yes")
+    assert first == "I could not reach the order service. Answer yes to try again, or no to cancel."
+    assert polling.orders.posts() == []
+    polling.orders.user_answer = None
+    second = await polling.telegram.say(chat, "yes")
+
+    (post,) = polling.orders.posts()
+    assert post["body"]["user_id"] == polling.orders.user_id_of(chat)
+    assert second == f"Order {polling.orders.by_key[post['headers']['Idempotency-Key']]} placed: 2 x soup."
+
+
+async def test_a_user_refused_by_orders_api_ends_the_order(polling: Deployed) -> None:
+    chat = polling.new_chat()
+    await order_until_confirm(polling, chat, "soup", "2")
+    polling.orders.user_answer = (422, "users-data refused the user: name too long")
+
+    reply = await polling.telegram.say(chat, "yes")
+
+    assert reply == "The order service refused this order: users-data refused the user: name too long"
+    assert polling.orders.posts() == []
 
 
 async def test_health_ready_and_metrics(polling: Deployed) -> None:

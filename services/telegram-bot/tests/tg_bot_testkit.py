@@ -6,7 +6,8 @@ Around it:
   Deployment would give it, and Redis enforces the same limits.
 - Telegram's Bot API is the one outside service we stand in for (FakeTelegram, a local server).
 - orders-api is another service of this project, written separately: FakeOrdersApi is a test
-  double of its HTTP contract (POST /orders with Idempotency-Key, GET /orders/{id}).
+  double of its HTTP contract (PUT /users/by-telegram/{telegram_id}, POST /orders with
+  Idempotency-Key, GET /orders/{id}).
 """
 
 from __future__ import annotations
@@ -180,29 +181,63 @@ def _ok(result: Any) -> web.Response:
 
 
 class FakeOrdersApi:
-    """orders-api's contract: POST /orders {user_id, item, quantity} with an Idempotency-Key ->
-    201 and the order (the same order again for a key already used); GET /orders/{id} -> 200/404."""
+    """orders-api's contract: PUT /users/by-telegram/{telegram_id} {name} -> 201 and users-data's
+    user of that account the first time, 200 and the same user after; POST /orders {user_id,
+    item, quantity} with an Idempotency-Key -> 201 and the order (the same order again for a key
+    already used), 422 for a user_id users-data does not know (a Telegram id among them);
+    GET /orders/{id} -> 200/404."""
 
     def __init__(self) -> None:
         self.url = ""
         self.requests: list[dict[str, Any]] = []
+        self.users: dict[int, dict[str, Any]] = {}  # by Telegram id
         self.orders: dict[str, dict[str, Any]] = {}
         self.by_key: dict[str, str] = {}
         self.delay = 0.0
         self.lose_responses = 0  # create the order, then never answer (the caller times out)
+        self.user_answer: tuple[int, str] | None = None  # forced status and detail of the next PUTs
 
     def reset(self) -> None:
         self.requests.clear()
-        self.delay, self.lose_responses = 0.0, 0
+        self.delay, self.lose_responses, self.user_answer = 0.0, 0, None
 
     def posts(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == "POST"]
 
+    def puts(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["method"] == "PUT"]
+
+    def user_id_of(self, telegram_id: int) -> str:
+        return self.users[telegram_id]["id"]
+
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_put("/users/by-telegram/{telegram_id}", self._user_for_telegram)
         app.router.add_post("/orders", self._create)
         app.router.add_get("/orders/{id}", self._get)
         return app
+
+    async def _user_for_telegram(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append({"method": "PUT", "headers": dict(request.headers), "path": request.path, "body": body})
+        if self.user_answer is not None:
+            status, detail = self.user_answer
+            return web.json_response({"detail": detail}, status=status)
+        if (
+            not re.fullmatch(r"[1-9][0-9]{0,18}", request.match_info["telegram_id"])
+            or not str(body.get("name", "")).strip()
+        ):
+            return web.json_response({"detail": [{"msg": "invalid"}]}, status=422)
+        telegram_id = int(request.match_info["telegram_id"])
+        created = telegram_id not in self.users
+        if created:
+            self.users[telegram_id] = {
+                "id": str(uuid.uuid4()),
+                "name": body["name"].strip(),
+                "telegram_id": telegram_id,
+                "created_at": datetime.now(UTC).isoformat(),
+            }
+        return web.json_response(self.users[telegram_id], status=201 if created else 200)
 
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -210,6 +245,8 @@ class FakeOrdersApi:
         key = request.headers.get("Idempotency-Key")
         if not key:
             return web.json_response({"detail": "Idempotency-Key header required"}, status=400)
+        if all(u["id"] != body.get("user_id") for u in self.users.values()):
+            return web.json_response({"detail": f"user {body.get('user_id')} does not exist in users-data"}, status=422)
         if key not in self.by_key:
             order_id = uuid.uuid4().hex
             self.orders[order_id] = {"id": order_id, **body, "created_at": datetime.now(UTC).isoformat()}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from users_data.domain.model import NAME_MAX_LENGTH, InvalidUser, User, normalize_email
+from users_data.domain.model import NAME_MAX_LENGTH, TELEGRAM_ID_MAX, InvalidUser, User, normalize_email
 
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -82,3 +82,17 @@ def test_users_are_immutable_values() -> None:
 
 def test_lookups_normalize_like_storage() -> None:
     assert normalize_email(" ANN@Example.org ") == User.register("ann@example.org", "Ann").email
+
+
+def test_a_telegram_user_has_its_telegram_id_and_no_email() -> None:
+    user = User.from_telegram(123456789, "  Ann   Lee ", now=NOW)
+
+    assert (user.telegram_id, user.email, user.name, user.created_at) == (123456789, None, "Ann Lee", NOW)
+    assert user.changed(name="Ann").telegram_id == 123456789
+
+
+@pytest.mark.parametrize("telegram_id", [0, -1, TELEGRAM_ID_MAX + 1])
+def test_a_telegram_id_out_of_range_is_refused(telegram_id: int) -> None:
+    with pytest.raises(InvalidUser) as error:
+        User.from_telegram(telegram_id, "Ann")
+    assert error.value.field == "telegram_id"

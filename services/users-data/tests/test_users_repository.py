@@ -43,27 +43,35 @@ async def count_users(engine: AsyncEngine) -> int:
 async def test_migrations_create_the_users_table_with_a_unique_email(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
-        columns = dict(
+        columns = {
+            name: (data_type, nullable)
+            for name, data_type, nullable in await conn.execute(
+                sa.text(
+                    "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+                    " WHERE table_name = 'users'"
+                )
+            )
+        }
+        unique = dict(
             (
                 await conn.execute(
-                    sa.text("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'users'")
+                    sa.text(
+                        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                        " WHERE conrelid = 'users'::regclass AND contype = 'u'"
+                    )
                 )
             ).all()
         )
-        unique = (
-            await conn.execute(
-                sa.text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'users_email_key'")
-            )
-        ).scalar_one()
 
-    assert version == "0001"
+    assert version == "0002"
     assert columns == {
-        "id": "uuid",
-        "email": "character varying",
-        "name": "character varying",
-        "created_at": "timestamp with time zone",
+        "id": ("uuid", "NO"),
+        "email": ("character varying", "YES"),
+        "name": ("character varying", "NO"),
+        "created_at": ("timestamp with time zone", "NO"),
+        "telegram_id": ("bigint", "YES"),
     }
-    assert unique == "UNIQUE (email)"
+    assert unique == {"users_email_key": "UNIQUE (email)", "users_telegram_id_key": "UNIQUE (telegram_id)"}
 
 
 async def test_migrating_again_changes_nothing(engine: AsyncEngine) -> None:
@@ -122,6 +130,41 @@ async def test_concurrent_registrations_of_one_email_let_exactly_one_through(eng
 
     assert sum(isinstance(r, User) for r in results) == 1
     assert sum(isinstance(r, EmailTaken) for r in results) == 4
+    assert await count_users(engine) == 1
+
+
+async def test_a_telegram_user_is_stored_without_an_email_and_found_by_its_telegram_id(engine: AsyncEngine) -> None:
+    user = User.from_telegram(2**62, "Ann", now=T0)
+    async with UnitOfWork(engine) as uow:
+        assert await uow.users.add_unless_telegram_id_taken(user)
+        # many users without an email: NULLs do not collide in the unique constraint
+        assert await uow.users.add_unless_telegram_id_taken(User.from_telegram(7, "Bob"))
+
+    async with UnitOfWork(engine) as uow:
+        assert await uow.users.get_by_telegram_id(2**62) == user
+        assert await uow.users.get(user.id) == user
+        assert await uow.users.get_by_telegram_id(8) is None
+
+
+async def test_a_second_user_with_the_same_telegram_id_is_not_added(engine: AsyncEngine) -> None:
+    first = User.from_telegram(42, "Ann")
+    async with UnitOfWork(engine) as uow:
+        assert await uow.users.add_unless_telegram_id_taken(first)
+    async with UnitOfWork(engine) as uow:
+        assert not await uow.users.add_unless_telegram_id_taken(User.from_telegram(42, "Another Ann"))
+
+    assert await count_users(engine) == 1
+    async with UnitOfWork(engine) as uow:
+        assert await uow.users.get_by_telegram_id(42) == first
+
+
+async def test_concurrent_user_for_telegram_calls_make_exactly_one_user(engine: AsyncEngine) -> None:
+    results = await asyncio.gather(
+        *(services.user_for_telegram(UnitOfWork(engine), telegram_id=99, name=f"R{i}") for i in range(5))
+    )
+
+    assert sum(created for _, created in results) == 1
+    assert len({user for user, _ in results}) == 1
     assert await count_users(engine) == 1
 
 

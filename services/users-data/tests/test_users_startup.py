@@ -78,7 +78,8 @@ async def test_migrate_command_makes_a_missing_schema_work(
 
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> 0001" in result.stderr
-    assert await schema_version(database_url) == "0001"
+    assert "Running upgrade 0001 -> 0002" in result.stderr
+    assert await schema_version(database_url) == "0002"
     assert (await client.get(f"/users/{uuid.uuid4()}")).status_code == 404
 
 
@@ -90,7 +91,7 @@ async def test_migrate_again_is_a_no_op(database_url: str) -> None:
 
     assert again.returncode == 0, again.stderr
     assert "Running upgrade" not in again.stderr
-    assert await schema_version(database_url) == "0001"
+    assert await schema_version(database_url) == "0002"
 
 
 @pytest.mark.parametrize(
@@ -171,7 +172,7 @@ async def test_a_database_that_appears_late_is_migrated_without_a_restart(
                 await asyncio.sleep(0.1)
             created = await client.post("/users", json={"email": "late@example.org", "name": "Late"})
         assert created.status_code == 201
-        assert await schema_version(url) == "0001"
+        assert await schema_version(url) == "0002"
     finally:
         async with admin.connect() as conn:
             await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_QUANTITY = 10_000
+TELEGRAM_ID_MAX = 2**63 - 1  # users-data keeps it in a bigint; Telegram's ids are positive
 
 
 def _id_as_text(value: Any) -> Any:
@@ -58,3 +59,23 @@ class Order(BaseModel):
             quantity=command.quantity,
             created_at=now or datetime.now(UTC),
         )
+
+
+class TelegramAccount(BaseModel):
+    """The body of PUT /users/by-telegram/{telegram_id}: what a bot knows of the account's user."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    name: str = Field(min_length=1, max_length=200, examples=["Ann Lee"])
+
+
+class Customer(BaseModel):
+    """A user of users-data, as far as a client placing orders needs one: `id` is the `user_id`
+    of its orders."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    telegram_id: int | None = None
+    created_at: datetime

@@ -17,10 +17,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orders_api.domain.model import CreateOrder, Order
+from orders_api.domain.model import TELEGRAM_ID_MAX, CreateOrder, Customer, Order, TelegramAccount
 from orders_api.observability import Metrics
 from orders_api.service_layer import idempotency
-from orders_api.service_layer.ports import DependencyUnavailable, UnknownUser
+from orders_api.service_layer.ports import DependencyUnavailable, UnknownUser, UserRefused
 from platform_contract import telemetry
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ tracer = trace.get_tracer(__name__)
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
 ORDER_ID = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TELEGRAM_ID = Annotated[int, Path(ge=1, le=TELEGRAM_ID_MAX)]
 
 
 class RequestContext:
@@ -147,6 +148,21 @@ def create_app(container: Container) -> FastAPI:
             return JSONResponse({"detail": f"order {order_id} not found"}, status_code=404)
         return found
 
+    @app.put(
+        "/users/by-telegram/{telegram_id}",
+        response_model=Customer,
+        responses={
+            201: {"model": Customer, "description": "users-data had no user for this account: made now"},
+            422: {"description": "invalid id or body, or users-data refused the name"},
+            503: {"description": "users-data unavailable; asking again is harmless"},
+        },
+    )
+    async def customer_for_telegram(telegram_id: TELEGRAM_ID, account: TelegramAccount) -> Response:
+        """The users-data user of a Telegram account (200), made with `name` on first use (201):
+        a bot places orders with its `id`, since users-data does not know Telegram's ids."""
+        customer, created = await service.customer_for_telegram(telegram_id, account)
+        return JSONResponse(customer.model_dump(mode="json"), status_code=201 if created else 200)
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -184,6 +200,10 @@ def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(UnknownUser)
     async def unknown_user(_: Request, exc: UnknownUser) -> JSONResponse:
+        return problem(422, exc)
+
+    @app.exception_handler(UserRefused)
+    async def user_refused(_: Request, exc: UserRefused) -> JSONResponse:
         return problem(422, exc)
 
     @app.exception_handler(DependencyUnavailable)

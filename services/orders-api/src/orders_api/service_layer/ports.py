@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from orders_api.domain.events import OrderCreated
-from orders_api.domain.model import Order
+from orders_api.domain.model import Customer, Order, TelegramAccount
 from orders_api.service_layer.idempotency import Completed, Pending, Record
 
 
@@ -17,6 +17,10 @@ class UnknownUser(Exception):
     def __init__(self, user_id: str) -> None:
         super().__init__(f"user {user_id} does not exist in users-data")
         self.user_id = user_id
+
+
+class UserRefused(Exception):
+    """users-data refused a user as given (e.g. a name it does not accept)."""
 
 
 class DependencyUnavailable(Exception):
@@ -39,6 +43,9 @@ class BrokerUnavailable(DependencyUnavailable):
 
 class UserDirectory(Protocol):
     async def exists(self, user_id: str) -> bool: ...
+
+    async def for_telegram(self, telegram_id: int, account: TelegramAccount) -> tuple[Customer, bool]:
+        """The user of a Telegram account, made if there is none yet: (user, created)."""
 
 
 class OrderRepository(Protocol):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from orders_api.domain.events import OrderCreated
-from orders_api.domain.model import CreateOrder, Order
+from orders_api.domain.model import CreateOrder, Customer, Order, TelegramAccount
 from orders_api.service_layer import idempotency
 from orders_api.service_layer.ports import (
     DependencyUnavailable,
@@ -83,3 +83,8 @@ class OrderService:
 
     async def get(self, order_id: str) -> Order | None:
         return await self.orders.get(order_id)
+
+    async def customer_for_telegram(self, telegram_id: int, account: TelegramAccount) -> tuple[Customer, bool]:
+        """The users-data user behind a Telegram account (made on its first order), whose id a bot
+        then places orders with: users-data decides, idempotently, so asking again is harmless."""
+        return await self.users.for_telegram(telegram_id, account)

@@ -61,6 +61,15 @@ class HttpOrdersApi:
             raise OrdersUnavailable("orders-api is still handling this order")
         return response
 
+    async def user_for_telegram(self, telegram_id: int, name: str) -> str:
+        response = await self._send("user", "PUT", f"/users/by-telegram/{int(telegram_id)}", json={"name": name})
+        if response.status_code >= 400:
+            raise OrderRejected(response.status_code, _detail(response))
+        try:
+            return str(response.json()["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise OrdersUnavailable(f"orders-api answered {response.status_code} without a user") from exc
+
     async def create(self, user_id: str, draft: Draft, idempotency_key: str) -> Order:
         response = await self._send(
             "create",

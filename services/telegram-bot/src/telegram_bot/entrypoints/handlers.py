@@ -125,9 +125,11 @@ async def got_confirmation(
     # asked, so that a "yes" sent again after a failure (a new update) reuses it too.
     key = data.get("idempotency_key") or idempotency_key(bot.id, event_update.update_id)
     await state.update_data(idempotency_key=key)
-    user_id = message.from_user.id if message.from_user else message.chat.id
+    sender = message.from_user
+    telegram_id = sender.id if sender else message.chat.id
+    name = (sender.full_name if sender else message.chat.full_name).strip() or f"Telegram user {telegram_id}"
     try:
-        placed = await ordering.place(user_id, draft, key)
+        placed = await ordering.place(telegram_id, name, draft, key)
     except OrdersUnavailable as exc:
         log.warning("order not placed, kept for a retry: %s", exc)
         await message.answer(

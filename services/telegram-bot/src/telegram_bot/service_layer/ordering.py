@@ -21,6 +21,9 @@ class OrderRejected(Exception):
 
 
 class OrdersPort(Protocol):
+    async def user_for_telegram(self, telegram_id: int, name: str) -> str:
+        """users-data's id of the user of this Telegram account, made (with `name`) if new."""
+
     async def create(self, user_id: str, draft: Draft, idempotency_key: str) -> Order: ...
 
     async def get(self, order_id: str) -> Order | None: ...
@@ -30,9 +33,13 @@ class Ordering:
     def __init__(self, orders: OrdersPort) -> None:
         self._orders = orders
 
-    async def place(self, user_id: int, draft: Draft, idempotency_key: str) -> Order:
-        # Telegram's ids are numbers; sent as a string, which both a str and an int field accept.
-        return await self._orders.create(str(user_id), draft, idempotency_key)
+    async def place(self, telegram_id: int, name: str, draft: Draft, idempotency_key: str) -> Order:
+        # Orders belong to users-data's users, which are not Telegram's: the account's user is
+        # looked up (made on the first order) through orders-api, idempotently, before each order.
+        # The same account always maps to the same user, so a retried order keeps its body, as
+        # its Idempotency-Key requires.
+        user_id = await self._orders.user_for_telegram(telegram_id, name)
+        return await self._orders.create(user_id, draft, idempotency_key)
 
     async def find(self, order_id: str) -> Order | None:
         return await self._orders.get(order_id.strip())

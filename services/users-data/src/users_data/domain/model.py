@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 EMAIL_MAX_LENGTH = 320  # RFC 5321: 64 for the local part, 255 for the domain, and the @
 NAME_MAX_LENGTH = 200
+TELEGRAM_ID_MAX = 2**63 - 1  # stored as a PostgreSQL bigint; Telegram's user ids are positive
 
 # Deliberately loose: one @, something on each side, a dot in the domain, no spaces. Whether the
 # address really exists is for a confirmation mail to find out, not for a regular expression.
@@ -61,12 +62,19 @@ def valid_name(name: str) -> str:
     return name
 
 
+def valid_telegram_id(telegram_id: int) -> int:
+    if not 0 < telegram_id <= TELEGRAM_ID_MAX:
+        raise InvalidUser("telegram_id", f"must be from 1 to {TELEGRAM_ID_MAX}")
+    return telegram_id
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: uuid.UUID
-    email: str
+    email: str | None  # None for a user known only by the Telegram account it was made for
     name: str
     created_at: datetime
+    telegram_id: int | None = None
 
     @classmethod
     def register(cls, email: str, name: str, *, now: datetime | None = None) -> User:
@@ -78,8 +86,19 @@ class User:
             created_at=now or datetime.now(UTC),
         )
 
+    @classmethod
+    def from_telegram(cls, telegram_id: int, name: str, *, now: datetime | None = None) -> User:
+        """A user for a Telegram account, which tells its name but no email."""
+        return cls(
+            id=uuid.uuid4(),
+            email=None,
+            name=valid_name(name),
+            created_at=now or datetime.now(UTC),
+            telegram_id=valid_telegram_id(telegram_id),
+        )
+
     def changed(self, *, email: str | None = None, name: str | None = None) -> User:
-        """This user with a new email and/or name; id and created_at never change."""
+        """This user with a new email and/or name; id, created_at and telegram_id never change."""
         changes: dict[str, str] = {}
         if email is not None:
             changes["email"] = valid_email(email)

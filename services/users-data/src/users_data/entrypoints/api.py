@@ -9,13 +9,13 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Query, Request, Response, status
+from fastapi import Depends, FastAPI, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
 from users_data.config import Settings
-from users_data.domain.model import EmailTaken, InvalidUser, User, UserNotFound
+from users_data.domain.model import TELEGRAM_ID_MAX, EmailTaken, InvalidUser, User, UserNotFound
 from users_data.entrypoints.observability import HttpMetrics, ObservabilityMiddleware
 from users_data.service_layer import services
 from users_data.service_layer.unit_of_work import UnitOfWork
@@ -30,6 +30,13 @@ class NewUser(BaseModel):
     name: str
 
 
+class TelegramAccount(BaseModel):
+    """What a Telegram account tells about its user: a name (no email)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+
+
 class UserChanges(BaseModel):
     """Only the fields present change; a field left out (or null) keeps its value."""
 
@@ -40,13 +47,16 @@ class UserChanges(BaseModel):
 
 class UserOut(BaseModel):
     id: uuid.UUID
-    email: str
+    email: str | None
     name: str
     created_at: datetime
+    telegram_id: int | None
 
     @classmethod
     def of(cls, user: User) -> UserOut:
-        return cls(id=user.id, email=user.email, name=user.name, created_at=user.created_at)
+        return cls(
+            id=user.id, email=user.email, name=user.name, created_at=user.created_at, telegram_id=user.telegram_id
+        )
 
 
 def _unit_of_work(request: Request) -> UnitOfWork:
@@ -86,6 +96,21 @@ def create_app(
     async def create_user(body: NewUser, uow: Uow, response: Response) -> UserOut:
         user = await services.register_user(uow, email=body.email, name=body.name)
         response.headers["Location"] = f"/users/{user.id}"
+        return UserOut.of(user)
+
+    @app.put(
+        "/users/by-telegram/{telegram_id}",
+        response_model=UserOut,
+        responses={201: {"model": UserOut, "description": "no user had this Telegram id: made now"}},
+    )
+    async def user_for_telegram(
+        telegram_id: Annotated[int, Path(ge=1, le=TELEGRAM_ID_MAX)], body: TelegramAccount, uow: Uow, response: Response
+    ) -> UserOut:
+        """Find-or-create: the user of this Telegram account (200), or a new one with `name` (201)."""
+        user, created = await services.user_for_telegram(uow, telegram_id=telegram_id, name=body.name)
+        if created:
+            response.status_code = status.HTTP_201_CREATED
+            response.headers["Location"] = f"/users/{user.id}"
         return UserOut.of(user)
 
     @app.get("/users/{user_id}", response_model=UserOut)

@@ -15,6 +15,23 @@ async def register_user(uow: UnitOfWork, *, email: str, name: str) -> User:
     return user
 
 
+async def user_for_telegram(uow: UnitOfWork, *, telegram_id: int, name: str) -> tuple[User, bool]:
+    """The user of a Telegram account, made with `name` if there is none yet: (user, created).
+
+    Idempotent, and safe when the same account comes in on several requests at once: the unique
+    telegram_id lets one insert through and the others find that user. An existing user keeps its
+    name (it may have been changed since, with PATCH)."""
+    candidate = User.from_telegram(telegram_id, name)
+    while True:
+        async with uow:
+            if await uow.users.add_unless_telegram_id_taken(candidate):
+                return candidate, True
+            existing = await uow.users.get_by_telegram_id(telegram_id)
+        if existing is not None:
+            return existing, False
+        # deleted between the two statements: the next round makes it again
+
+
 async def get_user(uow: UnitOfWork, user_id: uuid.UUID) -> User:
     async with uow:
         user = await uow.users.get(user_id)
