@@ -166,6 +166,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             conn = await asyncpg.connect(admin_dsn.replace("postgresql+asyncpg://", "postgresql://"))
             await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             await conn.close()
+            # The samples' queue names are fixed (notifier.orders, ...): left behind, the next run's
+            # worker would consume what other suites published to the exchange in between.
+            rabbit = RabbitMQ(e["PLATFORM_RABBITMQ_MANAGEMENT_URL"], e["PLATFORM_RABBITMQ_ADMIN_USER"],
+                              e["PLATFORM_RABBITMQ_ADMIN_PASSWORD"], "/")  # fmt: skip
+            for svc in services.values():
+                await rabbit.deprovision(messaging.plan(svc), [], force=True)
+            await rabbit.close()
 
         asyncio.run(drop())
 
