@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,13 @@ def cluster() -> str:
     if not kubeconfig or not Path(kubeconfig).exists():
         pytest.fail("the e2e suite needs a cluster: run `make test-e2e` (or set KUBECONFIG)", pytrace=False)
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/platformservices.platform.dev")
+    # Right after the apply, `kubectl wait` once exited 1 at once (its watch began as the CRD turned
+    # Established): a failed wait is tried again before it counts.
+    for attempt in range(3):
+        if kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/platformservices.platform.dev",
+                   check=attempt == 2).returncode == 0:  # fmt: skip
+            break
+        time.sleep(2)
     return kubeconfig
 
 

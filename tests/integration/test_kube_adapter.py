@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def kubectl(*args: str) -> str:
-    return subprocess.run(["kubectl", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+    proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, check=False, timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def wait_established(crd: str) -> None:
+    """`kubectl wait` for a CRD applied a moment ago. Seen once in CI: right after the apply it exited
+    1 within 0.1 s (its watch began just as the API server marked the CRD Established), so a failed
+    wait is tried again before it counts."""
+    for attempt in range(3):
+        try:
+            kubectl("wait", "--for=condition=Established", "--timeout=60s", crd)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+            time.sleep(2)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +42,7 @@ def namespace() -> Iterator[str]:
     if not os.environ.get("KUBECONFIG"):
         pytest.fail("integration tests need a cluster: run `make test-e2e` (or set KUBECONFIG)", pytrace=False)
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/platformservices.platform.dev")
+    wait_established("crd/platformservices.platform.dev")
     name = f"it-kube-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", name)
     yield name
