@@ -293,8 +293,9 @@ cmd_images() {
     load_image "platform/$service:dev"
     n=$((n + 1))
   done
-  log "building the samples' demo databases (hack/images.sh demo-databases, on ${BASE_IMAGE:-python:3.12-slim}; FerretDB needs Go)"
-  BASE_IMAGE=${BASE_IMAGE:-python:3.12-slim} DOCKER_CLI=docker "$here/images.sh" demo-databases
+  # On Debian bookworm, whose packages the Dockerfiles install (postgresql-15); they need no Python.
+  log "building the samples' demo databases (hack/images.sh demo-databases, on debian:bookworm-slim; FerretDB needs Go)"
+  BASE_IMAGE=debian:bookworm-slim DOCKER_CLI=docker "$here/images.sh" demo-databases
   demo_database_images
   e2e_images
   log "loaded: $OPERATOR_IMAGE and $n service image(s)"
