@@ -7,6 +7,7 @@ cleanup of what lives outside Kubernetes behind the finalizer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
@@ -50,6 +51,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    # A deleted object keeps its finalizer until its resync timer has exited; kopf looks again
+    # after this many seconds (its default, 60, held every deletion that met a running resync).
+    settings.background.cancellation_polling = 1
     # kopf pauses every replica when two share a priority: each replica draws its own, and the
     # highest acts while the others stand by until it is gone (it leaves the peering on exit, or
     # its entry expires after peering_lifetime).
@@ -190,12 +194,34 @@ async def resync(
     namespace: str | None,
     name: str,
     memo: kopf.Memo,
+    stopped: kopf.DaemonStopped | None = None,
     ingress_claims: kopf.Index[Any, Any] | None = None,
     queue_claims: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    """Level-triggered safety net: repairs what no event told us about, refreshes status."""
-    await _run(namespace, name, memo, (ingress_claims, queue_claims))
+    """Level-triggered safety net: repairs what no event told us about, refreshes status.
+
+    kopf stops the timer when the object is deleted (or this replica stands by): a resync still
+    running then, perhaps waiting on a slow RabbitMQ or Redis, is abandoned so that it holds up
+    neither the deletion nor the hand-over. Every step is idempotent; the next reconcile, if the
+    object still exists, picks up where this one stopped."""
+    if stopped is None:
+        await _run(namespace, name, memo, (ingress_claims, queue_claims))
+        return
+    if stopped:
+        return
+    work = asyncio.ensure_future(_run(namespace, name, memo, (ingress_claims, queue_claims)))
+    halt = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait((work, halt), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        halt.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.wait((work,))
+            log.info(f"Resync of {namespace}/{name} abandoned: {stopped.reason}.")
+    if not work.cancelled():
+        work.result()  # its retry (TemporaryError) or failure is kopf's to handle
 
 
 @kopf.on.delete(*PSVC)

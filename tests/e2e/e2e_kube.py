@@ -17,6 +17,7 @@ import yaml
 T = TypeVar("T")
 RESYNC_SECONDS = 3  # hack/kind.sh installs the chart with the same (E2E_RESYNC_SECONDS)
 METRICS_PORT = 19090
+OPERATOR_PODS = "app.kubernetes.io/name=platform-operator"  # the chart's operator pods (kind)
 # Every password the operator generated during the run (read from the Secrets before each test's
 # namespace goes), so that the last test can prove none of them reached the operator's log.
 SEEN_PASSWORDS: set[str] = set()
@@ -170,12 +171,13 @@ class OperatorProcess:
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def log_size(self) -> int:
+    def log_mark(self) -> int:
+        """Where the log ends now: `log_since(mark)` is what was written after."""
         return self.log_path.stat().st_size if self.log_path.exists() else 0
 
-    def log_since(self, offset: int) -> str:
+    def log_since(self, mark: int) -> str:
         with self.log_path.open("rb") as f:
-            f.seek(offset)
+            f.seek(mark)
             return f.read().decode(errors="replace")
 
 
@@ -186,12 +188,15 @@ class InClusterOperator:
         self.namespace, self.deployment = namespace, deployment
         self.replicas = json.loads(kubectl("get", deployment, "-n", namespace, "-o", "json").stdout)["spec"]["replicas"]
 
-    def _logs(self) -> str:
-        return kubectl("logs", self.deployment, "-n", self.namespace, "--tail=-1", check=False).stdout
+    def _logs(self) -> dict[str, str]:
+        """Every operator pod's log (with two replicas, the one acting may be either)."""
+        out = kubectl("get", "pods", "-n", self.namespace, "-l", OPERATOR_PODS, "-o", "json", check=False).stdout
+        names = [p["metadata"]["name"] for p in json.loads(out or '{"items": []}')["items"]]
+        return {n: kubectl("logs", n, "-n", self.namespace, "--tail=-1", check=False).stdout for n in names}
 
     def stop(self) -> None:
         kubectl("scale", self.deployment, "-n", self.namespace, "--replicas=0")
-        kubectl("wait", "pods", "-n", self.namespace, "-l", "app.kubernetes.io/name=platform-operator",
+        kubectl("wait", "pods", "-n", self.namespace, "-l", OPERATOR_PODS,
                 "--for=delete", "--timeout=120s")  # fmt: skip
 
     def start(self) -> None:
@@ -199,13 +204,13 @@ class InClusterOperator:
         kubectl("rollout", "status", self.deployment, "-n", self.namespace, "--timeout=180s")
 
     def log_tail(self, lines: int = 80) -> str:
-        return "\n".join(self._logs().splitlines()[-lines:])
+        return "\n".join(f"[{pod}] {line}" for pod, log in self._logs().items() for line in log.splitlines()[-lines:])
 
-    def log_size(self) -> int:
-        return len(self._logs())
+    def log_mark(self) -> dict[str, int]:
+        return {pod: len(log) for pod, log in self._logs().items()}
 
-    def log_since(self, offset: int) -> str:
-        return self._logs()[offset:]
+    def log_since(self, mark: dict[str, int]) -> str:
+        return "".join(log[mark.get(pod, 0) :] for pod, log in self._logs().items())
 
 
 def remember_passwords(namespace: str) -> None:

@@ -262,6 +262,30 @@ def test_delete_under_delete_removes_all_but_a_queue_holding_messages(ns: str, m
     mq.delete(f"/queues/%2F/{q}")
 
 
+def test_deletion_is_not_held_by_a_resync_waiting_on_redis(
+    ns: str, rds: redis.Redis, operator: OperatorProcess | InClusterOperator
+):
+    """kopf keeps the finalizer until the object's resync timer has exited, and looks again only
+    after its polling interval: a resync stuck on a slow Redis must be abandoned, not waited for."""
+    apply(worker(queue_of(ns)), ns)
+    wait_ready("notifier", ns)
+    mark = operator.log_mark()
+    pause = 30.0  # Redis holds every client's commands this long; nothing can lift it sooner
+    rds.execute_command("CLIENT", "PAUSE", str(int(pause * 1000)), "ALL")
+    lifted = time.monotonic() + pause
+    try:
+        # A resync begins at most RESYNC_SECONDS after the pause and then waits on Redis for the
+        # operator's 5-second timeout: one second later it is surely waiting.
+        time.sleep(RESYNC_SECONDS + 1)
+        kubectl("delete", "psvc", "notifier", "-n", ns, "--wait=false")
+        eventually(
+            lambda: get("psvc", "notifier", ns) is None, timeout=20, what="the deletion, with Redis still paused"
+        )
+    finally:
+        time.sleep(max(0.0, lifted - time.monotonic()) + 1)  # the tests after this one need Redis
+    assert f"Resync of {ns}/notifier abandoned" in operator.log_since(mark)
+
+
 @local_servers
 def test_rabbitmq_outage_is_reported_and_converges_after_restart(ns: str, mq: httpx.Client):
     q = queue_of(ns)

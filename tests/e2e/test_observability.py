@@ -57,10 +57,10 @@ def test_metrics_count_reconciles_calls_readiness_and_repairs(ns: str, local_ope
 
 
 def test_log_lines_are_json_with_object_reconcile_and_trace(ns: str, local_operator: OperatorProcess):
-    offset = local_operator.log_size()
+    mark = local_operator.log_mark()
     apply(psvc("orders", type="worker", image="example/w:1"), ns)
     wait_ready("orders", ns)
-    lines = [line for line in local_operator.log_since(offset).splitlines() if line.strip()]
+    lines = [line for line in local_operator.log_since(mark).splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is JSON
     ours = [r for r in records if r.get("namespace") == ns and "Reconciled" in r["message"]]
     assert ours, records[-5:]

@@ -27,8 +27,8 @@ from e2e_kube import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def reconciled(op: OperatorProcess, offset: int, ns: str, name: str) -> bool:
-    return f"Reconciled {ns}/{name}:" in op.log_since(offset)
+def reconciled(op: OperatorProcess, mark: int, ns: str, name: str) -> bool:
+    return f"Reconciled {ns}/{name}:" in op.log_since(mark)
 
 
 def test_two_replicas_exactly_one_acts_and_the_other_takes_over(ns: str, operator: OperatorProcess | InClusterOperator):
@@ -39,7 +39,7 @@ def test_two_replicas_exactly_one_acts_and_the_other_takes_over(ns: str, operato
     )
     standby.start()
     try:
-        a0, b0 = operator.log_size(), standby.log_size()
+        a0, b0 = operator.log_mark(), standby.log_mark()
         apply(psvc("one", type="worker", image="example/w:1"), ns)
         wait_ready("one", ns)
         time.sleep(3)
@@ -47,7 +47,7 @@ def test_two_replicas_exactly_one_acts_and_the_other_takes_over(ns: str, operato
         assert not reconciled(standby, b0, ns, "one"), "the standby replica acted while the leader was alive"
 
         operator.stop()  # the leader leaves; the standby takes over
-        b1 = standby.log_size()
+        b1 = standby.log_mark()
         apply(psvc("one", type="worker", image="example/w:2"), ns)
         obj = eventually(
             lambda: (o := get("psvc", "one", ns)) and o["status"].get("observedGeneration") == 2 and o,
