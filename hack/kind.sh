@@ -130,6 +130,14 @@ require_cluster() {
 
 # --- up / down ---------------------------------------------------------------------------------
 
+wait_api_server() { # a reused cluster's nodes may have just restarted with the Docker engine
+  local deadline=$(($(date +%s) + 180))
+  until kubectl get --raw /readyz >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "the API server of kind cluster $CLUSTER is not ready after 3 minutes (make kind-down, then again)"
+    sleep 2
+  done
+}
+
 cmd_up() {
   if [ "$KIND_OFFLINE" = 1 ]; then
     log "offline: Docker engine, node image and kind CLI built here (KIND_OFFLINE=0 to use your own)"
@@ -158,6 +166,7 @@ cmd_up() {
   if cluster_exists; then
     log "cluster $CLUSTER exists: reusing it"
     kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >&2
+    wait_api_server
   else
     local image=${KIND_IMAGE:-$KIND_NODE_IMAGE} image_args=()
     [ "$image" = default ] || image_args=(--image "$image")
@@ -610,6 +619,13 @@ diagnose() {
 
 cmd_all() {
   need docker kind kubectl helm uv curl
+  if [ "$KIND_OFFLINE" = 1 ]; then "$here/docker-engine.sh" up; fi
+  if cluster_exists; then
+    # The tier starts from nothing: a cluster kept by an earlier run (KEEP_KIND=1, a failure)
+    # still holds that run's release, namespaces and images.
+    log "cluster $CLUSTER exists (kept by an earlier run): deleting it to start from nothing"
+    kind delete cluster --name "$CLUSTER" >&2
+  fi
   cmd_up
   cmd_images
   cmd_install
