@@ -330,17 +330,42 @@ service_dirs() {
   return 0
 }
 
+# A digest of a Python package's .py files: a folder, or an installed package found by its name.
+PY_DIGEST='import hashlib, importlib.util, pathlib, sys
+arg = sys.argv[1]
+root = pathlib.Path(arg if "/" in arg else importlib.util.find_spec(arg).submodule_search_locations[0])
+h = hashlib.sha256()
+for p in sorted(root.rglob("*.py")):
+    if "__pycache__" not in p.parts:
+        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+print(h.hexdigest())'
+
+# The image must run the checkout's code: a build cache that serves an older wheel (uv rebuilds a
+# local package only when its cache-keys change) would leave every later test testing old code.
+check_sources() { # image package folder
+  local image=$1 package=$2 dir=$3 want got
+  want=$(python3 -c "$PY_DIGEST" "$dir")
+  got=$(docker run --rm --entrypoint python "$image" -c "$PY_DIGEST" "$package") ||
+    die "could not read $package inside $image"
+  [ "$want" = "$got" ] ||
+    die "$image holds a $package other than the checkout's $dir (a stale build cache?): docker builder prune, then build again"
+}
+
 build_operator() {
   local base
   base=$(base_image)
   build_dockerfile "$root/operator/Dockerfile" "$OPERATOR_IMAGE" "$base"
+  check_sources "$OPERATOR_IMAGE" platform_operator "$root/operator/platform_operator"
 }
 
 build_services() {
-  local base service
+  local base service module
   base=$(base_image)
   for service in $(service_dirs); do
     build_dockerfile "$root/services/$service/Dockerfile" "platform/$service:dev" "$base"
+    module=${service//-/_}
+    check_sources "platform/$service:dev" "$module" "$root/services/$service/src/$module"
+    check_sources "platform/$service:dev" platform_contract "$root/services/platform-contract/src/platform_contract"
   done
 }
 
