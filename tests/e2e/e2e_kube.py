@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -188,29 +189,26 @@ class InClusterOperator:
         self.namespace, self.deployment = namespace, deployment
         self.replicas = json.loads(kubectl("get", deployment, "-n", namespace, "-o", "json").stdout)["spec"]["replicas"]
 
-    def _logs(self) -> dict[str, str]:
-        """Every operator pod's log (with two replicas, the one acting may be either)."""
+    def _pods(self) -> list[str]:
+        """Every operator pod (with two replicas, the one acting may be either)."""
         out = kubectl("get", "pods", "-n", self.namespace, "-l", OPERATOR_PODS, "-o", "json", check=False).stdout
-        names = [p["metadata"]["name"] for p in json.loads(out or '{"items": []}')["items"]]
-        return {n: kubectl("logs", n, "-n", self.namespace, "--tail=-1", check=False).stdout for n in names}
+        return [p["metadata"]["name"] for p in json.loads(out or '{"items": []}')["items"]]
 
-    def stop(self) -> None:
-        kubectl("scale", self.deployment, "-n", self.namespace, "--replicas=0")
-        kubectl("wait", "pods", "-n", self.namespace, "-l", OPERATOR_PODS,
-                "--for=delete", "--timeout=120s")  # fmt: skip
-
-    def start(self) -> None:
-        kubectl("scale", self.deployment, "-n", self.namespace, f"--replicas={self.replicas}")
-        kubectl("rollout", "status", self.deployment, "-n", self.namespace, "--timeout=180s")
+    def _logs(self, *args: str) -> dict[str, str]:
+        return {
+            pod: kubectl("logs", pod, "-n", self.namespace, "--tail=-1", *args, check=False).stdout
+            for pod in self._pods()
+        }
 
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(f"[{pod}] {line}" for pod, log in self._logs().items() for line in log.splitlines()[-lines:])
 
-    def log_mark(self) -> dict[str, int]:
-        return {pod: len(log) for pod, log in self._logs().items()}
+    def log_mark(self) -> str:
+        # A time, not an offset: the kubelet rotates container logs, which shifts offsets.
+        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    def log_since(self, mark: dict[str, int]) -> str:
-        return "".join(log[mark.get(pod, 0) :] for pod, log in self._logs().items())
+    def log_since(self, mark: str) -> str:
+        return "".join(self._logs(f"--since-time={mark}").values())
 
 
 def remember_passwords(namespace: str) -> None:
