@@ -69,6 +69,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
                 ours.rabbitmq_admin_user,
                 ours.rabbitmq_admin_password,
                 ours.rabbitmq_vhost,
+                read_cache_seconds=ours.rabbitmq_read_cache_seconds,
             )
             if ours.rabbitmq_management_url
             else None

@@ -4,13 +4,22 @@ Every call reads first and writes only what differs, so a resync that finds the 
 sends no write to the broker either. Errors are sorted here: the broker unreachable (or failing)
 is `BrokerUnavailable`; a resource that exists in a shape we must not change is a conflict that
 the caller reports in a condition.
+
+Reads come from a view of the whole vhost (six list calls: users, permissions, exchanges, queues,
+bindings, policies), shared by every reconcile for `read_cache_seconds`: with a thousand services
+resyncing, per-object reads were fifteen calls each, and every one listed all policies. What the
+view says is missing or different is read again on its own before anything is written, so writes
+act on the broker as it is; our own writes and deletions are applied to the view at once. What
+changes behind the operator's back (a queue deleted by hand) is seen when the view is next read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -58,11 +67,63 @@ def password_matches(password_hash: str, password: str, algorithm: str) -> bool:
     return digest(salt + password.encode()).digest() == expected
 
 
+@dataclass
+class BrokerView:
+    """What the vhost held when last listed, plus what this process has written or deleted since."""
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    permissions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by user, in our vhost
+    exchanges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bindings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by queue; exchange->queue only
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_lists(
+        cls,
+        users: list[dict[str, Any]],
+        permissions: list[dict[str, Any]],
+        exchanges: list[dict[str, Any]],
+        queues: list[dict[str, Any]],
+        bindings: list[dict[str, Any]],
+        policies: list[dict[str, Any]],
+    ) -> BrokerView:
+        view = cls(
+            users={u["name"]: u for u in users},
+            permissions={p["user"]: p for p in permissions},
+            exchanges={e["name"]: e for e in exchanges},
+            queues={q["name"]: q for q in queues},
+            policies={p["name"]: p for p in policies},
+        )
+        for b in bindings:
+            if b.get("source") and b.get("destination_type") == "queue":
+                view.bindings.setdefault(b["destination"], []).append(b)
+        return view
+
+
+Change = Callable[[BrokerView], None]
+
+
 class RabbitMQ:
-    def __init__(self, base_url: str, user: str, password: str, vhost: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        user: str,
+        password: str,
+        vhost: str,
+        *,
+        timeout: float = 5.0,
+        read_cache_seconds: float = 5.0,
+    ) -> None:
         self.vhost = vhost
         self.base_url = base_url.rstrip("/")
+        self.read_cache_seconds = read_cache_seconds
         self._http = httpx.AsyncClient(base_url=self.base_url + "/api", auth=(user, password), timeout=timeout)
+        self._view: BrokerView | None = None
+        self._view_at = 0.0
+        self._listing: asyncio.Future[BrokerView] | None = None
+        self._listing_started = 0.0
+        self._changes_while_listing: list[Change] = []
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -94,28 +155,87 @@ class RabbitMQ:
             raise BrokerUnavailable(f"{method} {path}: HTTP {resp.status_code} {resp.text[:300]}")
         return resp.status_code
 
+    # --- the shared view ---------------------------------------------------------------------------
+
+    async def view(self) -> BrokerView:
+        """The vhost as listed at most read_cache_seconds ago; one listing serves every caller."""
+        if self._view is not None and time.monotonic() - self._view_at < self.read_cache_seconds:
+            return self._view
+        if self._listing is None:
+            self._listing = asyncio.ensure_future(self._list())
+            self._listing.add_done_callback(self._listed)
+        return await asyncio.shield(self._listing)
+
+    def _listed(self, listing: asyncio.Future[BrokerView]) -> None:
+        self._listing = None
+        changes, self._changes_while_listing = self._changes_while_listing, []
+        if listing.cancelled() or listing.exception() is not None:
+            return
+        view = listing.result()
+        for change in changes:  # written while the lists were on their way: the lists may predate them
+            change(view)
+        self._view, self._view_at = view, self._listing_started
+
+    async def _list(self) -> BrokerView:
+        self._listing_started = time.monotonic()  # the view is as old as the first list asked for
+        v = _q(self.vhost)
+        users, permissions, exchanges, queues, bindings, policies = await asyncio.gather(
+            self._get("/users"),
+            self._get(f"/vhosts/{v}/permissions"),
+            self._get(f"/exchanges/{v}", params={"columns": "name,type"}),
+            self._get(f"/queues/{v}", params={"columns": "name,arguments,messages,consumers"}),
+            self._get(f"/bindings/{v}"),
+            self._get(f"/policies/{v}"),
+        )
+        return BrokerView.from_lists(
+            users or [], permissions or [], exchanges or [], queues or [], bindings or [], policies or []
+        )
+
+    def _record(self, change: Change) -> None:
+        """Applies our own write to the view, and to the listing in flight when it lands."""
+        if self._view is not None:
+            change(self._view)
+        if self._listing is not None:
+            self._changes_while_listing.append(change)
+
+    def forget_view(self) -> None:
+        self._view = None
+
     # --- provisioning ----------------------------------------------------------------------------
 
     async def provision(self, topo: Topology, password: str) -> ProvisionResult:
         out = ProvisionResult()
+        view = await self.view()
         v = _q(self.vhost)
-        user = await self._get(f"/users/{_q(topo.user)}")
-        if user is None or not password_matches(
-            user.get("password_hash", ""), password, user.get("hashing_algorithm", "")
-        ):
+
+        def user_ok(user: dict[str, Any] | None) -> bool:
+            return user is not None and (
+                user.get("_password") == password
+                or password_matches(user.get("password_hash", ""), password, user.get("hashing_algorithm", ""))
+            )
+
+        if not user_ok(view.users.get(topo.user)) and not user_ok(await self._get(f"/users/{_q(topo.user)}")):
             await self._write("PUT", f"/users/{_q(topo.user)}", {"password": password, "tags": ""})
+            self._record(lambda w: w.users.__setitem__(topo.user, {"name": topo.user, "_password": password}))
             out.written.append(f"user {topo.user}")
 
-        perms = await self._get(f"/permissions/{v}/{_q(topo.user)}")
         want = {"configure": topo.permissions.configure, "write": topo.permissions.write, "read": topo.permissions.read}
-        if perms is None or any(perms.get(k) != val for k, val in want.items()):
+
+        def perms_ok(perms: dict[str, Any] | None) -> bool:
+            return perms is not None and all(perms.get(k) == val for k, val in want.items())
+
+        if not perms_ok(view.permissions.get(topo.user)) and not perms_ok(
+            await self._get(f"/permissions/{v}/{_q(topo.user)}")
+        ):
             await self._write("PUT", f"/permissions/{v}/{_q(topo.user)}", want)
+            self._record(lambda w: w.permissions.__setitem__(topo.user, {"user": topo.user, **want}))
             out.written.append(f"permissions {topo.user}")
 
         for ex in topo.exchanges:
-            live = await self._get(f"/exchanges/{v}/{_q(ex.name)}")
+            live = view.exchanges.get(ex.name) or await self._get(f"/exchanges/{v}/{_q(ex.name)}")
             if live is None:
                 await self._write("PUT", f"/exchanges/{v}/{_q(ex.name)}", {"type": ex.type, "durable": True})
+                self._record(_put("exchanges", ex.name, {"name": ex.name, "type": ex.type}))
                 out.written.append(f"exchange {ex.name}")
             elif live.get("type") != ex.type and ex.type != "topic":
                 out.conflicts.append(
@@ -124,9 +244,12 @@ class RabbitMQ:
                 )
 
         for queue in topo.queues:
-            live = await self._get(f"/queues/{v}/{_q(queue.name)}")
+            live = view.queues.get(queue.name) or await self._get(f"/queues/{v}/{_q(queue.name)}")
             if live is None:
                 await self._write("PUT", f"/queues/{v}/{_q(queue.name)}", {"durable": True, "arguments": {}})
+                self._record(
+                    _put("queues", queue.name, {"name": queue.name, "arguments": {}, "messages": 0, "consumers": 0})
+                )
                 out.written.append(f"queue {queue.name}")
             elif live.get("arguments"):
                 args = ", ".join(f"{k}={val}" for k, val in sorted(live["arguments"].items()))
@@ -138,43 +261,64 @@ class RabbitMQ:
 
         for qname in sorted({b.queue for b in topo.bindings}):
             wanted = {(b.exchange, b.routing_key) for b in topo.bindings if b.queue == qname}
-            live_bindings = await self._get(f"/queues/{v}/{_q(qname)}/bindings") or []
-            have = {(b["source"], b["routing_key"]): b for b in live_bindings if b.get("source")}
+
+            def bound(live: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+                return {(b["source"], b["routing_key"]): b for b in live if b.get("source")}
+
+            have = bound(view.bindings.get(qname, []))
+            if set(have) != wanted:
+                have = bound(await self._get(f"/queues/{v}/{_q(qname)}/bindings") or [])
             for exchange, key in sorted(wanted - set(have)):
                 await self._write("POST", f"/bindings/{v}/e/{_q(exchange)}/q/{_q(qname)}", {"routing_key": key})
+                self._record(_bind(qname, exchange, key))
                 out.written.append(f"binding {exchange}->{qname} {key!r}")
             for (exchange, key), b in sorted(have.items()):
                 if (exchange, key) not in wanted:
                     props = _q(b.get("properties_key", key))
                     await self._write("DELETE", f"/bindings/{v}/e/{_q(exchange)}/q/{_q(qname)}/{props}")
+                    self._record(_unbind(qname, exchange, key))
                     out.written.append(f"unbind {exchange}->{qname} {key!r}")
 
-        await self._sync_policies(topo, out)
+        await self._sync_policies(topo, view, out)
         return out
 
-    async def _sync_policies(self, topo: Topology, out: ProvisionResult) -> None:
+    async def _sync_policies(self, topo: Topology, view: BrokerView, out: ProvisionResult) -> None:
         v = _q(self.vhost)
-        wanted = {p.name: p for p in topo.policies}
-        live_all = await self._get(f"/policies/{v}") or []
         prefix = topo_policy_prefix(topo)
-        live = {p["name"]: p for p in live_all if p["name"].startswith(prefix)}
-        for name, p in wanted.items():
-            body = {"pattern": p.pattern, "definition": p.definition, "apply-to": "queues", "priority": 100}
+        wanted = {p.name: p for p in topo.policies}
+        bodies = {
+            name: {"pattern": p.pattern, "definition": p.definition, "apply-to": "queues", "priority": 100}
+            for name, p in wanted.items()
+        }
+
+        def differs(live: dict[str, dict[str, Any]]) -> bool:
+            ours = {name for name in live if name.startswith(prefix)}
+            return ours != set(wanted) or any(
+                any(live[name].get(k) != val for k, val in body.items()) for name, body in bodies.items()
+            )
+
+        live = {name: p for name, p in view.policies.items() if name.startswith(prefix)}
+        if differs(live):
+            live = {p["name"]: p for p in await self._get(f"/policies/{v}") or [] if p["name"].startswith(prefix)}
+        for name, body in bodies.items():
             cur = live.get(name)
             if cur is None or any(cur.get(k) != val for k, val in body.items()):
                 await self._write("PUT", f"/policies/{v}/{_q(name)}", body)
+                self._record(_put("policies", name, {"name": name, **body}))
                 out.written.append(f"policy {name}")
         for name in sorted(set(live) - set(wanted)):
             await self._write("DELETE", f"/policies/{v}/{_q(name)}")
+            self._record(_drop("policies", name))
             out.written.append(f"delete policy {name}")
 
     # --- reading ---------------------------------------------------------------------------------
 
     async def queue_stats(self, names: Iterable[str]) -> list[dict[str, Any]]:
-        v = _q(self.vhost)
+        """Messages and consumers per queue, as of the view (at most read_cache_seconds old)."""
+        view = await self.view()
         stats = []
         for name in names:
-            live = await self._get(f"/queues/{v}/{_q(name)}", params={"columns": "name,messages,consumers"})
+            live = view.queues.get(name)
             if live is not None:
                 stats.append(
                     {
@@ -206,20 +350,29 @@ class RabbitMQ:
                 live = await self._get(f"/queues/{v}/{_q(queue.name)}") or {}
                 kept_queues.add(queue.name)
                 out.kept.append(f"queue {queue.name} ({live.get('messages', '?')} messages)")
-            elif status != 404:
+                continue
+            self._record(_drop("queues", queue.name))
+            self._record(_drop("bindings", queue.name))
+            if status != 404:
                 out.deleted.append(f"queue {queue.name}")
         for policy in topo.policies:
             if policy.queue not in kept_queues:
                 await self._write("DELETE", f"/policies/{v}/{_q(policy.name)}")
+                self._record(_drop("policies", policy.name))
         for name in exchanges:
             status = await self._write_allowing(
                 "DELETE", f"/exchanges/{v}/{_q(name)}", {"if-unused": "true"}, allow=(400,)
             )
             if status == 400:
                 out.kept.append(f"exchange {name} (still bound)")
-            elif status != 404:
+                continue
+            self._record(_drop("exchanges", name))
+            if status != 404:
                 out.deleted.append(f"exchange {name}")
-        if await self._write("DELETE", f"/users/{_q(topo.user)}") != 404:
+        status = await self._write("DELETE", f"/users/{_q(topo.user)}")
+        self._record(_drop("users", topo.user))
+        self._record(_drop("permissions", topo.user))
+        if status != 404:
             out.deleted.append(f"user {topo.user}")
         return out
 
@@ -235,3 +388,25 @@ class RabbitMQ:
 def topo_policy_prefix(topo: Topology) -> str:
     """Policies of one service share the prefix platform.<namespace>.<name>. (the user name is ns.name)."""
     return f"platform.{topo.user}."
+
+
+def _put(part: str, name: str, value: dict[str, Any]) -> Change:
+    return lambda view: getattr(view, part).__setitem__(name, value)
+
+
+def _drop(part: str, name: str) -> Change:
+    return lambda view: getattr(view, part).pop(name, None)
+
+
+def _bind(queue: str, exchange: str, key: str) -> Change:
+    binding = {"source": exchange, "destination": queue, "destination_type": "queue", "routing_key": key}
+    return lambda view: view.bindings.setdefault(queue, []).append(binding)
+
+
+def _unbind(queue: str, exchange: str, key: str) -> Change:
+    def change(view: BrokerView) -> None:
+        view.bindings[queue] = [
+            b for b in view.bindings.get(queue, []) if (b.get("source"), b.get("routing_key")) != (exchange, key)
+        ]
+
+    return change

@@ -34,6 +34,13 @@ class OperatorSettings(BaseSettings):
     rabbitmq_vhost: str = Field("/", description="The virtual host services' queues live in.")
     rabbitmq_service_host: str = Field("rabbitmq", description="The AMQP host services connect to.")
     rabbitmq_service_port: int = Field(5672)
+    rabbitmq_read_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long one listing of the vhost (users, permissions, exchanges, queues, bindings, "
+        "policies) serves every reconcile's reads; 0 lists anew for each. Anything found missing or different "
+        "is read again before it is written; drift made by hand is seen this much later at most.",
+    )
 
     # Redis: the operator manages ACL users with an admin connection; services connect as themselves.
     redis_url: str = Field(

@@ -224,6 +224,75 @@ async def test_queue_stats_report_messages_and_consumers(broker: RabbitMQ, api: 
     assert await three() == [{"name": q, "messages": 3, "consumers": 0}]
 
 
+def calls(method: str) -> float:
+    from platform_operator.observability import REGISTRY
+
+    labels = {"system": "rabbitmq", "operation": method}
+    return REGISTRY.get_sample_value("platform_outside_call_duration_seconds_count", labels) or 0.0
+
+
+async def test_services_in_place_are_checked_from_one_shared_listing(broker: RabbitMQ):
+    topos = [messaging.plan(worker(unique("q"), unique("ex"), maxLength=10)) for _ in range(5)]
+    for topo in topos:
+        assert (await broker.provision(topo, "pw")).written
+    broker.forget_view()  # as if the listing had aged: the next check lists the vhost again
+
+    gets, writes = calls("GET"), calls("PUT") + calls("POST") + calls("DELETE")
+    results = await asyncio.gather(*(broker.provision(t, "pw") for t in topos))
+    stats = await asyncio.gather(*(broker.queue_stats(t.queues_in_status) for t in topos))
+
+    assert all(r.written == [] and r.conflicts == [] for r in results)
+    assert all(len(s) == 3 for s in stats)
+    assert calls("GET") - gets == 6  # users, permissions, exchanges, queues, bindings, policies: once
+    assert calls("PUT") + calls("POST") + calls("DELETE") == writes
+
+
+async def test_what_is_deleted_by_hand_is_declared_again_once_the_listing_is_older_than_the_cache(
+    api: httpx.AsyncClient,
+):
+    env = require_env(*ENV)
+    broker = RabbitMQ(
+        env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
+        env["PLATFORM_RABBITMQ_ADMIN_USER"],
+        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        "/",
+        read_cache_seconds=1,
+    )
+    try:
+        q, ex = unique("q"), unique("ex")
+        topo = messaging.plan(worker(q, ex))
+        await broker.provision(topo, "pw")
+        (await api.delete(f"/queues/%2F/{q}")).raise_for_status()
+        await asyncio.sleep(1.1)
+        again = await broker.provision(topo, "pw")
+        assert f"queue {q}" in again.written
+        assert f"binding {ex}->{q} 'order.*'" in again.written
+        assert (await api.get(f"/queues/%2F/{q}")).status_code == 200
+    finally:
+        await broker.close()
+
+
+async def test_a_service_deleted_and_created_again_at_once_gets_everything_again(
+    broker: RabbitMQ, api: httpx.AsyncClient
+):
+    """The listing the first provision read still shows what deprovision removed: our own
+    deletions are applied to it, so nothing is taken for present that is gone."""
+    q, ex = unique("q"), unique("ex")
+    svc = worker(q, ex)
+    topo = messaging.plan(svc)
+    await broker.provision(topo, "pw")
+    await broker.deprovision(topo, [ex, f"{q}.dlx", f"{q}.retry"], force=True)
+    assert (await api.get(f"/queues/%2F/{q}")).status_code == 404
+
+    again = await broker.provision(topo, "pw")
+    assert {f"user {topo.user}", f"queue {q}", f"exchange {ex}", f"binding {ex}->{q} 'order.*'"} <= set(again.written)
+    assert (await api.get(f"/queues/%2F/{q}")).status_code == 200
+    assert (await api.get(f"/users/{topo.user}")).status_code == 200
+    assert (await api.get(f"/policies/%2F/{messaging.policy_name(svc, q)}")).status_code == 200
+    stats = await broker.queue_stats([q])
+    assert stats == [{"name": q, "messages": 0, "consumers": 0}]
+
+
 async def test_unreachable_broker_is_reported_as_unavailable():
     b = RabbitMQ("http://127.0.0.1:1", "u", "p", "/", timeout=1)
     with pytest.raises(BrokerUnavailable, match="unreachable"):
