@@ -189,6 +189,14 @@ class InClusterOperator:
         self.namespace, self.deployment = namespace, deployment
         self.replicas = json.loads(kubectl("get", deployment, "-n", namespace, "-o", "json").stdout)["spec"]["replicas"]
 
+    def stop(self) -> None:
+        kubectl("scale", self.deployment, "-n", self.namespace, "--replicas=0")
+        kubectl("wait", "pods", "-n", self.namespace, "-l", OPERATOR_PODS, "--for=delete", "--timeout=120s")
+
+    def start(self) -> None:
+        kubectl("scale", self.deployment, "-n", self.namespace, f"--replicas={self.replicas}")
+        kubectl("rollout", "status", self.deployment, "-n", self.namespace, "--timeout=180s")
+
     def _pods(self) -> list[str]:
         """Every operator pod (with two replicas, the one acting may be either)."""
         out = kubectl("get", "pods", "-n", self.namespace, "-l", OPERATOR_PODS, "-o", "json", check=False).stdout
