@@ -70,6 +70,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
                 ours.rabbitmq_admin_password,
                 ours.rabbitmq_vhost,
                 read_cache_seconds=ours.rabbitmq_read_cache_seconds,
+                max_concurrent_calls=ours.rabbitmq_max_concurrent_calls,
             )
             if ours.rabbitmq_management_url
             else None

@@ -8,8 +8,9 @@ the caller reports in a condition.
 Reads come from a view of the whole vhost (six list calls: users, permissions, exchanges, queues,
 bindings, policies), shared by every reconcile for `read_cache_seconds`: with a thousand services
 resyncing, per-object reads were fifteen calls each, and every one listed all policies. What the
-view says is missing or different is read again on its own before anything is written, so writes
-act on the broker as it is; our own writes and deletions are applied to the view at once. What
+view lacks or shows different is declared (declarations are idempotent; one refused because the
+object exists in another shape is read back and reported as a conflict); a binding is removed
+only after a fresh read. Our own writes and deletions are applied to the view at once. What
 changes behind the operator's back (a queue deleted by hand) is seen when the view is next read.
 """
 
@@ -114,11 +115,15 @@ class RabbitMQ:
         *,
         timeout: float = 5.0,
         read_cache_seconds: float = 5.0,
+        max_concurrent_calls: int = 8,
     ) -> None:
         self.vhost = vhost
         self.base_url = base_url.rstrip("/")
         self.read_cache_seconds = read_cache_seconds
         self._http = httpx.AsyncClient(base_url=self.base_url + "/api", auth=(user, password), timeout=timeout)
+        # The management API answers slower the more it is asked at once: past a few calls in
+        # flight, declarations queue inside RabbitMQ until they time out. They queue here instead.
+        self._calls = asyncio.Semaphore(max_concurrent_calls)
         self._view: BrokerView | None = None
         self._view_at = 0.0
         self._listing: asyncio.Future[BrokerView] | None = None
@@ -132,8 +137,9 @@ class RabbitMQ:
         self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
     ) -> httpx.Response:
         try:
-            with observability.outside_call("rabbitmq", method):
-                resp = await self._http.request(method, path, json=json, params=params)
+            async with self._calls:
+                with observability.outside_call("rabbitmq", method):
+                    resp = await self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
             raise BrokerUnavailable(f"RabbitMQ management API at {self.base_url} unreachable: {exc!r}") from exc
         if resp.status_code in (401, 403):
@@ -204,54 +210,56 @@ class RabbitMQ:
     # --- provisioning ----------------------------------------------------------------------------
 
     async def provision(self, topo: Topology, password: str) -> ProvisionResult:
+        """Declares what the view lacks or shows different. Declarations are idempotent, so a view
+        that missed something created since costs one needless write; one RabbitMQ refuses (the
+        object exists in another shape) is read back and reported as a conflict. Only removals
+        (a binding no longer wanted) are confirmed by a fresh read first."""
         out = ProvisionResult()
         view = await self.view()
         v = _q(self.vhost)
 
-        def user_ok(user: dict[str, Any] | None) -> bool:
-            return user is not None and (
-                user.get("_password") == password
-                or password_matches(user.get("password_hash", ""), password, user.get("hashing_algorithm", ""))
-            )
-
-        if not user_ok(view.users.get(topo.user)) and not user_ok(await self._get(f"/users/{_q(topo.user)}")):
+        user = view.users.get(topo.user) or {}
+        if user.get("_password") != password and not password_matches(
+            user.get("password_hash", ""), password, user.get("hashing_algorithm", "")
+        ):
             await self._write("PUT", f"/users/{_q(topo.user)}", {"password": password, "tags": ""})
-            self._record(lambda w: w.users.__setitem__(topo.user, {"name": topo.user, "_password": password}))
+            self._record(_put("users", topo.user, {"name": topo.user, "_password": password}))
             out.written.append(f"user {topo.user}")
 
         want = {"configure": topo.permissions.configure, "write": topo.permissions.write, "read": topo.permissions.read}
-
-        def perms_ok(perms: dict[str, Any] | None) -> bool:
-            return perms is not None and all(perms.get(k) == val for k, val in want.items())
-
-        if not perms_ok(view.permissions.get(topo.user)) and not perms_ok(
-            await self._get(f"/permissions/{v}/{_q(topo.user)}")
-        ):
+        perms = view.permissions.get(topo.user) or {}
+        if any(perms.get(k) != val for k, val in want.items()):
             await self._write("PUT", f"/permissions/{v}/{_q(topo.user)}", want)
-            self._record(lambda w: w.permissions.__setitem__(topo.user, {"user": topo.user, **want}))
+            self._record(_put("permissions", topo.user, {"user": topo.user, **want}))
             out.written.append(f"permissions {topo.user}")
 
         for ex in topo.exchanges:
-            live = view.exchanges.get(ex.name) or await self._get(f"/exchanges/{v}/{_q(ex.name)}")
+            live = view.exchanges.get(ex.name)
             if live is None:
-                await self._write("PUT", f"/exchanges/{v}/{_q(ex.name)}", {"type": ex.type, "durable": True})
-                self._record(_put("exchanges", ex.name, {"name": ex.name, "type": ex.type}))
-                out.written.append(f"exchange {ex.name}")
-            elif live.get("type") != ex.type and ex.type != "topic":
+                path = f"/exchanges/{v}/{_q(ex.name)}"
+                if await self._declare(path, {"type": ex.type, "durable": True}):
+                    self._record(_put("exchanges", ex.name, {"name": ex.name, "type": ex.type}))
+                    out.written.append(f"exchange {ex.name}")
+                    continue
+                live = await self._get(path) or {}
+            if live.get("type") != ex.type and ex.type != "topic":
                 out.conflicts.append(
                     f"exchange {ex.name} exists with type {live.get('type')}, not {ex.type}; exchange types "
                     "cannot change: use another exchange name, or delete the exchange"
                 )
 
         for queue in topo.queues:
-            live = view.queues.get(queue.name) or await self._get(f"/queues/{v}/{_q(queue.name)}")
+            live = view.queues.get(queue.name)
             if live is None:
-                await self._write("PUT", f"/queues/{v}/{_q(queue.name)}", {"durable": True, "arguments": {}})
-                self._record(
-                    _put("queues", queue.name, {"name": queue.name, "arguments": {}, "messages": 0, "consumers": 0})
-                )
-                out.written.append(f"queue {queue.name}")
-            elif live.get("arguments"):
+                path = f"/queues/{v}/{_q(queue.name)}"
+                if await self._declare(path, {"durable": True, "arguments": {}}):
+                    self._record(
+                        _put("queues", queue.name, {"name": queue.name, "arguments": {}, "messages": 0, "consumers": 0})
+                    )
+                    out.written.append(f"queue {queue.name}")
+                    continue
+                live = await self._get(path) or {}
+            if live.get("arguments"):
                 args = ", ".join(f"{k}={val}" for k, val in sorted(live["arguments"].items()))
                 out.conflicts.append(
                     f"queue {queue.name} exists with arguments {args}, which RabbitMQ never changes; the "
@@ -266,7 +274,7 @@ class RabbitMQ:
                 return {(b["source"], b["routing_key"]): b for b in live if b.get("source")}
 
             have = bound(view.bindings.get(qname, []))
-            if set(have) != wanted:
+            if set(have) - wanted:  # about to unbind: only what the broker holds now
                 have = bound(await self._get(f"/queues/{v}/{_q(qname)}/bindings") or [])
             for exchange, key in sorted(wanted - set(have)):
                 await self._write("POST", f"/bindings/{v}/e/{_q(exchange)}/q/{_q(qname)}", {"routing_key": key})
@@ -282,32 +290,29 @@ class RabbitMQ:
         await self._sync_policies(topo, view, out)
         return out
 
+    async def _declare(self, path: str, body: dict[str, Any]) -> bool:
+        """PUT of an exchange or queue: False when one of that name exists in another shape."""
+        resp = await self._call("PUT", path, json=body)
+        if resp.status_code == 400 and "inequivalent arg" in resp.text:
+            return False
+        if resp.status_code >= 400:
+            raise BrokerUnavailable(f"PUT {path}: HTTP {resp.status_code} {resp.text[:300]}")
+        return True
+
     async def _sync_policies(self, topo: Topology, view: BrokerView, out: ProvisionResult) -> None:
         v = _q(self.vhost)
         prefix = topo_policy_prefix(topo)
         wanted = {p.name: p for p in topo.policies}
-        bodies = {
-            name: {"pattern": p.pattern, "definition": p.definition, "apply-to": "queues", "priority": 100}
-            for name, p in wanted.items()
-        }
-
-        def differs(live: dict[str, dict[str, Any]]) -> bool:
-            ours = {name for name in live if name.startswith(prefix)}
-            return ours != set(wanted) or any(
-                any(live[name].get(k) != val for k, val in body.items()) for name, body in bodies.items()
-            )
-
         live = {name: p for name, p in view.policies.items() if name.startswith(prefix)}
-        if differs(live):
-            live = {p["name"]: p for p in await self._get(f"/policies/{v}") or [] if p["name"].startswith(prefix)}
-        for name, body in bodies.items():
+        for name, p in wanted.items():
+            body = {"pattern": p.pattern, "definition": p.definition, "apply-to": "queues", "priority": 100}
             cur = live.get(name)
             if cur is None or any(cur.get(k) != val for k, val in body.items()):
                 await self._write("PUT", f"/policies/{v}/{_q(name)}", body)
                 self._record(_put("policies", name, {"name": name, **body}))
                 out.written.append(f"policy {name}")
         for name in sorted(set(live) - set(wanted)):
-            await self._write("DELETE", f"/policies/{v}/{_q(name)}")
+            await self._write("DELETE", f"/policies/{v}/{_q(name)}")  # 404 if gone already: fine
             self._record(_drop("policies", name))
             out.written.append(f"delete policy {name}")
 

@@ -34,6 +34,12 @@ class OperatorSettings(BaseSettings):
     rabbitmq_vhost: str = Field("/", description="The virtual host services' queues live in.")
     rabbitmq_service_host: str = Field("rabbitmq", description="The AMQP host services connect to.")
     rabbitmq_service_port: int = Field(5672)
+    rabbitmq_max_concurrent_calls: int = Field(
+        8,
+        gt=0,
+        description="Management API calls in flight at once; more wait their turn in the operator instead "
+        "of timing out inside a busy RabbitMQ.",
+    )
     rabbitmq_read_cache_seconds: float = Field(
         5.0,
         ge=0,

@@ -187,6 +187,17 @@ async def test_a_queue_declared_elsewhere_with_arguments_is_a_conflict_not_a_cra
     assert (await get_json(api, f"/queues/%2F/{q}"))["arguments"] == {"x-max-length": 5}
 
 
+async def test_a_queue_declared_elsewhere_after_the_listing_is_a_conflict_too(broker: RabbitMQ, api: httpx.AsyncClient):
+    await broker.provision(messaging.plan(worker(unique("q"), unique("ex"))), "pw")  # the listing is read
+    q, ex = unique("q"), unique("ex")
+    resp = await api.put(f"/queues/%2F/{q}", json={"durable": True, "arguments": {"x-max-length": 5}})
+    resp.raise_for_status()
+    result = await broker.provision(messaging.plan(worker(q, ex)), "pw")  # the listing predates the queue
+    assert len(result.conflicts) == 1
+    assert f"queue {q} exists with arguments x-max-length=5" in result.conflicts[0]
+    assert (await get_json(api, f"/queues/%2F/{q}"))["arguments"] == {"x-max-length": 5}
+
+
 async def test_deprovision_keeps_queues_with_messages_unless_forced(broker: RabbitMQ, api: httpx.AsyncClient):
     q, ex = unique("q"), unique("ex")
     svc = worker(q, ex)
