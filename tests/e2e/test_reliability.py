@@ -55,7 +55,8 @@ def test_two_replicas_exactly_one_acts_and_the_other_takes_over(ns: str, operato
             what="the standby to take over and follow the update",
         )
         assert condition(obj, "Ready")["status"] in ("True", "False")
-        assert reconciled(standby, b1, ns, "one")
+        # The status is patched before the reconcile logs its line: give the line its moment.
+        eventually(lambda: reconciled(standby, b1, ns, "one"), timeout=10, what="the standby's reconcile in its log")
     finally:
         operator.start()  # the leader returns (higher priority): the standby pauses, then leaves
         standby.stop()
