@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-CACHE ?= $(HOME)/.cache/platform-operator
+CACHE ?= $(or $(PLATFORM_CACHE),$(HOME)/.cache/platform-operator)
 export PLATFORM_CACHE := $(CACHE)
 BIN := $(CACHE)/bin/current
 UV ?= uv

@@ -33,6 +33,7 @@
 #
 # Usage:
 #   hack/kind-node-image.sh build   build what is missing, print the image name on stdout
+#   hack/kind-node-image.sh kind-cli  build only the kind CLI (go install), print its path
 #   hack/kind-node-image.sh print   print the image name (platform/kind-node:KUBE_VERSION-KEY)
 #   hack/kind-node-image.sh parts   only the parts that need no docker engine (Go builds, rootfs)
 #   hack/kind-node-image.sh test    build, then prove it: a cluster (kind create cluster, a control
@@ -485,6 +486,7 @@ build() {
   mkdir -p "$WORK" "$KN"
   local image
   image=$(node_image)
+  build_kind # the CLI too, even when the image is there (a new machine may have one without the other)
   if docker image inspect "$image" >/dev/null 2>&1; then
     log "node image $image present"
     echo "$image"
@@ -661,11 +663,12 @@ parts() {
 main() {
   case ${1:-build} in
   build) build ;;
+  kind-cli) build_kind && echo "$BIN/kind-$KIND_VERSION/kind" ;;
   parts) parts ;;
   print) node_image ;;
   test) cmd_test ;;
   *)
-    echo "usage: $0 [build|print|parts|test]" >&2
+    echo "usage: $0 [build|kind-cli|print|parts|test]" >&2
     exit 2
     ;;
   esac

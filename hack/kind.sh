@@ -618,8 +618,12 @@ diagnose() {
 }
 
 cmd_all() {
-  need docker kind kubectl helm uv curl
-  if [ "$KIND_OFFLINE" = 1 ]; then "$here/docker-engine.sh" up; fi
+  need kubectl helm uv curl
+  if [ "$KIND_OFFLINE" = 1 ]; then
+    "$here/docker-engine.sh" up
+    "$here/kind-node-image.sh" kind-cli >/dev/null # a new machine has no kind CLI yet
+  fi
+  need docker kind
   if cluster_exists; then
     # The tier starts from nothing: a cluster kept by an earlier run (KEEP_KIND=1, a failure)
     # still holds that run's release, namespaces and images.
