@@ -25,15 +25,20 @@ ENV = (
 )
 
 
-@pytest.fixture
-async def broker() -> AsyncIterator[RabbitMQ]:
+def make_broker(**options: Any) -> RabbitMQ:
     env = require_env(*ENV)
-    b = RabbitMQ(
+    return RabbitMQ(
         env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
         env["PLATFORM_RABBITMQ_ADMIN_USER"],
         env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
         "/",
+        **options,
     )
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[RabbitMQ]:
+    b = make_broker()
     yield b
     await b.close()
 
@@ -261,14 +266,7 @@ async def test_services_in_place_are_checked_from_one_shared_listing(broker: Rab
 async def test_what_is_deleted_by_hand_is_declared_again_once_the_listing_is_older_than_the_cache(
     api: httpx.AsyncClient,
 ):
-    env = require_env(*ENV)
-    broker = RabbitMQ(
-        env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
-        env["PLATFORM_RABBITMQ_ADMIN_USER"],
-        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
-        "/",
-        read_cache_seconds=1,
-    )
+    broker = make_broker(read_cache_seconds=1)
     try:
         q, ex = unique("q"), unique("ex")
         topo = messaging.plan(worker(q, ex))
