@@ -22,12 +22,15 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+import redis.asyncio
 import yaml
 
 from platform_operator import builders, cache, credentials, messaging
@@ -260,6 +263,41 @@ async def direct(n: int, ns: str) -> dict[str, Any]:
     return {"direct_seconds": round(total, 2), "direct_apply_seconds": round(applied, 2)}
 
 
+async def _reset_backends() -> dict[str, int]:
+    env = os.environ
+    vhost = urllib.parse.quote(env.get("PLATFORM_RABBITMQ_VHOST", "/"), safe="")
+    admin = env["PLATFORM_RABBITMQ_ADMIN_USER"]
+    auth = (admin, env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"])
+    api = env["PLATFORM_RABBITMQ_MANAGEMENT_URL"] + "/api"
+    async with httpx.AsyncClient(base_url=api, auth=auth, timeout=300) as mq:
+        users = [u["name"] for u in (await mq.get("/users", params={"columns": "name"})).json() if u["name"] != admin]
+        # Deleting the vhost takes its queues, exchanges, bindings, policies and permissions with it.
+        (await mq.delete(f"/vhosts/{vhost}")).raise_for_status()
+        (await mq.put(f"/vhosts/{vhost}")).raise_for_status()
+        everything = {"configure": ".*", "write": ".*", "read": ".*"}
+        (await mq.put(f"/permissions/{vhost}/{urllib.parse.quote(admin, safe='')}", json=everything)).raise_for_status()
+        if users:
+            (await mq.post("/users/bulk-delete", json={"users": users})).raise_for_status()
+    r = redis.asyncio.from_url(env["PLATFORM_REDIS_URL"])
+    try:
+        acl_users = [u.decode() for u in await r.execute_command("ACL", "USERS")]  # type: ignore[no-untyped-call]
+        dropped = [u for u in acl_users if u != "default"]
+        if dropped:
+            await r.execute_command("ACL", "DELUSER", *dropped)  # type: ignore[no-untyped-call]
+        await r.flushdb()
+    finally:
+        await r.aclose()
+    return {"rabbitmq_users": len(users), "redis_users": len(dropped)}
+
+
+def reset_backends() -> None:
+    """Every phase starts from an empty vhost and an empty Redis: what an earlier phase left there
+    (services are deleted under deletionPolicy Retain, and the direct path deletes nothing) makes
+    RabbitMQ slower with every queue and policy it holds, and would favour whichever phase ran first."""
+    dropped = asyncio.run(_reset_backends())
+    log(f"backends reset (dropped {dropped['rabbitmq_users']} broker users, {dropped['redis_users']} Redis users)")
+
+
 def fresh_namespace(name: str) -> None:
     kubectl("create", "namespace", name)
     kubectl("create", "secret", "generic", "db", "-n", name, "--from-literal=dsn=postgresql://x")
@@ -268,6 +306,7 @@ def fresh_namespace(name: str) -> None:
 
 def measure(n: int, resync: float, steady_seconds: float, churn_seconds: float, workdir: Path) -> dict[str, Any]:
     ns_op, ns_direct = f"bench-op-{n}", f"bench-direct-{n}"
+    reset_backends()
     fresh_namespace(ns_op)
     op = Operator(workdir / f"operator-{n}.log", resync)
     row: dict[str, Any] = {"n": n}
@@ -322,6 +361,7 @@ def measure(n: int, resync: float, steady_seconds: float, churn_seconds: float, 
         kubectl("delete", "namespace", ns_op, "--wait=true", "--timeout=600s", check=False)
         op.stop()
 
+    reset_backends()
     fresh_namespace(ns_direct)
     log(f"N={n}: the direct path")
     row.update(asyncio.run(direct(n, ns_direct)))
