@@ -61,7 +61,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         ours.peering_priority if ours.peering_priority is not None else secrets.randbelow(1_000_000) + 1
     )
     settings.peering.lifetime = ours.peering_lifetime
-    memo.kube = await Kube.connect()
+    memo.kube = await Kube.connect(max_age=ours.child_cache_seconds)
     memo.backends = reconcile.Backends(
         rabbitmq=(
             RabbitMQ(
@@ -272,6 +272,7 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
         namespace: str | None,
         meta: kopf.Meta,
         type: str,
+        event: Mapping[str, Any],
         memo: kopf.Memo,
         ingress_claims: kopf.Index[Any, Any] | None = None,
         queue_claims: kopf.Index[Any, Any] | None = None,
@@ -279,8 +280,13 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
     ) -> None:
         """A child was edited, deleted or changed status: reconcile its owner now, not at the next resync.
 
-        Only the Kubernetes side: RabbitMQ and Redis are visited by the owner's own handlers and the
+        Every version the watch reports is kept for the reconciles' reads (`Kube.read`). Only the
+        Kubernetes side: RabbitMQ and Redis are visited by the owner's own handlers and the
         resync. The echo of our own write (the version we just applied) is not a change."""
+        if type == "DELETED":
+            memo.kube.observe_gone(kind, namespace or "", str(meta.get("name")))
+        else:
+            memo.kube.observe(event["object"])
         owner = _owner(meta)
         if owner is None or namespace is None or type is None:  # no owner, or the initial listing
             return

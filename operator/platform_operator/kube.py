@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,11 +19,13 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from platform_operator import observability
+from platform_operator.builders import MANAGER
 from platform_operator.model import API_VERSION, PLURAL
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "platform-operator"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"  # on every child; the watch of children selects on it
 
 # apiVersion, kind -> (path prefix, plural). Only what the operator manages.
 _RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
@@ -74,13 +77,31 @@ async def load_config() -> None:
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient) -> None:
+    """Reads, writes and deletes, plus `read`: a child as the operator's watch last reported it.
+
+    The children's watch (kopf's event handlers) hands every version it sees to `observe`, and
+    `observe_gone` every deletion; `read` answers from them, like an informer's cache: a reconcile
+    triggered by a child's change reads that very version, and a resync costs the API server no
+    request. What the watch has not reported (not created yet, not labelled as ours) is asked of
+    the API server. A version one step behind costs at most a write that changes nothing (whose
+    answer updates the cache). Each entry is trusted for `max_age` seconds since the watch last
+    reported it, then read again: a deletion the watch missed (its stream restarts after a 410)
+    is found by the next reconcile after that.
+    """
+
+    def __init__(self, api: client.ApiClient, *, max_age: float = 0.0) -> None:
         self._api = api
+        self.max_age = max_age
+        # (kind, namespace, name) -> (when, the object as JSON without managedFields, or None when
+        # known to be absent). One string per child is a small fraction of the memory the same
+        # object takes as nested dicts.
+        self._seen: dict[tuple[str, str, str], tuple[float, bytes | None]] = {}
+        self._next_sweep = time.monotonic() + max_age
 
     @classmethod
-    async def connect(cls) -> Kube:
+    async def connect(cls, *, max_age: float = 0.0) -> Kube:
         await load_config()
-        return cls(client.ApiClient())
+        return cls(client.ApiClient(), max_age=max_age)
 
     async def close(self) -> None:
         await self._api.close()
@@ -122,6 +143,54 @@ class Kube:
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._call("GET", _path(api_version, kind, namespace, name))
 
+    def observe(self, obj: Mapping[str, Any]) -> None:
+        """Keeps this version of a child (from its watch, or the answer to our apply)."""
+        if self.max_age <= 0:
+            return
+        meta = obj.get("metadata") or {}
+        key = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        trimmed = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        self._seen[key] = (time.monotonic(), json.dumps(trimmed, separators=(",", ":")).encode())
+
+    def observe_gone(self, kind: str, namespace: str, name: str) -> None:
+        if self.max_age <= 0:
+            return
+        now = time.monotonic()
+        self._seen[(kind, namespace, name)] = (now, None)
+        if now >= self._next_sweep:  # the children of deleted services leave only these behind
+            self._seen = {k: v for k, v in self._seen.items() if v[1] is not None or now - v[0] < self.max_age}
+            self._next_sweep = now + self.max_age
+
+    @property
+    def observed(self) -> int:
+        return sum(1 for _, body in self._seen.values() if body is not None)
+
+    async def read(
+        self, api_version: str, kind: str, namespace: str, name: str, *, trust_absence: bool = False
+    ) -> dict[str, Any] | None:
+        """The child as last observed, else as the API server has it (None: it does not exist).
+
+        A child known to be absent is read from the API server anyway unless trust_absence: one
+        made by hand since, without our label, must be found before anything is applied over it.
+        Only a caller that acts on our own children alone (deleting one the spec no longer asks
+        for) may trust it."""
+        key = (kind, namespace, name)
+        seen = self._seen.get(key)
+        if seen is not None and time.monotonic() - seen[0] < self.max_age:
+            if seen[1] is not None:
+                observability.CACHE_READS.labels(kind).inc()
+                result: dict[str, Any] = json.loads(seen[1])
+                return result
+            if trust_absence:
+                observability.CACHE_READS.labels(kind).inc()
+                return None
+        live = await self.get(api_version, kind, namespace, name)
+        if live is None:
+            self.observe_gone(kind, namespace, name)
+        elif (live.get("metadata") or {}).get("labels", {}).get(MANAGED_BY_LABEL) == MANAGER:
+            self.observe(live)  # the watch reports ours only: an object of someone else's stays unknown
+        return live
+
     async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
@@ -134,6 +203,8 @@ class Kube:
         )
         if result is None:
             raise UnavailableError(f"apply {path}: the API server returned nothing")
+        if (obj["apiVersion"], obj["kind"]) != (API_VERSION, "PlatformService"):
+            self.observe(result)
         return result
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> bool:
@@ -143,6 +214,7 @@ class Kube:
             result = await self._call("DELETE", _path(api_version, kind, namespace, name), body=body)
         except RefusedError:  # 409: replaced by another object in the meantime
             return False
+        self.observe_gone(kind, namespace, name)
         return result is not None
 
     async def merge_patch(

@@ -49,6 +49,12 @@ CALL_ERRORS = Counter(
 MANAGED = Gauge(
     "platform_managed_services", "PlatformServices by type and readiness.", ["type", "ready"], registry=REGISTRY
 )
+CACHE_READS = Counter(
+    "platform_cached_reads",
+    "Children read from the watch's last report instead of a request to the API server, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
 DRIFT_REPAIRS = Counter(
     "platform_drift_repairs", "Children restored after a change by hand, by kind.", ["kind"], registry=REGISTRY
 )

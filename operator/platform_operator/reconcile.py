@@ -206,11 +206,17 @@ class Backends:
     rabbitmq: RabbitMQ | None = None
     redis: RedisStore | None = None
     settings: OperatorSettings = field(default_factory=OperatorSettings)
-    slots: asyncio.Semaphore | None = None  # at most settings.max_concurrent_reconciles at once
+    # At most settings.max_concurrent_reconciles at once of each sort: those that visit RabbitMQ
+    # and Redis, and those that only look at the children (a Deployment's pods became ready). Two
+    # pools, so that a child's change is not queued behind reconciles waiting on a busy broker.
+    slots: asyncio.Semaphore | None = None
+    kube_slots: asyncio.Semaphore | None = None
 
     def __post_init__(self) -> None:
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.settings.max_concurrent_reconciles)
+        if self.kube_slots is None:
+            self.kube_slots = asyncio.Semaphore(self.settings.max_concurrent_reconciles)
 
 
 async def reconcile(
@@ -245,7 +251,7 @@ async def reconcile(
         if left > 0:
             _waiting[key] = left
     try:
-        async with backends.slots or contextlib.nullcontext():
+        async with (backends.slots if external else backends.kube_slots) or contextlib.nullcontext():
             return await _reconcile_locked(namespace, name, kube, backends, claims=claims, emit=emit, external=external)
     finally:
         lock.release()
@@ -309,7 +315,7 @@ async def _reconcile(
     cfg = backends.settings
     topology = messaging.plan(svc)
     cache_plan = cache.plan(svc)
-    live_secret = await kube.get("v1", "Secret", svc.namespace, svc.secret_name)
+    live_secret = await kube.read("v1", "Secret", svc.namespace, svc.secret_name)
     creds = credentials.resolve(body["metadata"].get("annotations") or {}, live_secret)
     rabbitmq_url = (
         messaging.amqp_url(
@@ -349,7 +355,7 @@ async def _reconcile(
     for obj in wanted:
         stamp(obj)
         kind, name = obj["kind"], obj["metadata"]["name"]
-        live = live_secret if kind == "Secret" else await kube.get(obj["apiVersion"], kind, svc.namespace, name)
+        live = live_secret if kind == "Secret" else await kube.read(obj["apiVersion"], kind, svc.namespace, name)
         if live is not None and not _owned_by(live, svc):
             # Not ours (made by hand, or by an earlier object of the same name): never take it over.
             outcome.refused[kind] = (
@@ -389,7 +395,7 @@ async def _reconcile(
     for api_version, kind in OPTIONAL_KINDS:
         if (api_version, kind) in wanted_kinds:
             continue
-        live = await kube.get(api_version, kind, svc.namespace, svc.name)
+        live = await kube.read(api_version, kind, svc.namespace, svc.name, trust_absence=True)
         if (
             live is not None
             and _owned_by(live, svc)

@@ -23,8 +23,16 @@ class OperatorSettings(BaseSettings):
     max_concurrent_reconciles: int = Field(
         32,
         gt=0,
-        description="Reconciles in flight at once; more queue. Bounds the peak memory and the load put on "
-        "the API server, RabbitMQ and Redis when many services change together (a restart, a mass apply).",
+        description="Reconciles in flight at once, for each of two sorts: those that visit RabbitMQ and Redis "
+        "(create, update, resync) and those that only look at the children (a child changed); more queue. Bounds "
+        "the peak memory and the load put on the API server, RabbitMQ and Redis when many services change "
+        "together (a restart, a mass apply).",
+    )
+    child_cache_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="How long a child (Deployment, Secret, ...) as the watch last reported it is trusted by "
+        "reconciles and resyncs before it is read again from the API server; 0 reads it for every reconcile.",
     )
 
     # RabbitMQ: the operator declares through the management API; services connect over AMQP.
