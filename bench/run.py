@@ -42,7 +42,7 @@ from platform_operator.redis_store import RedisStore
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 METRICS_PORT, LIVENESS_PORT = 19190, 18190
-OPERATOR_AGENTS = ("OpenAPI-Generator", "kopf")
+OPERATOR_AGENTS = ("platform-operator", "kopf")
 
 
 def log(msg: str) -> None:

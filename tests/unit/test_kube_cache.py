@@ -13,7 +13,7 @@ from platform_operator.kube import Kube
 
 class CountingKube(Kube):
     def __init__(self, server: dict[tuple[str, str], dict[str, Any]], max_age: float = 600.0) -> None:
-        super().__init__(api=None, max_age=max_age)  # type: ignore[arg-type]  # get() below never uses it
+        super().__init__(None, max_age=max_age)  # no connection: get() below answers instead
         self.server = server
         self.gets: list[tuple[str, str]] = []
 
