@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "platform-operator"
 USER_AGENT = "platform-operator"
-# Connections to the API server at most; more requests wait for one. Each TLS connection holds
+# Connections to the API server at most (the operator's); more requests wait for one. Each TLS connection holds
 # buffers of its own (over 100 KB), and at a thousand services hundreds would open at once.
 MAX_CONNECTIONS = 16
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"  # on every child; the watch of children selects on it
@@ -105,12 +105,14 @@ class Kube:
     is found by the next reconcile after that.
     """
 
-    def __init__(self, info: kopf.ConnectionInfo | None, *, max_age: float = 0.0) -> None:
+    def __init__(
+        self, info: kopf.ConnectionInfo | None, *, max_age: float = 0.0, max_connections: int = MAX_CONNECTIONS
+    ) -> None:
         self._server = info.server.rstrip("/") if info is not None else ""
         self._auth = info.as_http_headers() if info is not None else {}
         self._session = (
             aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=info.as_ssl_context()),
+                connector=aiohttp.TCPConnector(limit=max_connections, ssl=info.as_ssl_context()),
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=60),
             )
@@ -125,8 +127,8 @@ class Kube:
         self._next_sweep = time.monotonic() + max_age
 
     @classmethod
-    async def connect(cls, *, max_age: float = 0.0) -> Kube:
-        return cls(login(), max_age=max_age)
+    async def connect(cls, *, max_age: float = 0.0, max_connections: int = MAX_CONNECTIONS) -> Kube:
+        return cls(login(), max_age=max_age, max_connections=max_connections)
 
     async def close(self) -> None:
         if self._session is not None:
