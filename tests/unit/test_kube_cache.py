@@ -92,10 +92,16 @@ def test_a_known_absence_is_trusted_only_when_asked_to():
     assert kube.gets == [("Deployment", "a")]
 
 
-def test_a_version_older_than_max_age_is_read_again(monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The cache's clock, moved forward by hand: clock[0] += seconds."""
+    now = [1000.0]
+    monkeypatch.setattr("platform_operator.kube.time.monotonic", lambda: now[0])
+    return now
+
+
+def test_a_version_older_than_max_age_is_read_again(clock: list[float]):
     """A deletion the watch missed (its stream restarted) is found once the entry is that old."""
-    clock = [1000.0]
-    monkeypatch.setattr("platform_operator.kube.time.monotonic", lambda: clock[0])
     kube = CountingKube({}, max_age=600)
     kube.observe(deployment("a", "7"))
     clock[0] += 599
@@ -107,9 +113,7 @@ def test_a_version_older_than_max_age_is_read_again(monkeypatch: pytest.MonkeyPa
     assert kube.gets == [("Deployment", "a")]
 
 
-def test_absences_of_deleted_services_are_swept_after_max_age(monkeypatch: pytest.MonkeyPatch):
-    clock = [1000.0]
-    monkeypatch.setattr("platform_operator.kube.time.monotonic", lambda: clock[0])
+def test_absences_of_deleted_services_are_swept_after_max_age(clock: list[float]):
     kube = CountingKube({}, max_age=600)
     kube.observe(deployment("kept", "1"))
     for i in range(100):
