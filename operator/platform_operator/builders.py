@@ -104,7 +104,7 @@ def secret_settings(
     if rabbitmq_url:
         settings["RABBITMQ_URL"] = rabbitmq_url
         settings["RABBITMQ_CONSUMES"] = messaging.consumer_settings(svc)
-        settings["RABBITMQ_PUBLISHES"] = ",".join(e.name for e in svc.spec.messaging.publishes)
+        settings["RABBITMQ_PUBLISHES"] = messaging.publishes_setting(svc)
     if redis_url:
         settings["REDIS_URL"] = redis_url
     return settings

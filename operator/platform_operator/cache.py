@@ -2,7 +2,16 @@
 
 Each service's user may touch only keys (and pub/sub channels) under its own prefix, and only the
 command categories a service needs: everything that reads and writes data, transactions and
-scripts, but nothing in @dangerous or @admin (FLUSHALL, CONFIG, KEYS, DEBUG, ACL, ...).
+scripts, but nothing in @dangerous or @admin (FLUSHALL, CONFIG, KEYS, DEBUG, ACL, ...), and none
+of the commands that reach past the prefix although Redis files them with ordinary data commands:
+SCAN and RANDOMKEY (they list every tenant's key names), DBSIZE, PUBSUB (lists every channel),
+functions (loaded, flushed and called server-wide) and SCRIPT FLUSH / SCRIPT KILL (they act on
+every tenant's scripts).
+
+Prefixes are the tenancy: every prefix lies under `<namespace>:` (model.PlatformService.key_prefix),
+and within a namespace no two services' prefixes may be equal or nest (`a:*` covers `a:b:*`): the
+later claimant is refused. `prefix_claims` and `overlapping_claims` say which names a prefix
+holds and which it must not meet.
 """
 
 from __future__ import annotations
@@ -33,6 +42,16 @@ COMMAND_RULES = (
     "+@connection",
     "-@dangerous",
     "-@admin",
+    # Filed under @keyspace/@read/@pubsub/@scripting, yet they see or change more than the prefix.
+    "-scan",
+    "-randomkey",
+    "-dbsize",
+    "-pubsub",
+    "-function",
+    "-fcall",
+    "-fcall_ro",
+    "-script|flush",
+    "-script|kill",
 )
 
 
@@ -78,6 +97,23 @@ def plan(svc: PlatformService) -> CachePlan:
     prefix = svc.key_prefix
     seeds = tuple(SeedKey(f"{prefix}:{k.key}", k.value, k.ttl_seconds) for k in svc.spec.redis.keys)
     return CachePlan(user=user_name(svc), prefix=prefix, seeds=seeds)
+
+
+def prefix_claims(prefix: str) -> list[tuple[str, str]]:
+    """The claim keys a service with this prefix holds: the prefix itself, and each prefix above it
+    (so that a later `a` finds an earlier `a:b` under it)."""
+    parts = prefix.split(":")
+    keys = [("redis-prefix", prefix)]
+    keys += [("redis-prefix-above", ":".join(parts[:i])) for i in range(1, len(parts))]
+    return keys
+
+
+def overlapping_claims(prefix: str) -> list[tuple[str, str]]:
+    """The claim keys whose holders' prefixes overlap this one: equal, above it, or under it."""
+    parts = prefix.split(":")
+    keys = [("redis-prefix", prefix), ("redis-prefix-above", prefix)]
+    keys += [("redis-prefix", ":".join(parts[:i])) for i in range(1, len(parts))]
+    return keys
 
 
 def redis_url(user: str, password: str, host: str, port: int, db: int) -> str:

@@ -1,11 +1,13 @@
 """Deleting a PlatformService: what lives outside Kubernetes, behind the finalizer.
 
-Under `deletionPolicy: Retain` (the default) nothing outside is touched. Under `Delete` the
-service's queues, the exchanges no other service uses, its broker user, its Redis user and its
-keys are removed; a queue still holding messages is kept (with a Warning) unless
-`messaging.deleteQueuesWithMessages` asks otherwise. When RabbitMQ or Redis is unreachable the
-deletion waits and retries; the annotation `platform.dev/skip-external-cleanup: "true"` releases
-it at once, leaving the outside resources in place.
+Under `deletionPolicy: Retain` (the default) the service's queues, exchanges and keys are kept,
+and its broker and Redis users are removed: what is retained is data, not a working password for
+a service that no longer exists. Under `Delete` the service's queues, the exchanges no other
+service uses, its broker user, its Redis user and its keys are removed; a queue still holding
+messages is kept (with a Warning) unless `messaging.deleteQueuesWithMessages` asks otherwise.
+When RabbitMQ or Redis is unreachable the deletion waits and retries; the annotation
+`platform.dev/skip-external-cleanup: "true"` releases it at once, leaving the outside resources
+in place.
 """
 
 from __future__ import annotations
@@ -33,15 +35,21 @@ async def cleanup(
     *,
     others_using: Callable[[str], bool],
     held_by_another: Callable[[str], bool],
+    prefix_taken: bool = False,
     emit: EventSink,
 ) -> None:
     annotations = body.get("metadata", {}).get("annotations") or {}
     if annotations.get(SKIP_ANNOTATION) == "true":
-        emit(body, "Warning", "CleanupSkipped", f"{SKIP_ANNOTATION} is set: queues, users and keys are left in place.")
+        emit(
+            body,
+            "Warning",
+            "CleanupSkipped",
+            f"{SKIP_ANNOTATION} is set: queues, users and keys are left in place; the users are removed by the "
+            "operator's next sweep of users whose PlatformService is gone.",
+        )
         return
     if svc.spec.deletion_policy == "Retain":
-        if backends.rabbitmq is not None or backends.redis is not None:
-            emit(body, "Normal", "Retained", "deletionPolicy Retain: queues, Redis keys and users are kept.")
+        await _remove_users(svc, backends, body, emit)
         return
 
     topology = messaging.plan(svc)
@@ -72,7 +80,8 @@ async def cleanup(
     if backends.redis is not None:
         plan = cache.plan(svc)
         try:
-            removed = await backends.redis.delete_keys(plan.prefix)
+            # A prefix refused to this service (KeyPrefixClaimed) holds another service's keys.
+            removed = 0 if prefix_taken else await backends.redis.delete_keys(plan.prefix)
             await backends.redis.delete_user(plan.user)
         except CacheUnavailable as exc:
             emit(body, "Warning", "CleanupBlocked", _blocked("Redis", exc))
@@ -80,6 +89,33 @@ async def cleanup(
         emit(
             body, "Normal", "CacheDeleted", f"Redis: deleted user {plan.user} and {removed} keys under {plan.prefix}:."
         )
+
+
+async def _remove_users(svc: PlatformService, backends: Backends, body: Mapping[str, Any], emit: EventSink) -> None:
+    """deletionPolicy Retain: the data stays, the users go. An unreachable server does not hold the
+    deletion: the sweep of users whose PlatformService is gone removes them later."""
+    if backends.rabbitmq is None and backends.redis is None:
+        return
+    removed, waiting = [], []
+    user = messaging.user_name(svc)
+    if backends.rabbitmq is not None:
+        try:
+            if await backends.rabbitmq.delete_user(user):
+                removed.append(f"broker user {user}")
+        except BrokerUnavailable:
+            waiting.append("RabbitMQ")
+    if backends.redis is not None:
+        try:
+            if await backends.redis.delete_user(cache.user_name(svc)):
+                removed.append(f"Redis user {cache.user_name(svc)}")
+        except CacheUnavailable:
+            waiting.append("Redis")
+    message = "deletionPolicy Retain: queues, exchanges and Redis keys are kept"
+    if removed:
+        message += f"; removed {', '.join(removed)}"
+    if waiting:
+        message += f"; {' and '.join(waiting)} unreachable, its user is removed by the next sweep"
+    emit(body, "Normal", "Retained", message + ".")
 
 
 def _blocked(system: str, exc: Exception) -> str:

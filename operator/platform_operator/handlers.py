@@ -15,13 +15,14 @@ from typing import Any
 
 import kopf
 
-from platform_operator import builders, cleanup, messaging, reconcile
+from platform_operator import builders, cache, cleanup, messaging, reconcile
 from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, UnavailableError
 from platform_operator.model import GROUP, PLURAL, VERSION, PlatformService
 from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.redis_store import RedisStore
 from platform_operator.settings import OperatorSettings
+from platform_operator.sweep import UserSweep
 
 log = logging.getLogger("platform_operator")
 PSVC = (GROUP, VERSION, PLURAL)
@@ -78,6 +79,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         redis=RedisStore(ours.redis_url) if ours.redis_url else None,
         settings=ours,
     )
+    memo.sweep = UserSweep(memo.backends.rabbitmq, memo.backends.redis, ours.sweep_seconds, tuple(ours.namespace_list))
     log.info(
         "RabbitMQ %s; Redis %s.",
         f"managed at {ours.rabbitmq_management_url}" if ours.rabbitmq_management_url else "not managed",
@@ -101,14 +103,33 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 async def ingress_claims(
     namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str, str]] | None:
-    """Who routes which (host, path): the oldest claim wins, later ones are refused."""
+    """Who routes which (host, path), and which host: the oldest claim wins, later ones are refused
+    (a host on any path, when the claimant is of another namespace)."""
     try:
         claim = builders.ingress_claim(PlatformService.from_body(body))
     except ValueError:  # a spec the model cannot read claims nothing
         return None
     if claim is None:
         return None
-    return {claim: (str(meta.get("creationTimestamp", "")), namespace or "", name)}
+    holder = (str(meta.get("creationTimestamp", "")), namespace or "", name)
+    return {claim: holder, **dict.fromkeys(reconcile.host_claims(claim[0]), holder)}
+
+
+@kopf.index("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
+async def live_ingress_hosts(
+    namespace: str | None, meta: kopf.Meta, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """Which namespace routes which host now, by the Ingresses the operator made: a host stays with
+    the namespace that routes it, even when an older PlatformService elsewhere switches to it."""
+    owner = _owner(meta)
+    if owner is None:
+        return {}
+    holder = (str(meta.get("creationTimestamp", "")), namespace or "", owner)
+    out: dict[tuple[str, str], tuple[str, str, str]] = {}
+    for rule in spec.get("rules") or []:
+        if rule.get("host"):
+            out.update({("live-" + kind, value): holder for kind, value in reconcile.host_claims(rule["host"])})
+    return out
 
 
 @kopf.index(*PSVC)
@@ -125,13 +146,42 @@ async def queue_claims(
 
 
 @kopf.index(*PSVC)
-async def exchange_users(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, str]]:
-    """Which services publish to or consume from each exchange: an exchange is deleted with a
-    service only when no other service uses it."""
-    messaging = spec.get("messaging") or {}
-    names = {p.get("name") for p in messaging.get("publishes") or []}
-    names |= {c.get("exchange") for c in messaging.get("consumes") or []}
-    return {n: (namespace or "", name) for n in names if n}
+async def tenancy_claims(
+    namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
+) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """Who holds which Redis prefix (cache.prefix_claims), who publishes to which exchange (the
+    oldest publisher owns it) and with which namespaces each publisher shares it."""
+    try:
+        svc = PlatformService.from_body(body)
+    except ValueError:  # a spec the model cannot read claims nothing
+        return {}
+    holder = (str(meta.get("creationTimestamp", "")), namespace or "", name)
+    out: dict[tuple[str, str], tuple[str, str, str]] = dict.fromkeys(cache.prefix_claims(svc.key_prefix), holder)
+    for exchange in svc.spec.messaging.publishes:
+        broker_name = messaging.broker_name(svc.namespace, exchange.name)
+        out[("exchange", broker_name)] = holder
+        for other in exchange.shared_with:
+            out[("exchange-share", f"{broker_name}>{other}")] = holder
+    return out
+
+
+@kopf.index(*PSVC)
+async def exchange_users(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, tuple[str, str]]:
+    """Which services publish to or consume from each exchange of their namespace (broker names): an
+    exchange is deleted with a service only when no other service uses it."""
+    try:
+        svc = PlatformService.from_body(body)
+    except ValueError:
+        return {}
+    names = {messaging.broker_name(svc.namespace, p.name) for p in svc.spec.messaging.publishes}
+    names |= {messaging.exchange_of(svc, c) for c in svc.spec.messaging.consumes if not messaging.is_foreign(svc, c)}
+    return dict.fromkeys(names, (namespace or "", name))
+
+
+@kopf.index(*PSVC)
+async def known_services(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], bool]:
+    """Every PlatformService there is: the sweep removes users only of those not here."""
+    return {(namespace or "", name): True}
 
 
 def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -186,9 +236,11 @@ async def reconcile_service(
     retry: int,
     ingress_claims: kopf.Index[Any, Any] | None = None,
     queue_claims: kopf.Index[Any, Any] | None = None,
+    tenancy_claims: kopf.Index[Any, Any] | None = None,
+    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    await _run(namespace, name, memo, (ingress_claims, queue_claims), retry)
+    await _run(namespace, name, memo, (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts), retry)
 
 
 @kopf.timer(*PSVC, interval=OPERATOR_SETTINGS.resync_seconds, initial_delay=OPERATOR_SETTINGS.resync_seconds)
@@ -199,6 +251,9 @@ async def resync(
     stopped: kopf.DaemonStopped | None = None,
     ingress_claims: kopf.Index[Any, Any] | None = None,
     queue_claims: kopf.Index[Any, Any] | None = None,
+    tenancy_claims: kopf.Index[Any, Any] | None = None,
+    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+    known_services: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
     """Level-triggered safety net: repairs what no event told us about, refreshes status.
@@ -206,13 +261,20 @@ async def resync(
     kopf stops the timer when the object is deleted (or this replica stands by): a resync still
     running then, perhaps waiting on a slow RabbitMQ or Redis, is abandoned so that it holds up
     neither the deletion nor the hand-over. Every step is idempotent; the next reconcile, if the
-    object still exists, picks up where this one stopped."""
+    object still exists, picks up where this one stopped.
+
+    The first resync after each `sweep_seconds` also removes users whose PlatformService is gone
+    (sweep.py): a timer runs only on the replica that acts, with kopf's indexes filled."""
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    if known_services is not None and memo.sweep.due():
+        known = known_services
+        await memo.sweep.maybe_run(lambda ns, n: (ns, n) in known)
     if stopped is None:
-        await _run(namespace, name, memo, (ingress_claims, queue_claims))
+        await _run(namespace, name, memo, indices)
         return
     if stopped:
         return
-    work = asyncio.ensure_future(_run(namespace, name, memo, (ingress_claims, queue_claims)))
+    work = asyncio.ensure_future(_run(namespace, name, memo, indices))
     halt = asyncio.ensure_future(stopped.wait())
     try:
         await asyncio.wait((work, halt), return_when=asyncio.FIRST_COMPLETED)
@@ -235,12 +297,16 @@ async def delete_service(
     retry: int,
     exchange_users: kopf.Index[Any, Any] | None = None,
     queue_claims: kopf.Index[Any, Any] | None = None,
+    tenancy_claims: kopf.Index[Any, Any] | None = None,
+    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
     """Children go by garbage collection; what lives outside Kubernetes is handled here."""
     svc = PlatformService.from_body(body)
     users = exchange_users if exchange_users is not None else {}
     queues = queue_claims if queue_claims is not None else {}
+    tenancy = tenancy_claims if tenancy_claims is not None else {}
+    created = str(body["metadata"].get("creationTimestamp", ""))
 
     def others_using(exchange: str) -> bool:
         return any((ns, n) != (svc.namespace, svc.name) for ns, n in users.get(exchange, []))
@@ -249,9 +315,20 @@ async def delete_service(
         holders = sorted(queues.get(("queue", queue), []))
         return bool(holders) and (holders[0][1], holders[0][2]) != (svc.namespace, svc.name)
 
+    def claims(key: tuple[str, str]) -> list[tuple[str, str, str]]:
+        return list(tenancy.get(key, []))
+
+    # A prefix refused to this service (KeyPrefixClaimed) is another's: its keys are not ours to delete.
+    prefix_taken = reconcile.prefix_conflict(svc, created, claims) is not None
     try:
         await cleanup.cleanup(
-            svc, body, memo.backends, others_using=others_using, held_by_another=held_by_another, emit=_post_event
+            svc,
+            body,
+            memo.backends,
+            others_using=others_using,
+            held_by_another=held_by_another,
+            prefix_taken=prefix_taken,
+            emit=_post_event,
         )
     except cleanup.CleanupBlocked as exc:
         raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from exc
@@ -276,6 +353,8 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
         memo: kopf.Memo,
         ingress_claims: kopf.Index[Any, Any] | None = None,
         queue_claims: kopf.Index[Any, Any] | None = None,
+        tenancy_claims: kopf.Index[Any, Any] | None = None,
+        live_ingress_hosts: kopf.Index[Any, Any] | None = None,
         **_: Any,
     ) -> None:
         """A child was edited, deleted or changed status: reconcile its owner now, not at the next resync.
@@ -293,7 +372,13 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
         if type != "DELETED" and reconcile.is_own_echo(kind, meta):
             return
         try:
-            await _run(namespace, owner, memo, (ingress_claims, queue_claims), external=False)
+            await _run(
+                namespace,
+                owner,
+                memo,
+                (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts),
+                external=False,
+            )
         except kopf.TemporaryError as exc:
             log.warning(f"Reconcile of {namespace}/{owner} after a {plural} change failed: {exc}")
 

@@ -21,9 +21,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from platform_operator.model import PlatformService
+from platform_operator.model import Consume, PlatformService
 
 POLICY_PRIORITY = 100
+POLICY_PREFIX = "platform/"
 RETRY_HEADER = "x-retry-count"
 
 
@@ -31,6 +32,9 @@ RETRY_HEADER = "x-retry-count"
 class Exchange:
     name: str
     type: str
+    # The spec named this type (a publishes entry): a live exchange of another type is reported.
+    # An exchange a consumer only binds to is declared as topic if missing, and any type will do.
+    typed: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class Permissions:
 
 @dataclass(frozen=True)
 class Topology:
-    """Everything one service needs on the broker."""
+    """Everything one service needs on the broker. Every name is the broker's: `<namespace>.<name>`."""
 
     user: str
     exchanges: tuple[Exchange, ...] = ()
@@ -74,6 +78,9 @@ class Topology:
     policies: tuple[Policy, ...] = ()
     permissions: Permissions = field(default_factory=lambda: Permissions("^$", "^$", "^$"))
     consumed: tuple[str, ...] = ()  # the main queues, reported in status
+    # Exchanges of other namespaces this service binds to (their owners shared them): never
+    # declared or deleted by this service, only bound to once they exist.
+    foreign_exchanges: tuple[str, ...] = ()
 
     @property
     def queues_in_status(self) -> tuple[str, ...]:
@@ -82,6 +89,19 @@ class Topology:
     @property
     def empty(self) -> bool:
         return not (self.exchanges or self.queues)
+
+
+def broker_name(namespace: str, name: str) -> str:
+    """The name on the broker of a queue or exchange a spec names: under its namespace.
+
+    A namespace name has no dot, so the part before the first dot always tells whose a name is:
+    no spec in one namespace can name, and so be granted, what another namespace holds."""
+    return f"{namespace}.{name}"
+
+
+def owner_namespace(name: str) -> str:
+    """The namespace a broker name belongs to (the inverse of broker_name)."""
+    return name.split(".", 1)[0]
 
 
 def user_name(svc: PlatformService) -> str:
@@ -100,6 +120,16 @@ def dlq_name(queue: str) -> str:
     return f"{queue}.dlq"
 
 
+def exchange_of(svc: PlatformService, consume: Consume) -> str:
+    """The broker name of the exchange a consumes entry binds to: in the service's own namespace
+    unless the entry names another (`exchangeNamespace`), whose owner must have shared it."""
+    return broker_name(consume.exchange_namespace or svc.namespace, consume.exchange)
+
+
+def is_foreign(svc: PlatformService, consume: Consume) -> bool:
+    return bool(consume.exchange_namespace) and consume.exchange_namespace != svc.namespace
+
+
 def _alternation(names: list[str]) -> str:
     unique = sorted(set(names))
     if not unique:
@@ -107,46 +137,59 @@ def _alternation(names: list[str]) -> str:
     return "^(" + "|".join(re.escape(n) for n in unique) + ")$"
 
 
-def plan(svc: PlatformService) -> Topology:
-    """The exchanges, queues, bindings, policies and permissions of one service."""
+def plan(svc: PlatformService, *, unshared: frozenset[str] = frozenset()) -> Topology:
+    """The exchanges, queues, bindings, policies and permissions of one service.
+
+    `unshared` holds the broker names of other namespaces' exchanges whose owners have not shared
+    them with this namespace: the queues that would bind to them are declared, and not bound.
+
+    The service's user may write (publish) to the exchanges it publishes to and to its own retry
+    exchanges, and read (consume) its own queues. It may configure nothing: the operator declares
+    everything, so the service can neither delete nor redeclare a queue or an exchange.
+    """
+    ns = svc.namespace
     msg = svc.spec.messaging
-    exchanges: dict[str, Exchange] = {e.name: Exchange(e.name, e.type) for e in msg.publishes}
+    exchanges: dict[str, Exchange] = {}
+    for e in msg.publishes:
+        exchanges[broker_name(ns, e.name)] = Exchange(broker_name(ns, e.name), e.type)
     queues: list[Queue] = []
     bindings: list[Binding] = []
     policies: list[Policy] = []
-    own_queues: list[str] = []
-    own_exchanges: list[str] = list(exchanges)
+    foreign: list[str] = []
     writable: list[str] = list(exchanges)
     readable: list[str] = []
 
     for c in msg.consumes:
-        # The consumed exchange may be another service's; declared as topic if nobody has yet.
-        exchanges.setdefault(c.exchange, Exchange(c.exchange, "topic"))
-        queues.append(Queue(c.queue))
-        own_queues.append(c.queue)
-        readable.append(c.queue)
-        bindings.extend(Binding(c.exchange, c.queue, key) for key in c.routing_keys)
+        queue = broker_name(ns, c.queue)
+        source = exchange_of(svc, c)
+        if is_foreign(svc, c):
+            if source not in unshared:
+                foreign.append(source)
+        else:
+            # Another service of the namespace may publish to it; declared as topic if nobody has yet.
+            exchanges.setdefault(source, Exchange(source, "topic", typed=False))
+        queues.append(Queue(queue))
+        readable.append(queue)
+        if source not in unshared:
+            bindings.extend(Binding(source, queue, key) for key in c.routing_keys)
 
         main_policy: dict[str, object] = {}
         if c.dead_letter:
-            dlx, dlq = dlx_name(c.queue), dlq_name(c.queue)
+            dlx, dlq = dlx_name(queue), dlq_name(queue)
             exchanges[dlx] = Exchange(dlx, "fanout")
             queues.append(Queue(dlq))
             bindings.append(Binding(dlx, dlq, ""))
             main_policy["dead-letter-exchange"] = dlx
-            own_exchanges.append(dlx)
-            own_queues.append(dlq)
             readable.append(dlq)
-            writable.append(dlx)
         if c.message_ttl_seconds is not None:
             main_policy["message-ttl"] = c.message_ttl_seconds * 1000
         if c.max_length is not None:
             main_policy["max-length"] = c.max_length
         if main_policy:
-            policies.append(Policy(policy_name(svc, c.queue), c.queue, main_policy))
+            policies.append(Policy(policy_name(svc, queue), queue, main_policy))
 
         if c.max_retries > 0:
-            retry = retry_name(c.queue)
+            retry = retry_name(queue)
             exchanges[retry] = Exchange(retry, "fanout")
             queues.append(Queue(retry))
             bindings.append(Binding(retry, retry, ""))
@@ -157,12 +200,10 @@ def plan(svc: PlatformService) -> Topology:
                     {
                         "message-ttl": c.retry_delay_seconds * 1000,
                         "dead-letter-exchange": "",
-                        "dead-letter-routing-key": c.queue,
+                        "dead-letter-routing-key": queue,
                     },
                 )
             )
-            own_exchanges.append(retry)
-            own_queues.append(retry)
             writable.append(retry)
 
     return Topology(
@@ -171,34 +212,45 @@ def plan(svc: PlatformService) -> Topology:
         queues=tuple(queues),
         bindings=tuple(bindings),
         policies=tuple(policies),
-        permissions=Permissions(
-            configure=_alternation(own_queues + own_exchanges),
-            write=_alternation(writable),
-            read=_alternation(readable),
-        ),
-        consumed=tuple(c.queue for c in msg.consumes),
+        permissions=Permissions(configure="^$", write=_alternation(writable), read=_alternation(readable)),
+        consumed=tuple(broker_name(ns, c.queue) for c in msg.consumes),
+        foreign_exchanges=tuple(sorted(set(foreign))),
     )
 
 
 def policy_name(svc: PlatformService, queue: str) -> str:
-    return f"platform.{svc.namespace}.{svc.name}.{queue}"
+    # Slashes, which no namespace, service or queue name holds, keep one service's policies apart
+    # from those of a service whose name merely starts with its name (orders, orders.v2).
+    return f"{POLICY_PREFIX}{svc.namespace}/{svc.name}/{queue}"
+
+
+def policy_prefix(user: str) -> str:
+    """Policies of one service share the prefix platform/<namespace>/<name>/ (its user is namespace.name)."""
+    namespace, name = user.split(".", 1)
+    return f"{POLICY_PREFIX}{namespace}/{name}/"
 
 
 def consumer_settings(svc: PlatformService) -> str:
     """What a consumer needs to follow the retry path, as JSON for RABBITMQ_CONSUMES."""
     out = []
     for c in svc.spec.messaging.consumes:
+        queue = broker_name(svc.namespace, c.queue)
         out.append(
             {
-                "queue": c.queue,
+                "queue": queue,
                 "prefetch": c.prefetch,
                 "maxRetries": c.max_retries,
-                "retryExchange": retry_name(c.queue) if c.max_retries > 0 else "",
-                "deadLetterQueue": dlq_name(c.queue) if c.dead_letter else "",
+                "retryExchange": retry_name(queue) if c.max_retries > 0 else "",
+                "deadLetterQueue": dlq_name(queue) if c.dead_letter else "",
                 "retryHeader": RETRY_HEADER,
             }
         )
     return json.dumps(out, separators=(",", ":"))
+
+
+def publishes_setting(svc: PlatformService) -> str:
+    """RABBITMQ_PUBLISHES: the broker names of the exchanges the service publishes to, in spec order."""
+    return ",".join(broker_name(svc.namespace, e.name) for e in svc.spec.messaging.publishes)
 
 
 def amqp_url(user: str, password: str, host: str, port: int, vhost: str) -> str:

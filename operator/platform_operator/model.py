@@ -58,11 +58,14 @@ class Resources(_Model):
 class Exchange(_Model):
     name: str
     type: Literal["topic", "direct", "fanout"] = "topic"
+    # Other namespaces whose services may bind queues of their own to this exchange.
+    shared_with: tuple[str, ...] = ()
 
 
 class Consume(_Model):
     queue: str
     exchange: str
+    exchange_namespace: str | None = None  # another namespace's exchange, shared with this one
     routing_keys: tuple[str, ...] = ("#",)
     prefetch: int = 10
     max_retries: int = 3
@@ -159,7 +162,9 @@ class PlatformService(_Model):
 
     @property
     def key_prefix(self) -> str:
-        return self.spec.redis.key_prefix or f"{self.namespace}:{self.name}"
+        """Every key of the service starts with this: `<namespace>:` and then spec.redis.keyPrefix
+        (default: the service's name). Nothing a spec says can reach above its namespace's prefix."""
+        return f"{self.namespace}:{self.spec.redis.key_prefix or self.name}"
 
     @property
     def secret_name(self) -> str:

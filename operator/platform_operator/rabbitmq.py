@@ -19,26 +19,38 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 
 from platform_operator import observability
-from platform_operator.messaging import Topology
+from platform_operator.messaging import Topology, dlx_name, policy_prefix, retry_name
+
+log = logging.getLogger("platform_operator")
 
 
 class BrokerUnavailable(Exception):
-    """The management API could not be reached, refused our credentials, or failed."""
+    """The management API could not be reached, refused our credentials, or failed.
+
+    Its message is the operator's own words (it reaches status and Events, which tenants read);
+    the broker's answer goes to the operator's log only."""
+
+
+# Every user the operator makes for a service carries this tag: the sweep of users whose
+# PlatformService is gone touches no other user.
+SERVICE_USER_TAG = "platform-service"
 
 
 @dataclass
 class ProvisionResult:
     written: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # shared exchanges not declared by their owner yet
 
 
 @dataclass
@@ -141,24 +153,28 @@ class RabbitMQ:
                 with observability.outside_call("rabbitmq", method):
                     resp = await self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
-            raise BrokerUnavailable(f"RabbitMQ management API at {self.base_url} unreachable: {exc!r}") from exc
+            log.warning("RabbitMQ %s %s: %r", method, path, exc)
+            raise BrokerUnavailable(
+                f"RabbitMQ management API at {self.base_url} unreachable ({type(exc).__name__})"
+            ) from exc
         if resp.status_code in (401, 403):
             raise BrokerUnavailable(f"RabbitMQ at {self.base_url} refused the operator's admin credentials")
         if resp.status_code >= 500:
-            raise BrokerUnavailable(f"RabbitMQ at {self.base_url} failed: HTTP {resp.status_code} {resp.text[:200]}")
+            raise _failed(method, path, resp)
         return resp
 
     async def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
         resp = await self._call("GET", path, params=params)
         if resp.status_code == 404:
             return None
-        resp.raise_for_status()
+        if resp.status_code >= 400:
+            raise _failed("GET", path, resp)
         return resp.json()
 
     async def _write(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> int:
         resp = await self._call(method, path, json=body, params=params)
         if resp.status_code >= 400 and resp.status_code != 404:
-            raise BrokerUnavailable(f"{method} {path}: HTTP {resp.status_code} {resp.text[:300]}")
+            raise _failed(method, path, resp)
         return resp.status_code
 
     # --- the shared view ---------------------------------------------------------------------------
@@ -219,11 +235,14 @@ class RabbitMQ:
         v = _q(self.vhost)
 
         user = view.users.get(topo.user) or {}
-        if user.get("_password") != password and not password_matches(
-            user.get("password_hash", ""), password, user.get("hashing_algorithm", "")
-        ):
-            await self._write("PUT", f"/users/{_q(topo.user)}", {"password": password, "tags": ""})
-            self._record(_put("users", topo.user, {"name": topo.user, "_password": password}))
+        if (
+            user.get("_password") != password
+            and not password_matches(user.get("password_hash", ""), password, user.get("hashing_algorithm", ""))
+        ) or not is_service_user(user):
+            await self._write("PUT", f"/users/{_q(topo.user)}", {"password": password, "tags": SERVICE_USER_TAG})
+            self._record(
+                _put("users", topo.user, {"name": topo.user, "_password": password, "tags": [SERVICE_USER_TAG]})
+            )
             out.written.append(f"user {topo.user}")
 
         want = {"configure": topo.permissions.configure, "write": topo.permissions.write, "read": topo.permissions.read}
@@ -242,11 +261,16 @@ class RabbitMQ:
                     out.written.append(f"exchange {ex.name}")
                     continue
                 live = await self._get(path) or {}
-            if live.get("type") != ex.type and ex.type != "topic":
+            if ex.typed and live.get("type") != ex.type:
                 out.conflicts.append(
                     f"exchange {ex.name} exists with type {live.get('type')}, not {ex.type}; exchange types "
                     "cannot change: use another exchange name, or delete the exchange"
                 )
+
+        for name in topo.foreign_exchanges:
+            # Another namespace's, shared with this one: its owner declares it; bind once it exists.
+            if name not in view.exchanges and await self._get(f"/exchanges/{v}/{_q(name)}") is None:
+                out.missing.append(name)
 
         for queue in topo.queues:
             live = view.queues.get(queue.name)
@@ -267,8 +291,10 @@ class RabbitMQ:
                     "are not touched by the operator) so that it is declared again without arguments"
                 )
 
-        for qname in sorted({b.queue for b in topo.bindings}):
-            wanted = {(b.exchange, b.routing_key) for b in topo.bindings if b.queue == qname}
+        for qname in sorted({q.name for q in topo.queues}):
+            wanted = {
+                (b.exchange, b.routing_key) for b in topo.bindings if b.queue == qname and b.exchange not in out.missing
+            }
 
             def bound(live: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
                 return {(b["source"], b["routing_key"]): b for b in live if b.get("source")}
@@ -296,7 +322,7 @@ class RabbitMQ:
         if resp.status_code == 400 and "inequivalent arg" in resp.text:
             return False
         if resp.status_code >= 400:
-            raise BrokerUnavailable(f"PUT {path}: HTTP {resp.status_code} {resp.text[:300]}")
+            raise _failed("PUT", path, resp)
         return True
 
     async def _sync_policies(self, topo: Topology, view: BrokerView, out: ProvisionResult) -> None:
@@ -381,18 +407,90 @@ class RabbitMQ:
             out.deleted.append(f"user {topo.user}")
         return out
 
+    async def release_queues(self, queues: Iterable[str], *, delete: bool, force: bool) -> CleanupResult:
+        """Queues a service no longer consumes: every binding to them goes, so they receive
+        nothing more; with `delete` they go too (only empty ones unless forced), and then the
+        dead-letter and retry exchanges that served them, where nothing is bound to them any more."""
+        out = CleanupResult()
+        v = _q(self.vhost)
+        names = list(queues)
+        for name in names:
+            for b in await self._get(f"/queues/{v}/{_q(name)}/bindings") or []:
+                if not b.get("source"):
+                    continue  # the default exchange's implicit binding
+                props = _q(b.get("properties_key", b.get("routing_key", "")))
+                await self._write("DELETE", f"/bindings/{v}/e/{_q(b['source'])}/q/{_q(name)}/{props}")
+                self._record(_unbind(name, b["source"], b.get("routing_key", "")))
+            if not delete:
+                out.kept.append(f"queue {name} (unbound)")
+                continue
+            params = None if force else {"if-empty": "true"}
+            status = await self._write_allowing("DELETE", f"/queues/{v}/{_q(name)}", params, allow=(400,))
+            if status == 400:
+                out.kept.append(f"queue {name} (unbound, not empty)")
+                continue
+            self._record(_drop("queues", name))
+            self._record(_drop("bindings", name))
+            if status != 404:
+                out.deleted.append(f"queue {name}")
+        if delete:
+            for exchange in sorted({e for name in names for e in _serving_exchanges(name)}):
+                status = await self._write_allowing(
+                    "DELETE", f"/exchanges/{v}/{_q(exchange)}", {"if-unused": "true"}, allow=(400,)
+                )
+                if status not in (400, 404):
+                    self._record(_drop("exchanges", exchange))
+                    out.deleted.append(f"exchange {exchange}")
+        return out
+
+    async def delete_user(self, user: str) -> bool:
+        """Removes a service's broker user (RabbitMQ closes its connections); False if there was none."""
+        status = await self._write("DELETE", f"/users/{_q(user)}")
+        self._record(_drop("users", user))
+        self._record(_drop("permissions", user))
+        return status != 404
+
+    async def service_users(self) -> list[str]:
+        """The users the operator made for services (tagged), as listed now."""
+        users = await self._get("/users") or []
+        return sorted(u["name"] for u in users if is_service_user(u))
+
     async def _write_allowing(
         self, method: str, path: str, params: dict[str, str] | None, *, allow: tuple[int, ...]
     ) -> int:
         resp = await self._call(method, path, params=params)
         if resp.status_code >= 400 and resp.status_code != 404 and resp.status_code not in allow:
-            raise BrokerUnavailable(f"{method} {path}: HTTP {resp.status_code} {resp.text[:300]}")
+            raise _failed(method, path, resp)
         return resp.status_code
 
 
 def topo_policy_prefix(topo: Topology) -> str:
-    """Policies of one service share the prefix platform.<namespace>.<name>. (the user name is ns.name)."""
-    return f"platform.{topo.user}."
+    return policy_prefix(topo.user)
+
+
+def _serving_exchanges(queue: str) -> tuple[str, ...]:
+    """The exchanges the operator made to serve a queue: Q.dlx and Q.retry for a main queue Q, Q.dlx
+    for its dead-letter queue Q.dlq, the exchange Q.retry for its retry queue Q.retry."""
+    if queue.endswith(".dlq"):
+        return (dlx_name(queue.removesuffix(".dlq")),)
+    if queue.endswith(".retry"):
+        return (queue,)
+    return (dlx_name(queue), retry_name(queue))
+
+
+def is_service_user(user: dict[str, Any]) -> bool:
+    tags = user.get("tags") or []
+    if isinstance(tags, str):  # RabbitMQ before 3.9 lists tags as one comma-separated string
+        tags = tags.split(",")
+    return SERVICE_USER_TAG in tags
+
+
+def _failed(method: str, path: str, resp: httpx.Response) -> BrokerUnavailable:
+    """The broker refused or failed a call: its answer goes to the log, our words to the caller."""
+    log.warning("RabbitMQ %s %s: HTTP %s %s", method, path, resp.status_code, resp.text[:500])
+    return BrokerUnavailable(
+        f"RabbitMQ answered HTTP {resp.status_code} to {method} {unquote(path)}; the operator's log has its answer"
+    )
 
 
 def _put(part: str, name: str, value: dict[str, Any]) -> Change:

@@ -35,8 +35,10 @@ OPTIONAL_KINDS = (
     ("networking.k8s.io/v1", "Ingress"),
 )
 
-# Who claims a name that only one service may hold: (host, path) of an ingress, or ("queue", name).
-# Each holder is (creationTimestamp, namespace, name); the oldest wins.
+# Who claims a name that only one service may hold: (host, path) of an ingress, ("host", host),
+# ("queue", name), ("exchange", name), a Redis prefix (cache.prefix_claims), and which namespaces an
+# exchange's publishers share it with (("exchange-share", "<exchange>><namespace>")). Each holder is
+# (creationTimestamp, namespace, name); the oldest wins.
 ClaimLookup = Callable[[tuple[str, str]], list[tuple[str, str, str]]]
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]  # (object, type, reason, message)
 
@@ -111,6 +113,89 @@ def ingress_conflict(svc: PlatformService, claims: ClaimLookup) -> tuple[str, st
     return None if (ns, name) == (svc.namespace, svc.name) else (ns, name)
 
 
+def host_conflict(
+    svc: PlatformService, claims: ClaimLookup, shared_hosts: Iterable[str] = ()
+) -> tuple[str, str] | None:
+    """The PlatformService of another namespace that claimed this one's ingress host first, if any.
+
+    A host belongs to the namespace that claimed it first, on every path: another namespace
+    routing a path of it could serve its pages under the owner's name (and read its cookies).
+    Hosts the operator's settings list as shared are open to every namespace."""
+    claim = builders.ingress_claim(svc)
+    if claim is None or claim[0] in set(shared_hosts):
+        return None
+    keys = host_overlaps(claim[0])
+    # Who routes it now (the operator's live Ingresses) comes first: a PlatformService created long
+    # ago that switches its host to one another namespace routes must not take it over.
+    routing = sorted({h for kind, value in keys for h in claims(("live-" + kind, value))})
+    holders = routing or sorted({h for key in keys for h in claims(key)})
+    if not holders or holders[0][1] == svc.namespace:
+        return None
+    return holders[0][1], holders[0][2]
+
+
+def host_claims(host: str) -> list[tuple[str, str]]:
+    """The claim keys an ingress host holds: the host, and either the domain a wildcard covers
+    (`*.example.com`: one label under example.com, as ingress controllers match it) or the
+    domain an exact host sits in."""
+    if host.startswith("*."):
+        return [("host", host), ("host-wildcard", host[2:])]
+    return [("host", host), ("host-under", host.partition(".")[2])]
+
+
+def host_overlaps(host: str) -> list[tuple[str, str]]:
+    """The claim keys whose holders route some of the same names: the same host; for an exact host,
+    the wildcard over its domain; for a wildcard, the exact hosts it covers."""
+    if host.startswith("*."):
+        return [("host", host), ("host-under", host[2:])]
+    return [("host", host), ("host-wildcard", host.partition(".")[2])]
+
+
+def prefix_conflict(svc: PlatformService, created: str, claims: ClaimLookup) -> tuple[str, str, str] | None:
+    """An older service of the namespace whose Redis prefix equals or nests with this one's:
+    (its namespace, its name, its prefix, or "a prefix under <ours>" where it holds one under this
+    one's). Its user may read every key under its prefix, so the two would share keys."""
+    me = (created, svc.namespace, svc.name)
+    older = sorted(
+        {h for key in cache.overlapping_claims(svc.key_prefix) for h in claims(key) if h[1:] != me[1:] and h < me}
+    )
+    if not older:
+        return None
+    holder = older[0]
+    # The holder's prefix is one of the claims it holds: equal, above or under ours.
+    overlapping = cache.overlapping_claims(svc.key_prefix)
+    prefix = next(
+        (key[1] for key in overlapping if key[0] == "redis-prefix" and holder in claims(key)),
+        "a prefix under " + svc.key_prefix,
+    )
+    return holder[1], holder[2], prefix
+
+
+def unshared_exchanges(svc: PlatformService, claims: ClaimLookup) -> dict[str, str]:
+    """Other namespaces' exchanges this service consumes from without their owner's consent:
+    broker name -> why. The owner is the oldest PlatformService publishing to the exchange in
+    its namespace; it shares with a namespace by listing it in that publishes entry's sharedWith."""
+    out: dict[str, str] = {}
+    for c in svc.spec.messaging.consumes:
+        if not messaging.is_foreign(svc, c):
+            continue
+        exchange = messaging.exchange_of(svc, c)
+        owners = sorted(claims(("exchange", exchange)))
+        if not owners:
+            out[exchange] = (
+                f"exchange {c.exchange} of namespace {c.exchange_namespace} has no publisher there to share it"
+            )
+            continue
+        owner = owners[0]
+        if owner not in claims(("exchange-share", f"{exchange}>{svc.namespace}")):
+            out[exchange] = (
+                f"exchange {c.exchange} of namespace {c.exchange_namespace} belongs to PlatformService "
+                f"{owner[1]}/{owner[2]}, which does not share it with namespace {svc.namespace} "
+                "(its publishes entry's sharedWith)"
+            )
+    return out
+
+
 def queue_conflicts(svc: PlatformService, topology: messaging.Topology, claims: ClaimLookup) -> list[str]:
     """Queues of this service an older PlatformService already holds. Queue names are global to
     the vhost: granting a second service the same queue would let it read the first one's messages."""
@@ -154,11 +239,21 @@ def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -
 
 
 def ingress_condition(
-    svc: PlatformService, conflict: tuple[str, str] | None, live: Mapping[str, Any] | None
+    svc: PlatformService,
+    conflict: tuple[str, str] | None,
+    live: Mapping[str, Any] | None,
+    host_holder: tuple[str, str] | None = None,
 ) -> Condition:
     ing = svc.spec.ingress
     if ing is None or not svc.wants_ingress:
         return Condition.true(conditions.INGRESS_READY, "NotRequired", "This service has no ingress.")
+    if host_holder is not None:
+        return Condition.false(
+            conditions.INGRESS_READY,
+            "HostClaimed",
+            f"host {ing.host} belongs to namespace {host_holder[0]} (PlatformService {host_holder[0]}/{host_holder[1]} "
+            "claimed it first); choose another host, or ask the platform team to list it as shared.",
+        )
     if conflict is not None:
         return Condition.false(
             conditions.INGRESS_READY,
@@ -313,8 +408,11 @@ async def _reconcile(
         emit(body, type_, reason, message)
 
     cfg = backends.settings
-    topology = messaging.plan(svc)
+    created = str(body["metadata"].get("creationTimestamp", ""))
+    unshared = unshared_exchanges(svc, claims)
+    topology = messaging.plan(svc, unshared=frozenset(unshared))
     cache_plan = cache.plan(svc)
+    prefix_holder = prefix_conflict(svc, created, claims)
     live_secret = await kube.read("v1", "Secret", svc.namespace, svc.secret_name)
     creds = credentials.resolve(body["metadata"].get("annotations") or {}, live_secret)
     rabbitmq_url = (
@@ -332,10 +430,11 @@ async def _reconcile(
         cache.redis_url(
             cache_plan.user, creds.redis_password, cfg.redis_service_host, cfg.redis_service_port, cfg.redis_db
         )
-        if backends.redis is not None
+        if backends.redis is not None and prefix_holder is None  # a refused prefix: no Redis user, no URL
         else ""
     )
     settings = builders.secret_settings(svc, cfg.otel_endpoint, rabbitmq_url=rabbitmq_url, redis_url=redis_url)
+    host_holder = host_conflict(svc, claims, cfg.shared_ingress_host_list)
     conflict = ingress_conflict(svc, claims)
     wanted: list[dict[str, Any]] = [
         builders.build_secret(svc, settings, creds.rotation),
@@ -344,14 +443,14 @@ async def _reconcile(
     for optional in (
         builders.build_service(svc),
         builders.build_network_policy(svc),
-        None if conflict else builders.build_ingress(svc),
+        None if conflict or host_holder else builders.build_ingress(svc),
     ):
         if optional is not None:
             wanted.append(optional)
 
     outcome = Outcome(status={})
     live_by_kind: dict[str, dict[str, Any] | None] = {}
-    created: list[str] = []  # one Event for all of them: at scale, each Event is a request
+    made: list[str] = []  # one Event for all of them: at scale, each Event is a request
     for obj in wanted:
         stamp(obj)
         kind, name = obj["kind"], obj["metadata"]["name"]
@@ -375,7 +474,7 @@ async def _reconcile(
         _remember_write(applied)
         outcome.written.append(f"{kind}/{name}")
         if live is None:
-            created.append(f"{kind} {name}")
+            made.append(f"{kind} {name}")
         elif kind == "Secret" and creds.rotation != (
             (live.get("metadata", {}).get("annotations") or {}).get(credentials.ROTATED_FOR_ANNOTATION, "")
         ):
@@ -388,8 +487,8 @@ async def _reconcile(
             else:
                 say("Normal", "Updated", f"Updated {kind} {name} to the new spec.")
 
-    if created:
-        say("Normal", "Created", f"Created {', '.join(created)}.")
+    if made:
+        say("Normal", "Created", f"Created {', '.join(made)}.")
 
     wanted_kinds = {(o["apiVersion"], o["kind"]) for o in wanted}
     for api_version, kind in OPTIONAL_KINDS:
@@ -418,14 +517,24 @@ async def _reconcile(
     elif before is not None:
         queues_cond, queues = Condition.from_dict(before[conditions.QUEUES_READY]), list(previous.get("queues") or [])
     else:
-        queues_cond, queues = await _provision_queues(topology, backends.rabbitmq, creds, secret_in_place, outcome, say)
-    if before is not None:
+        queues_cond, queues = await _provision_queues(
+            svc, topology, backends.rabbitmq, creds, secret_in_place, outcome, say, previous, claims
+        )
+        if unshared and queues_cond.status == "True":
+            queues_cond = Condition.false(
+                conditions.QUEUES_READY,
+                "ExchangeNotShared",
+                "; ".join(unshared.values()) + ". The queues are declared and not bound to it.",
+            )
+    if prefix_holder is not None:
+        cache_cond = await _refuse_cache(cache_plan, backends.redis, prefix_holder, outcome)
+    elif before is not None:
         cache_cond = Condition.from_dict(before[conditions.CACHE_READY])
     else:
         cache_cond = await _provision_cache(cache_plan, backends.redis, creds, secret_in_place, outcome, say)
 
     deployment_cond, ready = deployment_condition(svc, live_by_kind.get("Deployment"))
-    ingress_cond = ingress_condition(svc, conflict, live_by_kind.get("Ingress"))
+    ingress_cond = ingress_condition(svc, conflict, live_by_kind.get("Ingress"), host_holder)
     if "Ingress" in outcome.refused:
         ingress_cond = Condition.false(conditions.INGRESS_READY, "IngressRefused", outcome.refused["Ingress"])
     workload_refusals = [msg for kind, msg in outcome.refused.items() if kind != "Ingress"]
@@ -442,7 +551,7 @@ async def _reconcile(
         ready,
         conditions.now_rfc3339(),
         queues=queues,
-        redis_user=cache_plan.user if backends.redis is not None else "",
+        redis_user=cache_plan.user if backends.redis is not None and prefix_holder is None else "",
     )
     changes = conditions.status_changes(previous, status)
     if changes:
@@ -453,14 +562,51 @@ async def _reconcile(
     return outcome
 
 
+def dropped_queues(
+    svc: PlatformService, topology: messaging.Topology, previous: Mapping[str, Any], claims: ClaimLookup
+) -> list[str]:
+    """Queues the last status listed that the spec no longer asks for (a consumes entry removed):
+    only names of this namespace, and none another service holds now."""
+    wanted = set(topology.queues_in_status)
+    out = []
+    for q in previous.get("queues") or []:
+        name = str(q.get("name", ""))
+        if not name or name in wanted or messaging.owner_namespace(name) != svc.namespace:
+            continue
+        holders = claims(("queue", name))
+        if any((h[1], h[2]) != (svc.namespace, svc.name) for h in holders):
+            continue
+        out.append(name)
+    return sorted(out)
+
+
 async def _provision_queues(
+    svc: PlatformService,
     topology: messaging.Topology,
     rabbit: RabbitMQ | None,
     creds: credentials.Credentials,
     secret_in_place: bool,
     outcome: Outcome,
     say: Callable[[str, str, str], None],
+    previous: Mapping[str, Any],
+    claims: ClaimLookup,
 ) -> tuple[Condition, list[dict[str, Any]]]:
+    dropped = dropped_queues(svc, topology, previous, claims)
+    if rabbit is not None and dropped:
+        try:
+            released = await rabbit.release_queues(
+                dropped,
+                delete=svc.spec.deletion_policy == "Delete",
+                force=svc.spec.messaging.delete_queues_with_messages,
+            )
+        except BrokerUnavailable as exc:
+            outcome.retry.append(str(exc))
+            kept = list(previous.get("queues") or [])  # still ours to release on the next try
+            why = f"{exc}; retrying with backoff."
+            return Condition.false(conditions.QUEUES_READY, "RabbitMQUnavailable", why), kept
+        outcome.written.append(f"rabbitmq released {', '.join(dropped)}")
+        done = released.deleted + released.kept
+        say("Normal", "QueuesReleased", f"No longer consumed, unbound: {', '.join(done)}.")
     if topology.empty:
         return Condition.true(conditions.QUEUES_READY, "NotRequired", "This service declares no messaging."), []
     if rabbit is None:
@@ -482,12 +628,39 @@ async def _provision_queues(
         say("Normal", "QueuesProvisioned", f"RabbitMQ: {', '.join(result.written[:8])}.")
     if result.conflicts:
         return Condition.false(conditions.QUEUES_READY, "QueueArgumentsConflict", "; ".join(result.conflicts)), queues
+    if result.missing:
+        outcome.retry.append(f"waiting for {', '.join(result.missing)}")
+        return Condition.false(
+            conditions.QUEUES_READY,
+            "ExchangeNotFound",
+            f"Shared exchange {', '.join(result.missing)} is not declared yet (its owner declares it); the queues "
+            "are bound once it is.",
+        ), queues
     names = ", ".join(topology.consumed) or "none consumed"
     return Condition.true(
         conditions.QUEUES_READY,
         "Provisioned",
         f"Exchanges, queues ({names}), bindings and user {topology.user} in place.",
     ), queues
+
+
+async def _refuse_cache(
+    plan: cache.CachePlan, store: RedisStore | None, holder: tuple[str, str, str], outcome: Outcome
+) -> Condition:
+    """A prefix another service holds: this service gets no Redis user at all (one made for an
+    earlier prefix is removed), so it holds no key."""
+    message = (
+        f"key prefix {plan.prefix} overlaps {holder[2]}, the prefix of PlatformService {holder[0]}/{holder[1]}; "
+        "choose a redis.keyPrefix that neither equals nor nests in another service's."
+    )
+    if store is not None:
+        try:
+            if await store.get_user(plan.user) is not None:
+                await store.delete_user(plan.user)
+                outcome.written.append(f"redis removed user {plan.user}")
+        except CacheUnavailable as exc:
+            outcome.retry.append(str(exc))
+    return Condition.false(conditions.CACHE_READY, "KeyPrefixClaimed", message)
 
 
 async def _provision_cache(

@@ -6,6 +6,7 @@ Seeded keys are written with SET NX, so user data is never overwritten.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -16,9 +17,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from platform_operator import observability
 from platform_operator.cache import CachePlan, password_hash
 
+log = logging.getLogger("platform_operator")
+
 
 class CacheUnavailable(Exception):
     """Redis could not be reached or failed."""
+
+
+def _as_list_lines(value: Any) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in value or []]
 
 
 def _as_list(value: Any) -> list[str]:
@@ -47,9 +54,14 @@ class RedisStore:
             with observability.outside_call("redis", str(args[0])):
                 return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise CacheUnavailable(f"Redis unreachable: {exc}") from exc
+            log.warning("Redis %s: %r", args[0], exc)
+            raise CacheUnavailable(f"Redis unreachable ({type(exc).__name__})") from exc
         except RedisError as exc:
-            raise CacheUnavailable(f"Redis refused {args[0]}: {exc}") from exc
+            # Its answer goes to the operator's log; status and Events (tenants read them) get ours.
+            log.warning("Redis refused %s: %s", " ".join(str(a) for a in args[:2]), exc)
+            raise CacheUnavailable(
+                f"Redis refused {' '.join(str(a) for a in args[:2])}; the operator's log has its answer"
+            ) from exc
 
     async def get_user(self, user: str) -> dict[str, Any] | None:
         raw = await self._do("ACL", "GETUSER", user)
@@ -96,6 +108,21 @@ class RedisStore:
 
     async def delete_user(self, user: str) -> bool:
         return bool(await self._do("ACL", "DELUSER", user))
+
+    async def service_users(self) -> list[str]:
+        """The users the operator made for services: named <namespace>.<name> and limited to keys
+        under <namespace>: (see cache.plan). No other user (the admin, one made by hand) matches."""
+        out = []
+        for line in _as_list_lines(await self._do("ACL", "LIST")):
+            words = line.split()
+            if len(words) < 2 or words[0] != "user" or "." not in words[1]:
+                continue
+            name = words[1]
+            namespace = name.split(".", 1)[0]
+            keys = [w for w in words[2:] if w.startswith("~")]
+            if keys and all(k.startswith(f"~{namespace}:") for k in keys):
+                out.append(name)
+        return sorted(out)
 
     async def delete_keys(self, prefix: str, *, batch: int = 500) -> int:
         """UNLINKs every key under `prefix:` in batches found by SCAN (never KEYS)."""

@@ -35,6 +35,18 @@ class OperatorSettings(BaseSettings):
         "reconciles and resyncs before it is read again from the API server; 0 reads it for every reconcile.",
     )
 
+    shared_ingress_hosts: str = Field(
+        "",
+        description="Comma-separated ingress hosts any namespace may route paths of (e.g. a shared API "
+        "gateway host); every other host belongs to the namespace whose PlatformService claimed it first.",
+    )
+    sweep_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How often broker and Redis users made for services whose PlatformService no longer "
+        "exists are looked for and removed; 0 never.",
+    )
+
     # RabbitMQ: the operator declares through the management API; services connect over AMQP.
     rabbitmq_management_url: str = Field("", description="e.g. http://rabbitmq:15672; empty: queues not managed.")
     rabbitmq_admin_user: str = Field("", description="A management user with the administrator tag.")
@@ -63,6 +75,10 @@ class OperatorSettings(BaseSettings):
     redis_service_host: str = Field("redis", description="The Redis host services connect to.")
     redis_service_port: int = Field(6379)
     redis_db: int = Field(0)
+
+    @property
+    def shared_ingress_host_list(self) -> list[str]:
+        return [h.strip() for h in self.shared_ingress_hosts.split(",") if h.strip()]
 
     @property
     def namespace_list(self) -> list[str]:

@@ -648,7 +648,8 @@ def test_settings_follow_the_redis_block(make_svc):
     settings = builders.secret_settings(
         make_svc(type="worker", redis={"keyPrefix": "notify", "idempotencyTTLSeconds": 600})
     )
-    assert settings["REDIS_KEY_PREFIX"] == "notify"
+    # keyPrefix is relative to the namespace: no spec can name a prefix above its namespace's.
+    assert settings["REDIS_KEY_PREFIX"] == "shop:notify"
     assert settings["IDEMPOTENCY_TTL_SECONDS"] == "600"
 
 

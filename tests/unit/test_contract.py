@@ -12,7 +12,7 @@ from platform_contract import (
     data_url_variable,
     is_contract_variable,
 )
-from platform_operator import builders
+from platform_operator import builders, messaging
 
 
 @pytest.fixture
@@ -63,5 +63,15 @@ def test_services_read_the_secret_as_the_operator_wrote_it(full_svc, monkeypatch
     assert read.service_name == full_svc.name
     assert read.redis_key_prefix == full_svc.key_prefix
     assert read.key("idem", "42") == f"{full_svc.key_prefix}:idem:42"
-    consume = read.consume("q")
-    assert (consume.max_retries, consume.retry_exchange, consume.dead_letter_queue) == (3, "q.retry", "q.dlq")
+    # Services are given, and look their queues up by, the broker's names: <namespace>.<queue>.
+    queue = messaging.broker_name(full_svc.namespace, "q")
+    consume = read.consume(queue)
+    assert (consume.max_retries, consume.retry_exchange, consume.dead_letter_queue) == (
+        3,
+        f"{queue}.retry",
+        f"{queue}.dlq",
+    )
+    assert read.rabbitmq_publishes == messaging.broker_name(full_svc.namespace, "e")
+    assert read.consume("q") == consume  # the spec's own name finds it too, when only one entry has it
+    with pytest.raises(KeyError):
+        read.consume("other")

@@ -46,14 +46,15 @@ def test_secret_settings_carry_both_urls_and_the_consumer_settings(svc):
     assert settings["RABBITMQ_URL"] == RABBIT_URL
     assert settings["REDIS_URL"] == REDIS_URL
     assert settings["RABBITMQ_CONSUMES"] == messaging.consumer_settings(svc)
-    assert json.loads(settings["RABBITMQ_CONSUMES"])[0]["queue"] == "q"
+    assert json.loads(settings["RABBITMQ_CONSUMES"])[0]["queue"] == "shop.q"  # the broker's name
     assert settings["RABBITMQ_PUBLISHES"] == ""
 
 
 def test_secret_settings_list_published_exchanges(make_kind):
     svc = make_kind("api", messaging={"publishes": [{"name": "orders"}, {"name": "audit", "type": "fanout"}]})
     settings = builders.secret_settings(svc, rabbitmq_url=RABBIT_URL)
-    assert settings["RABBITMQ_PUBLISHES"] == "orders,audit"
+    assert settings["RABBITMQ_PUBLISHES"] == "shop.orders,shop.audit"
+    assert settings["RABBITMQ_PUBLISHES"] == messaging.publishes_setting(svc)
     assert "REDIS_URL" not in settings
 
 

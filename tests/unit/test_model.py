@@ -67,11 +67,28 @@ def test_camel_case_fields_are_read(make_svc):
     )
     assert svc.spec.depends_on == ("users",)
     assert svc.spec.deletion_policy == "Delete"
-    assert svc.key_prefix == "p"
+    assert svc.key_prefix == "shop:p"
     assert svc.spec.redis.idempotency_ttl_seconds == 5
     assert svc.spec.redis.keys[0].ttl_seconds == 9
     assert svc.spec.messaging.consumes[0].message_ttl_seconds == 30
     assert svc.spec.messaging.consumes[0].max_length == 100
+
+
+def test_tenancy_fields_are_read_and_default_to_nothing_shared(make_svc):
+    svc = make_svc(
+        type="worker",
+        messaging={
+            "publishes": [{"name": "orders", "sharedWith": ["billing", "audit"]}, {"name": "private"}],
+            "consumes": [
+                {"queue": "q", "exchange": "payments", "exchangeNamespace": "billing"},
+                {"queue": "r", "exchange": "orders"},
+            ],
+        },
+    )
+    orders, private = svc.spec.messaging.publishes
+    assert (orders.shared_with, private.shared_with) == (("billing", "audit"), ())
+    foreign, own = svc.spec.messaging.consumes
+    assert (foreign.exchange_namespace, own.exchange_namespace) == ("billing", None)
 
 
 def test_unknown_fields_are_ignored(make_svc):

@@ -311,6 +311,23 @@ def test_configured_ingress_reports_its_address(make_svc, live, where):
     assert cond.message == f"Routes orders.example.com/v1{where}."
 
 
+def test_a_host_of_another_namespace_is_false_and_names_its_owner(make_svc):
+    cond = ingress_condition(_api(make_svc), None, None, ("team-b", "gateway"))
+    assert (cond.type, cond.status, cond.reason) == ("IngressReady", "False", "HostClaimed")
+    assert "orders.example.com" in cond.message
+    assert "team-b/gateway" in cond.message
+
+
+def test_a_claimed_host_is_reported_before_a_path_conflict(make_svc):
+    cond = ingress_condition(_api(make_svc), ("shop", "early"), None, ("team-b", "gateway"))
+    assert cond.reason == "HostClaimed"
+
+
+def test_a_host_holder_is_ignored_without_an_ingress(make_svc):
+    cond = ingress_condition(make_svc(type="api"), None, None, ("team-b", "gateway"))
+    assert (cond.status, cond.reason) == ("True", "NotRequired")
+
+
 def test_webhook_bot_ingress_is_configured(make_kind):
     cond = ingress_condition(make_kind("bot-webhook"), None, None)
     assert (cond.status, cond.reason) == ("True", "Configured")
@@ -324,7 +341,9 @@ def outside_conditions(svc):
     """QueuesReady and CacheReady when the operator has no RabbitMQ and no Redis (no I/O happens)."""
     creds = Credentials("rabbit-pass", "redis-pass", "")
     outcome = Outcome(status={})
-    queues, _ = asyncio.run(_provision_queues(messaging.plan(svc), None, creds, True, outcome, lambda *a: None))
+    queues, _ = asyncio.run(
+        _provision_queues(svc, messaging.plan(svc), None, creds, True, outcome, lambda *a: None, {}, lambda _: [])
+    )
     cache_cond = asyncio.run(_provision_cache(cache.plan(svc), None, creds, True, outcome, lambda *a: None))
     assert outcome.written == [] and outcome.retry == []
     return queues, cache_cond
@@ -355,8 +374,8 @@ READY_DEPLOY = Condition.true(conditions.DEPLOYMENT_READY, "PodsReady", "2/2 pod
 PENDING_DEPLOY = Condition.unknown(conditions.DEPLOYMENT_READY, "Pending", "The Deployment is being created.")
 
 
-def _aspects(svc, deploy=READY_DEPLOY, conflict=None):
-    return [deploy, *outside_conditions(svc), ingress_condition(svc, conflict, None)]
+def _aspects(svc, deploy=READY_DEPLOY, conflict=None, host_holder=None):
+    return [deploy, *outside_conditions(svc), ingress_condition(svc, conflict, None, host_holder)]
 
 
 def test_desired_status_fields(make_svc):
@@ -376,7 +395,7 @@ def test_desired_status_fields(make_svc):
         "replicaSummary": "1/2",
         "url": "https://orders.example.com/",
         "credentialsSecret": "orders-platform",
-        "redis": {"keyPrefix": "orders"},
+        "redis": {"keyPrefix": "shop:orders"},  # keyPrefix is relative to the namespace
         "queues": [],
     }
     assert [c["type"] for c in conds] == ["Ready", "DeploymentReady", "QueuesReady", "CacheReady", "IngressReady"]
@@ -422,6 +441,14 @@ def test_ready_is_false_on_an_ingress_conflict(make_svc):
     ready = conditions.find(status["conditions"], "Ready")
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", "HostPathConflict")
+
+
+def test_ready_is_false_when_the_host_belongs_to_another_namespace(make_svc):
+    svc = _api(make_svc)
+    status = desired_status(svc, {}, _aspects(svc, host_holder=("team-b", "gateway")), 2, T0)
+    ready = conditions.find(status["conditions"], "Ready")
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("False", "HostClaimed")
 
 
 def test_first_visit_sets_every_condition_even_as_unknown(make_svc):

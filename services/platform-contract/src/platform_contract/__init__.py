@@ -87,10 +87,19 @@ class PlatformSettings(BaseSettings):
         return [Consume.model_validate(c) for c in json.loads(self.rabbitmq_consumes or "[]")]
 
     def consume(self, queue: str) -> Consume:
-        for c in self.consumes():
+        """The entry of a queue by its broker name, `<namespace>.<queue>` (or by the spec's name,
+        when exactly one entry ends with it)."""
+        entries = self.consumes()
+        for c in entries:
             if c.queue == queue:
                 return c
-        raise KeyError(f"queue {queue} is not in RABBITMQ_CONSUMES; add it to spec.messaging.consumes")
+        by_spec_name = [c for c in entries if c.queue.partition(".")[2] == queue]
+        if len(by_spec_name) == 1:
+            return by_spec_name[0]
+        raise KeyError(
+            f"queue {queue} is not in RABBITMQ_CONSUMES (broker names, <namespace>.<queue>); add it to "
+            "spec.messaging.consumes"
+        )
 
 
 def data_url(service: str, environ: Mapping[str, str] | None = None) -> str:
