@@ -17,6 +17,7 @@ import yaml
 
 T = TypeVar("T")
 RESYNC_SECONDS = 3  # hack/kind.sh installs the chart with the same (E2E_RESYNC_SECONDS)
+SWEEP_SECONDS = 5  # and this as userSweepSeconds (E2E_SWEEP_SECONDS)
 METRICS_PORT = 19090
 OPERATOR_PODS = "app.kubernetes.io/name=platform-operator"  # the chart's operator pods (kind)
 # Every password the operator generated during the run (read from the Secrets before each test's
@@ -123,6 +124,7 @@ class OperatorProcess:
         env = {
             **os.environ,
             "PLATFORM_RESYNC_SECONDS": str(RESYNC_SECONDS),
+            "PLATFORM_SWEEP_SECONDS": str(SWEEP_SECONDS),
             "PLATFORM_LIVENESS_PORT": str(self.liveness_port),
             "PLATFORM_METRICS_PORT": str(self.metrics_port),
             "PLATFORM_PEERING_PRIORITY": str(self.priority),

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 import httpx
@@ -80,7 +81,8 @@ def secret_data(name: str, ns: str) -> dict[str, str]:
     return data
 
 
-def worker(queue: str, exchange: str = "orders", **consume: Any) -> dict[str, Any]:
+def worker(queue: str = "q", exchange: str = "orders", **consume: Any) -> dict[str, Any]:
+    """A worker consuming `queue` (its spec's name; on the broker it is <namespace>.<queue>)."""
     return psvc(
         "notifier",
         type="worker",
@@ -90,7 +92,12 @@ def worker(queue: str, exchange: str = "orders", **consume: Any) -> dict[str, An
 
 
 def queue_of(ns: str, name: str = "q") -> str:
+    """The broker's name of the queue a spec in `ns` names `name`."""
     return f"{ns}.{name}"
+
+
+def policy_path(ns: str, service: str, queue: str) -> str:
+    return "/policies/%2F/" + quote(f"platform/{ns}/{service}/{queue}", safe="")
 
 
 def cond_is(name: str, ns: str, type_: str, status: str, reason: str | None = None, timeout: float = 60) -> dict:
@@ -109,12 +116,12 @@ def test_create_provisions_queues_users_and_credentials(ns: str, mq: httpx.Clien
             "api",
             type="api",
             image="example/api:1",
-            messaging={"publishes": [{"name": f"{ns}.orders"}]},
+            messaging={"publishes": [{"name": "orders"}]},
             redis={"keys": [{"key": "greeting", "value": "hello"}]},
         ),
         ns,
     )
-    apply(worker(q, f"{ns}.orders"), ns)
+    apply(worker("q", "orders"), ns)
     obj = wait_ready("notifier", ns)
     api = wait_ready("api", ns)
 
@@ -160,7 +167,7 @@ async def _amqp_checks(url: str, own: str, foreign: str) -> None:
 def test_passwords_survive_resyncs_and_restarts_and_rotate_on_request(
     ns: str, operator: OperatorProcess | InClusterOperator
 ):
-    apply(worker(queue_of(ns)), ns)
+    apply(worker(), ns)
     wait_ready("notifier", ns)
     before = get("secret", "notifier-platform", ns)
 
@@ -191,12 +198,12 @@ def test_passwords_survive_resyncs_and_restarts_and_rotate_on_request(
 
 def test_max_length_change_goes_through_the_policy(ns: str, mq: httpx.Client):
     q = queue_of(ns)
-    apply(worker(q, maxLength=10), ns)
+    apply(worker(maxLength=10), ns)
     wait_ready("notifier", ns)
-    apply(worker(q, maxLength=25), ns)
+    apply(worker(maxLength=25), ns)
 
     def policy_has_25() -> bool:
-        resp = mq.get(f"/policies/%2F/platform.{ns}.notifier.{q}")
+        resp = mq.get(policy_path(ns, "notifier", q))
         return resp.status_code == 200 and resp.json()["definition"].get("max-length") == 25
 
     eventually(policy_has_25, what="the policy to carry max-length 25")
@@ -206,7 +213,7 @@ def test_max_length_change_goes_through_the_policy(ns: str, mq: httpx.Client):
 def test_a_queue_with_foreign_arguments_is_a_condition_with_what_to_do(ns: str, mq: httpx.Client):
     q = queue_of(ns)
     mq.put(f"/queues/%2F/{q}", json={"durable": True, "arguments": {"x-max-length": 3}}).raise_for_status()
-    apply(worker(q), ns)
+    apply(worker(), ns)
     obj = cond_is("notifier", ns, "QueuesReady", "False", "QueueArgumentsConflict")
     assert "Drain and delete the queue" in condition(obj, "QueuesReady")["message"]
     assert condition(obj, "Ready")["status"] == "False"
@@ -215,7 +222,7 @@ def test_a_queue_with_foreign_arguments_is_a_condition_with_what_to_do(ns: str, 
 
 def test_queue_and_redis_user_removed_out_of_band_come_back(ns: str, mq: httpx.Client, rds: redis.Redis):
     q = queue_of(ns)
-    apply(worker(q), ns)
+    apply(worker(), ns)
     wait_ready("notifier", ns)
     mq.delete(f"/queues/%2F/{q}").raise_for_status()
     mq.delete(f"/users/{ns}.notifier").raise_for_status()
@@ -227,21 +234,24 @@ def test_queue_and_redis_user_removed_out_of_band_come_back(ns: str, mq: httpx.C
     assert redis.Redis.from_url(secret_data("notifier", ns)["REDIS_URL"]).ping() is True
 
 
-def test_delete_under_retain_keeps_everything_outside(ns: str, mq: httpx.Client, rds: redis.Redis):
+def test_delete_under_retain_keeps_the_data_outside_and_removes_the_users(ns: str, mq: httpx.Client, rds: redis.Redis):
     q = queue_of(ns)
-    apply(worker(q), ns)
+    apply(worker(), ns)
     wait_ready("notifier", ns)
     rds.set(f"{ns}:notifier:data", "keep")
     kubectl("delete", "psvc", "notifier", "-n", ns, "--timeout=60s")
     assert mq.get(f"/queues/%2F/{q}").status_code == 200
-    assert mq.get(f"/users/{ns}.notifier").status_code == 200
     assert rds.get(f"{ns}:notifier:data") == "keep"
-    assert rds.acl_getuser(f"{ns}.notifier")
+    # Retained data is no working password: the service is gone, and so are its users.
+    assert mq.get(f"/users/{ns}.notifier").status_code == 404
+    assert rds.acl_getuser(f"{ns}.notifier") is None
+    events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    assert any(e["reason"] == "Retained" and "removed broker user" in e["message"] for e in events)
 
 
 def test_delete_under_delete_removes_all_but_a_queue_holding_messages(ns: str, mq: httpx.Client, rds: redis.Redis):
     q = queue_of(ns)
-    spec = worker(q, exchange=f"{ns}.orders")
+    spec = worker(exchange="orders")
     spec["spec"]["deletionPolicy"] = "Delete"
     apply(spec, ns)
     wait_ready("notifier", ns)
@@ -267,7 +277,7 @@ def test_deletion_is_not_held_by_a_resync_waiting_on_redis(
 ):
     """kopf keeps the finalizer until the object's resync timer has exited, and looks again only
     after its polling interval: a resync stuck on a slow Redis must be abandoned, not waited for."""
-    apply(worker(queue_of(ns)), ns)
+    apply(worker(), ns)
     wait_ready("notifier", ns)
     mark = operator.log_mark()
     pause = 30.0  # Redis holds every client's commands this long; nothing can lift it sooner
@@ -289,30 +299,30 @@ def test_deletion_is_not_held_by_a_resync_waiting_on_redis(
 @local_servers
 def test_rabbitmq_outage_is_reported_and_converges_after_restart(ns: str, mq: httpx.Client):
     q = queue_of(ns)
-    apply(worker(q), ns)
+    apply(worker(), ns)
     wait_ready("notifier", ns)
     backends("stop-rabbitmq")
     try:
         obj = cond_is("notifier", ns, "QueuesReady", "False", "RabbitMQUnavailable", timeout=RESYNC_SECONDS * 6)
         assert "unreachable" in condition(obj, "QueuesReady")["message"]
         # A spec change during the outage is applied to Kubernetes at once and to the broker later.
-        apply(worker(q, maxLength=7), ns)
+        apply(worker(maxLength=7), ns)
     finally:
         backends("start-rabbitmq")
     wait_ready("notifier", ns, timeout=120)
-    policy = mq.get(f"/policies/%2F/platform.{ns}.notifier.{q}").json()
+    policy = mq.get(policy_path(ns, "notifier", q)).json()
     assert policy["definition"]["max-length"] == 7
 
 
 @local_servers
 def test_redis_outage_is_reported_and_converges_after_restart(ns: str, rds: redis.Redis):
-    apply(worker(queue_of(ns)), ns)
+    apply(worker(), ns)
     wait_ready("notifier", ns)
     backends("stop-redis")
     try:
         cond_is("notifier", ns, "CacheReady", "False", "RedisUnavailable", timeout=RESYNC_SECONDS * 6)
         # A spec change during the outage: a key to seed, applied once Redis is back.
-        changed = worker(queue_of(ns))
+        changed = worker()
         changed["spec"]["redis"] = {"keys": [{"key": "mode", "value": "degraded"}]}
         apply(changed, ns)
     finally:
@@ -325,7 +335,7 @@ def test_redis_outage_is_reported_and_converges_after_restart(ns: str, rds: redi
 
 @local_servers
 def test_deletion_blocked_by_a_missing_broker_is_released_by_the_annotation(ns: str):
-    spec = worker(queue_of(ns))
+    spec = worker()
     spec["spec"]["deletionPolicy"] = "Delete"
     apply(spec, ns)
     wait_ready("notifier", ns)
@@ -347,11 +357,11 @@ def test_deletion_blocked_by_a_missing_broker_is_released_by_the_annotation(ns: 
 
 def test_a_queue_claimed_by_another_service_is_refused(ns: str, mq: httpx.Client):
     q = queue_of(ns)
-    apply(worker(q), ns)
+    apply(worker(), ns)
     wait_ready("notifier", ns)
     first_user = mq.get(f"/permissions/%2F/{ns}.notifier").json()
 
-    second = worker(q)
+    second = worker()
     second["metadata"]["name"] = "thief"
     apply(second, ns)
     obj = cond_is("thief", ns, "QueuesReady", "False", "QueueClaimed")

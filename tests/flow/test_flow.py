@@ -166,8 +166,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             conn = await asyncpg.connect(admin_dsn.replace("postgresql+asyncpg://", "postgresql://"))
             await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             await conn.close()
-            # The samples' queue names are fixed (notifier.orders, ...): left behind, the next run's
-            # worker would consume what other suites published to the exchange in between.
+            # Each run's names are under its own namespace; removed all the same, so that runs leave
+            # no queues behind to grow.
             rabbit = RabbitMQ(e["PLATFORM_RABBITMQ_MANAGEMENT_URL"], e["PLATFORM_RABBITMQ_ADMIN_USER"],
                               e["PLATFORM_RABBITMQ_ADMIN_PASSWORD"], "/")  # fmt: skip
             for svc in services.values():
@@ -226,11 +226,13 @@ async def test_an_order_flows_from_the_api_through_the_event_to_exactly_one_noti
     async with httpx.AsyncClient(base_url=e["PLATFORM_RABBITMQ_MANAGEMENT_URL"] + "/api", auth=auth) as mq:
         event = {"order_id": order_id, "user_id": user_id, "item": "book", "quantity": 2,
                  "created_at": "2026-11-26T00:00:00Z", "schema_version": 1}  # fmt: skip
-        resp = await mq.post("/exchanges/%2F/orders/publish", json={
+        exchange = messaging.broker_name(services["orders-api"].namespace, "orders")
+        resp = await mq.post(f"/exchanges/%2F/{exchange}/publish", json={
             "properties": {"message_id": order_id, "content_type": "application/json", "delivery_mode": 2},
             "routing_key": "order.created", "payload": json.dumps(event), "payload_encoding": "string"})  # fmt: skip
         assert resp.json()["routed"] is True
-        queue = services["notifier-worker"].spec.messaging.consumes[0].queue
+        worker = services["notifier-worker"]
+        queue = messaging.broker_name(worker.namespace, worker.spec.messaging.consumes[0].queue)
         await wait_for(lambda: _queue_drained(mq, queue), what="the redelivered message to be consumed")
     assert await admin_redis.get(counter_key) == "1"
 

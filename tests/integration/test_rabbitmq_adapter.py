@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 import httpx
@@ -59,6 +60,11 @@ def amqp(user: str, password: str) -> str:
     )
 
 
+def on_broker(svc: PlatformService, name: str) -> str:
+    """The broker's name of a queue or exchange the spec names: under the service's namespace."""
+    return messaging.broker_name(svc.namespace, name)
+
+
 def worker(queue: str, exchange: str, **consume: Any) -> PlatformService:
     return make_service(
         type="worker",
@@ -80,8 +86,11 @@ async def get_json(api: httpx.AsyncClient, path: str) -> Any:
 
 
 async def test_provision_declares_the_whole_topology_then_writes_nothing(broker: RabbitMQ, api: httpx.AsyncClient):
-    q, ex = unique("q"), unique("orders")
-    svc = worker(q, ex, maxLength=100, messageTTLSeconds=60)
+    svc = worker(unique("q"), unique("orders"), maxLength=100, messageTTLSeconds=60)
+    q, ex = (
+        on_broker(svc, svc.spec.messaging.consumes[0].queue),
+        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
+    )
     topo = messaging.plan(svc)
 
     first = await broker.provision(topo, "pw")
@@ -92,7 +101,7 @@ async def test_provision_declares_the_whole_topology_then_writes_nothing(broker:
     assert {q, f"{q}.dlq", f"{q}.retry"} <= queues
     bindings = await get_json(api, f"/queues/%2F/{q}/bindings")
     assert {(b["source"], b["routing_key"]) for b in bindings if b["source"]} == {(ex, "order.*")}
-    policy = await get_json(api, f"/policies/%2F/{messaging.policy_name(svc, q)}")
+    policy = await get_json(api, f"/policies/%2F/{quote(messaging.policy_name(svc, q), safe='')}")
     assert policy["definition"] == {"dead-letter-exchange": f"{q}.dlx", "max-length": 100, "message-ttl": 60000}
     perms = await get_json(api, f"/permissions/%2F/{topo.user}")
     assert perms["read"] == topo.permissions.read
@@ -105,8 +114,8 @@ async def test_a_service_user_cannot_read_another_services_queue(broker: RabbitM
     mine, theirs = worker(unique("mine"), unique("ex")), worker(unique("theirs"), unique("ex"))
     await broker.provision(messaging.plan(mine), "pw-mine")
     await broker.provision(messaging.plan(theirs), "pw-theirs")
-    their_queue = theirs.spec.messaging.consumes[0].queue
-    my_queue = mine.spec.messaging.consumes[0].queue
+    their_queue = on_broker(theirs, theirs.spec.messaging.consumes[0].queue)
+    my_queue = on_broker(mine, mine.spec.messaging.consumes[0].queue)
 
     conn = await aio_pika.connect(amqp(messaging.user_name(mine), "pw-mine"))
     try:
@@ -124,8 +133,11 @@ async def test_a_service_user_cannot_read_another_services_queue(broker: RabbitM
 async def test_retry_path_brings_a_message_back_after_the_delay_then_dead_letters(
     broker: RabbitMQ, api: httpx.AsyncClient
 ):
-    q, ex = unique("q"), unique("orders")
-    svc = worker(q, ex, retryDelaySeconds=1, maxRetries=1)
+    svc = worker(unique("q"), unique("orders"), retryDelaySeconds=1, maxRetries=1)
+    q, ex = (
+        on_broker(svc, svc.spec.messaging.consumes[0].queue),
+        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
+    )
     topo = messaging.plan(svc)
     await broker.provision(topo, "pw")
 
@@ -170,23 +182,27 @@ async def _get(queue: aio_pika.abc.AbstractQueue, timeout: float = 5) -> aio_pik
 
 
 async def test_max_length_changes_on_a_live_queue_through_its_policy(broker: RabbitMQ, api: httpx.AsyncClient):
-    q, ex = unique("q"), unique("ex")
-    await broker.provision(messaging.plan(worker(q, ex, maxLength=10)), "pw")
-    svc = worker(q, ex, maxLength=20)
+    first = worker(unique("q"), unique("ex"), maxLength=10)
+    await broker.provision(messaging.plan(first), "pw")
+    c = first.spec.messaging.consumes[0]
+    svc = make_service(first.name, first.namespace, type="worker", image="x", messaging={
+        "consumes": [{"queue": c.queue, "exchange": c.exchange, "maxLength": 20}]})  # fmt: skip
+    q = on_broker(svc, c.queue)
     result = await broker.provision(messaging.plan(svc), "pw")
     assert result.conflicts == []
     assert f"policy {messaging.policy_name(svc, q)}" in result.written
-    policy = await get_json(api, f"/policies/%2F/{messaging.policy_name(svc, q)}")
+    policy = await get_json(api, f"/policies/%2F/{quote(messaging.policy_name(svc, q), safe='')}")
     assert policy["definition"]["max-length"] == 20
 
 
 async def test_a_queue_declared_elsewhere_with_arguments_is_a_conflict_not_a_crash(
     broker: RabbitMQ, api: httpx.AsyncClient
 ):
-    q, ex = unique("q"), unique("ex")
+    svc = worker(unique("q"), unique("ex"))
+    q = on_broker(svc, svc.spec.messaging.consumes[0].queue)
     resp = await api.put(f"/queues/%2F/{q}", json={"durable": True, "arguments": {"x-max-length": 5}})
     resp.raise_for_status()
-    result = await broker.provision(messaging.plan(worker(q, ex)), "pw")
+    result = await broker.provision(messaging.plan(svc), "pw")
     assert len(result.conflicts) == 1
     assert f"queue {q} exists with arguments x-max-length=5" in result.conflicts[0]
     assert (await get_json(api, f"/queues/%2F/{q}"))["arguments"] == {"x-max-length": 5}
@@ -194,18 +210,22 @@ async def test_a_queue_declared_elsewhere_with_arguments_is_a_conflict_not_a_cra
 
 async def test_a_queue_declared_elsewhere_after_the_listing_is_a_conflict_too(broker: RabbitMQ, api: httpx.AsyncClient):
     await broker.provision(messaging.plan(worker(unique("q"), unique("ex"))), "pw")  # the listing is read
-    q, ex = unique("q"), unique("ex")
+    svc = worker(unique("q"), unique("ex"))
+    q = on_broker(svc, svc.spec.messaging.consumes[0].queue)
     resp = await api.put(f"/queues/%2F/{q}", json={"durable": True, "arguments": {"x-max-length": 5}})
     resp.raise_for_status()
-    result = await broker.provision(messaging.plan(worker(q, ex)), "pw")  # the listing predates the queue
+    result = await broker.provision(messaging.plan(svc), "pw")  # the listing predates the queue
     assert len(result.conflicts) == 1
     assert f"queue {q} exists with arguments x-max-length=5" in result.conflicts[0]
     assert (await get_json(api, f"/queues/%2F/{q}"))["arguments"] == {"x-max-length": 5}
 
 
 async def test_deprovision_keeps_queues_with_messages_unless_forced(broker: RabbitMQ, api: httpx.AsyncClient):
-    q, ex = unique("q"), unique("ex")
-    svc = worker(q, ex)
+    svc = worker(unique("q"), unique("ex"))
+    q, ex = (
+        on_broker(svc, svc.spec.messaging.consumes[0].queue),
+        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
+    )
     topo = messaging.plan(svc)
     await broker.provision(topo, "pw")
     await publish(api, ex, "order.created", "keep me")
@@ -224,8 +244,12 @@ async def test_deprovision_keeps_queues_with_messages_unless_forced(broker: Rabb
 
 
 async def test_queue_stats_report_messages_and_consumers(broker: RabbitMQ, api: httpx.AsyncClient):
-    q, ex = unique("q"), unique("ex")
-    await broker.provision(messaging.plan(worker(q, ex)), "pw")
+    svc = worker(unique("q"), unique("ex"))
+    q, ex = (
+        on_broker(svc, svc.spec.messaging.consumes[0].queue),
+        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
+    )
+    await broker.provision(messaging.plan(svc), "pw")
     for _ in range(3):
         await publish(api, ex, "order.x", "m")
 
@@ -268,8 +292,10 @@ async def test_what_is_deleted_by_hand_is_declared_again_once_the_listing_is_old
 ):
     broker = make_broker(read_cache_seconds=1)
     try:
-        q, ex = unique("q"), unique("ex")
-        topo = messaging.plan(worker(q, ex))
+        svc = worker(unique("q"), unique("ex"))
+        q = on_broker(svc, svc.spec.messaging.consumes[0].queue)
+        ex = on_broker(svc, svc.spec.messaging.consumes[0].exchange)
+        topo = messaging.plan(svc)
         await broker.provision(topo, "pw")
         (await api.delete(f"/queues/%2F/{q}")).raise_for_status()
         await asyncio.sleep(1.1)
@@ -286,8 +312,11 @@ async def test_a_service_deleted_and_created_again_at_once_gets_everything_again
 ):
     """The listing the first provision read still shows what deprovision removed: our own
     deletions are applied to it, so nothing is taken for present that is gone."""
-    q, ex = unique("q"), unique("ex")
-    svc = worker(q, ex)
+    svc = worker(unique("q"), unique("ex"))
+    q, ex = (
+        on_broker(svc, svc.spec.messaging.consumes[0].queue),
+        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
+    )
     topo = messaging.plan(svc)
     await broker.provision(topo, "pw")
     await broker.deprovision(topo, [ex, f"{q}.dlx", f"{q}.retry"], force=True)
@@ -297,7 +326,7 @@ async def test_a_service_deleted_and_created_again_at_once_gets_everything_again
     assert {f"user {topo.user}", f"queue {q}", f"exchange {ex}", f"binding {ex}->{q} 'order.*'"} <= set(again.written)
     assert (await api.get(f"/queues/%2F/{q}")).status_code == 200
     assert (await api.get(f"/users/{topo.user}")).status_code == 200
-    assert (await api.get(f"/policies/%2F/{messaging.policy_name(svc, q)}")).status_code == 200
+    assert (await api.get(f"/policies/%2F/{quote(messaging.policy_name(svc, q), safe='')}")).status_code == 200
     stats = await broker.queue_stats([q])
     assert stats == [{"name": q, "messages": 0, "consumers": 0}]
 
