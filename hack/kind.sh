@@ -51,6 +51,7 @@ E2E_APP_IMAGE="platform/e2e-app:dev"
 # The resync interval the e2e suite expects of the operator (RESYNC_SECONDS in tests/e2e/e2e_kube.py):
 # its tests of repairs that no event announces wait a few intervals.
 E2E_RESYNC_SECONDS=3
+E2E_SWEEP_SECONDS=5 # tests/e2e/e2e_kube.py SWEEP_SECONDS
 DEMO_NAMESPACE="kind-demo"
 OFFLINE_INGRESS_NAMESPACE="ingress-traefik"
 OFFLINE_INGRESS_DEPLOYMENT="ingress-traefik-controller"
@@ -326,7 +327,7 @@ cmd_install() {
   helm upgrade --install "$RELEASE" "$root/charts" -n "$RELEASE_NAMESPACE" --create-namespace \
     --set image.repository=platform-operator --set image.tag=dev --set image.pullPolicy=Never \
     --set redis.enabled=true --set rabbitmq.enabled=true ${offline_values[@]+"${offline_values[@]}"} \
-    --set resyncSeconds="$E2E_RESYNC_SECONDS" \
+    --set resyncSeconds="$E2E_RESYNC_SECONDS" --set userSweepSeconds="$E2E_SWEEP_SECONDS" \
     --wait --timeout 5m >&2
   if [ "$upgrade" = 1 ]; then
     # Same tag, maybe a new image: pods from before the last `images` would keep the old one.
