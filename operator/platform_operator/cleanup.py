@@ -12,6 +12,7 @@ in place.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ from platform_operator.reconcile import Backends, EventSink
 from platform_operator.redis_store import CacheUnavailable
 
 SKIP_ANNOTATION = "platform.dev/skip-external-cleanup"
+# Under Retain nothing holds the deletion: a server slower than this leaves the user to the sweep.
+RETAIN_USER_REMOVAL_SECONDS = 3.0
 
 
 class CleanupBlocked(Exception):
@@ -100,21 +103,21 @@ async def _remove_users(svc: PlatformService, backends: Backends, body: Mapping[
     user = messaging.user_name(svc)
     if backends.rabbitmq is not None:
         try:
-            if await backends.rabbitmq.delete_user(user):
+            if await asyncio.wait_for(backends.rabbitmq.delete_user(user), RETAIN_USER_REMOVAL_SECONDS):
                 removed.append(f"broker user {user}")
-        except BrokerUnavailable:
+        except (BrokerUnavailable, TimeoutError):
             waiting.append("RabbitMQ")
     if backends.redis is not None:
         try:
-            if await backends.redis.delete_user(cache.user_name(svc)):
+            if await asyncio.wait_for(backends.redis.delete_user(cache.user_name(svc)), RETAIN_USER_REMOVAL_SECONDS):
                 removed.append(f"Redis user {cache.user_name(svc)}")
-        except CacheUnavailable:
+        except (CacheUnavailable, TimeoutError):
             waiting.append("Redis")
     message = "deletionPolicy Retain: queues, exchanges and Redis keys are kept"
     if removed:
         message += f"; removed {', '.join(removed)}"
     if waiting:
-        message += f"; {' and '.join(waiting)} unreachable, its user is removed by the next sweep"
+        message += f"; {' and '.join(waiting)} did not answer, its user is removed by the next sweep"
     emit(body, "Normal", "Retained", message + ".")
 
 

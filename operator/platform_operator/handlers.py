@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -20,7 +22,7 @@ from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, UnavailableError
 from platform_operator.model import GROUP, PLURAL, VERSION, PlatformService
 from platform_operator.rabbitmq import RabbitMQ
-from platform_operator.redis_store import RedisStore
+from platform_operator.redis_store import CacheUnavailable, RedisStore
 from platform_operator.settings import OperatorSettings
 from platform_operator.sweep import UserSweep
 
@@ -76,8 +78,16 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             if ours.rabbitmq_management_url
             else None
         ),
-        redis=RedisStore(ours.redis_url) if ours.redis_url else None,
+        redis=RedisStore(ours.redis_url, password=ours.redis_admin_password) if ours.redis_url else None,
         settings=ours,
+    )
+    # kopf gives each object's handlers a shallow copy of this memo: what they record for the
+    # Redis watch goes into one object that every copy shares.
+    memo.seen = Seen()
+    memo.redis_watch = (
+        asyncio.ensure_future(_watch_redis(memo, ours.redis_check_seconds))
+        if memo.backends.redis is not None and ours.redis_check_seconds > 0
+        else None
     )
     memo.sweep = UserSweep(memo.backends.rabbitmq, memo.backends.redis, ours.sweep_seconds, tuple(ours.namespace_list))
     log.info(
@@ -89,6 +99,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    if memo.redis_watch is not None:
+        memo.redis_watch.cancel()
+        for task in memo.seen.again:
+            task.cancel()
+        await asyncio.gather(memo.redis_watch, *memo.seen.again, return_exceptions=True)
     await memo.kube.close()
     if memo.backends.rabbitmq is not None:
         await memo.backends.rabbitmq.close()
@@ -209,6 +224,8 @@ async def _run(
 
     if namespace is None:  # PlatformService is namespaced; kopf always gives one
         return
+    # Handlers run only on the replica that acts: what it last saw serves the Redis watch.
+    memo.seen.indices, memo.seen.last_acted = indices, time.monotonic()
     try:
         outcome = await reconcile.reconcile(
             namespace, name, memo.kube, memo.backends, claims=claims, emit=_post_event, external=external
@@ -238,8 +255,10 @@ async def reconcile_service(
     queue_claims: kopf.Index[Any, Any] | None = None,
     tenancy_claims: kopf.Index[Any, Any] | None = None,
     live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+    known_services: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
+    memo.seen.known = known_services
     await _run(namespace, name, memo, (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts), retry)
 
 
@@ -266,6 +285,7 @@ async def resync(
     The first resync after each `sweep_seconds` also removes users whose PlatformService is gone
     (sweep.py): a timer runs only on the replica that acts, with kopf's indexes filled."""
     indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    memo.seen.known = known_services
     if known_services is not None and memo.sweep.due():
         known = known_services
         await memo.sweep.maybe_run(lambda ns, n: (ns, n) in known)
@@ -334,6 +354,62 @@ async def delete_service(
         raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from exc
     finally:
         reconcile.forget(namespace or "", name)
+
+
+@kopf.on.event(*PSVC)
+async def forget_deleted(type: str | None, namespace: str | None, name: str, **_: Any) -> None:
+    """A PlatformService gone for good, whatever removed its finalizer: this process forgets it."""
+    if type == "DELETED":
+        reconcile.forget(namespace or "", name)
+
+
+@dataclass
+class Seen:
+    """What the handlers of the acting replica last saw: when they ran, kopf's indexes (live views)."""
+
+    last_acted: float = 0.0
+    indices: tuple[kopf.Index[Any, Any] | None, ...] | None = None
+    known: kopf.Index[Any, Any] | None = None
+    again: set[asyncio.Future[None]] = field(default_factory=set)  # reconciles the Redis watch started
+
+
+def _acting(memo: kopf.Memo) -> bool:
+    """Whether this replica acts: alone, or it ran a handler lately (every service's resync timer
+    runs on the acting replica only, at least once per interval)."""
+    if OPERATOR_SETTINGS.standalone:
+        return True
+    seen: Seen = memo.seen
+    return time.monotonic() - seen.last_acted < 2 * OPERATOR_SETTINGS.resync_seconds + 10
+
+
+async def _watch_redis(memo: kopf.Memo, interval: float) -> None:
+    """Notices a Redis that lost the users the operator made (restarted without persistence, ACLs
+    reset) within `interval` seconds, and provisions every service again at once instead of at
+    each one's next resync."""
+    store: RedisStore = memo.backends.redis
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            lost = await store.users_lost()
+        except CacheUnavailable:
+            continue  # down: each reconcile reports it; checked again once it answers
+        seen = memo.seen
+        if not lost or not _acting(memo) or seen.known is None or seen.indices is None:
+            continue
+        services = [key for key in seen.known if isinstance(key, tuple) and len(key) == 2]
+        log.warning(f"Redis has lost its users (restarted empty?): provisioning {len(services)} services again.")
+        # In the background, so that the watch goes on looking (Redis may restart again meanwhile).
+        for namespace, name in services:
+            task = asyncio.ensure_future(_again(namespace, name, memo))
+            seen.again.add(task)
+            task.add_done_callback(seen.again.discard)
+
+
+async def _again(namespace: str, name: str, memo: kopf.Memo) -> None:
+    try:
+        await _run(namespace, name, memo, memo.seen.indices)
+    except kopf.TemporaryError as exc:
+        log.warning(f"Reconcile of {namespace}/{name} after Redis lost its users: {exc}")
 
 
 def _owner(meta: kopf.Meta) -> str | None:

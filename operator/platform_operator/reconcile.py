@@ -67,8 +67,10 @@ def lock_for(namespace: str, name: str) -> asyncio.Lock:
 
 
 def forget(namespace: str, name: str) -> None:
+    """Drops what this process keeps about a PlatformService that is gone."""
     _locks.pop((namespace, name), None)  # a reconcile still holding or awaiting it keeps its own reference
-    for key in [k for k in _written if k[1] == namespace and k[2].startswith(name)]:
+    children = {name, f"{name}-platform"}  # never another service's whose name starts with this one
+    for key in [k for k in _written if k[1] == namespace and k[2] in children]:
         _written.pop(key, None)
     observability.forget_readiness(namespace, name)
 

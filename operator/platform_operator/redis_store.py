@@ -6,6 +6,7 @@ Seeded keys are written with SET NX, so user data is never overwritten.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -18,6 +19,10 @@ from platform_operator import observability
 from platform_operator.cache import CachePlan, password_hash
 
 log = logging.getLogger("platform_operator")
+
+
+# Kept by the operator to notice a Redis that lost its users: no password, no key, no command.
+MARKER_USER = "platform-operator-marker"
 
 
 class CacheUnavailable(Exception):
@@ -37,17 +42,48 @@ def _as_list(value: Any) -> list[str]:
 
 
 class RedisStore:
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, password: str = "", timeout: float = 5.0) -> None:
         self.url = url
+        # A password given apart is used where the URL holds none (a URL's own password wins).
         self._redis = aioredis.from_url(
-            url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
+            url,
+            password=password or None,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
-        # The command rules as Redis itself prints them, learnt from the first user we set: Redis
-        # normalises what it is given, so the comparison is against its own spelling.
-        self._normalised_commands: dict[tuple[str, ...], str] = {}
+        # The command rules (the same for every service) as Redis itself prints them, learnt from the
+        # first user we set: Redis normalises what it is given, so the comparison is against its own
+        # spelling. One string, not one per service: nothing here outlives a service.
+        self._normalised_commands: str | None = None
+        # Whether the server keeps its users in an ACL file (then every change is saved there, so
+        # that a restart finds them); None until asked.
+        self._acl_file: bool | None = None
+        self._save: asyncio.Task[None] | None = None
+        self._marked = False
 
     async def close(self) -> None:
+        if self._save is not None:
+            await asyncio.gather(self._save, return_exceptions=True)
         await self._redis.aclose()
+
+    async def _changed_acl(self) -> None:
+        """After an ACL change: saved to the server's ACL file, where it has one (at most one save
+        in flight; changes made while it runs are in the next)."""
+        if self._acl_file is None:
+            answer = await self._do("CONFIG", "GET", "aclfile")
+            values = list(answer.values()) if isinstance(answer, dict) else list(answer or [])[1:]
+            self._acl_file = bool(values and values[0])
+        if not self._acl_file or (self._save is not None and not self._save.done()):
+            return
+        self._save = asyncio.ensure_future(self._save_acl())
+
+    async def _save_acl(self) -> None:
+        await asyncio.sleep(0.2)  # the changes of one burst of reconciles, in one save
+        try:
+            await self._do("ACL", "SAVE")
+        except CacheUnavailable as exc:
+            log.warning(f"ACL SAVE failed ({exc}); the users are saved with the next change")
 
     async def _do(self, *args: Any) -> Any:
         try:
@@ -72,8 +108,8 @@ class RedisStore:
         items = list(raw)
         return {str(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
 
-    def _holds(self, info: dict[str, Any], plan: CachePlan, password: str, rules: list[str]) -> bool:
-        commands = self._normalised_commands.get(tuple(rules))
+    def _holds(self, info: dict[str, Any], plan: CachePlan, password: str) -> bool:
+        commands = self._normalised_commands
         return (
             "on" in _as_list(info.get("flags"))
             and _as_list(info.get("passwords")) == [password_hash(password)]
@@ -87,12 +123,13 @@ class RedisStore:
         """Creates or corrects the service's ACL user; True when it wrote."""
         rules = plan.acl_rules(password)
         info = await self.get_user(plan.user)
-        if info is not None and self._holds(info, plan, password, rules):
+        if info is not None and self._holds(info, plan, password):
             return False
         await self._do("ACL", "SETUSER", plan.user, *rules)
         after = await self.get_user(plan.user)
         if after is not None:
-            self._normalised_commands[tuple(rules)] = after.get("commands", "")
+            self._normalised_commands = after.get("commands", "")
+        await self._changed_acl()
         return True
 
     async def seed(self, plan: CachePlan) -> int:
@@ -107,7 +144,22 @@ class RedisStore:
         return count
 
     async def delete_user(self, user: str) -> bool:
-        return bool(await self._do("ACL", "DELUSER", user))
+        deleted = bool(await self._do("ACL", "DELUSER", user))
+        if deleted:
+            await self._changed_acl()
+        return deleted
+
+    async def users_lost(self) -> bool:
+        """True when Redis has lost the users the operator made (restarted without persistence, or
+        its ACLs reset): told by a marker user the operator keeps, disabled and with no rights,
+        which is set again on the way. The first call only sets it."""
+        if await self.get_user(MARKER_USER) is not None:
+            self._marked = True
+            return False
+        await self._do("ACL", "SETUSER", MARKER_USER, "reset", "off")
+        await self._changed_acl()
+        lost, self._marked = self._marked, True
+        return lost
 
     async def service_users(self) -> list[str]:
         """The users the operator made for services: named <namespace>.<name> and limited to keys

@@ -72,6 +72,19 @@ class OperatorSettings(BaseSettings):
     redis_url: str = Field(
         "", description="Admin connection, e.g. redis://default:PASS@redis:6379/0; empty: not managed."
     )
+    redis_admin_password: str = Field(
+        "",
+        repr=False,
+        description="The admin password, when PLATFORM_REDIS_URL holds none: given apart, any character it holds "
+        "reaches the operator intact (the chart does this).",
+    )
+    redis_check_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How often the operator checks that Redis still holds the users it made (a marker user); "
+        "when they are gone (Redis restarted without persistence), every service is provisioned again at once. "
+        "0 never checks (each service's resync still repairs its user).",
+    )
     redis_service_host: str = Field("redis", description="The Redis host services connect to.")
     redis_service_port: int = Field(6379)
     redis_db: int = Field(0)

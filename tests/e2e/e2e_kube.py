@@ -18,7 +18,6 @@ import yaml
 T = TypeVar("T")
 RESYNC_SECONDS = 3  # hack/kind.sh installs the chart with the same (E2E_RESYNC_SECONDS)
 SWEEP_SECONDS = 5  # and this as userSweepSeconds (E2E_SWEEP_SECONDS)
-METRICS_PORT = 19090
 OPERATOR_PODS = "app.kubernetes.io/name=platform-operator"  # the chart's operator pods (kind)
 # Every password the operator generated during the run (read from the Secrets before each test's
 # namespace goes), so that the last test can prove none of them reached the operator's log.
@@ -108,16 +107,24 @@ def wait_ready(name: str, namespace: str, timeout: float = 90) -> dict[str, Any]
     return eventually(ready, timeout=timeout, what=f"{namespace}/{name} Ready")
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class OperatorProcess:
     """The operator as a local process; under the identity of `kubeconfig` when given."""
 
-    def __init__(
-        self, log_path: Path, kubeconfig: Path | None = None, *, priority: int = 100, port_offset: int = 0
-    ) -> None:
+    def __init__(self, log_path: Path, kubeconfig: Path | None = None, *, priority: int = 100) -> None:
         self.log_path = log_path
         self.kubeconfig = kubeconfig
         self.priority = priority
-        self.liveness_port, self.metrics_port = 18080 + port_offset, METRICS_PORT + port_offset
+        # Free ports, not fixed ones: another run of the suite on the same machine (another checkout,
+        # a CI run) would otherwise take them first and this operator would not start.
+        self.liveness_port, self.metrics_port = free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -42,6 +42,26 @@ def test_helm_lint(values: list[str]):
     assert "1 chart(s) linted, 0 chart(s) failed" in out
 
 
+def test_the_redis_admin_password_reaches_the_operator_apart_from_the_url():
+    """A URL would need `p@ss/w#rd%` percent-encoded: the chart passes the Secret's key as it is."""
+    import yaml
+
+    rendered = helm("template", "pw", CHART, "--set", "redis.host=redis.example", "--set",
+                    "redis.existingSecret=redis-admin").stdout  # fmt: skip
+    deployment = next(
+        d
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] == "Deployment" and "operator" in d["metadata"]["name"]
+    )
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PLATFORM_REDIS_URL"]["value"] == "redis://redis.example:6379/0"
+    assert env["PLATFORM_REDIS_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis-admin",
+        "key": "password",
+    }
+    assert not any("$(" in str(e.get("value", "")) for e in env.values())
+
+
 def test_values_schema_refuses_unknown_keys():
     proc = helm("lint", CHART, "--set", "replicas=3", check=False)
     assert proc.returncode != 0

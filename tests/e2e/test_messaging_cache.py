@@ -370,3 +370,36 @@ def test_a_queue_claimed_by_another_service_is_refused(ns: str, mq: httpx.Client
     assert mq.get(f"/permissions/%2F/{ns}.notifier").json() == first_user
     kubectl("delete", "psvc", "thief", "-n", ns, "--timeout=60s")
     assert mq.get(f"/queues/%2F/{q}").status_code == 200  # the holder's queue survives the thief's deletion
+
+
+@local_servers
+def test_redis_restarted_empty_has_every_user_back_within_seconds(
+    ns: str, rds: redis.Redis, operator: OperatorProcess | InClusterOperator
+):
+    apply(worker(), ns)
+    apply(psvc("cache-user", type="worker", image="example/notifier:1"), ns)
+    wait_ready("notifier", ns)
+    wait_ready("cache-user", ns)
+    urls = {name: secret_data(name, ns)["REDIS_URL"] for name in ("notifier", "cache-user")}
+    mark = operator.log_mark()
+
+    backends("stop-redis")
+    backends("start-redis")  # no persistence: it comes back with its admin user only
+    started = time.monotonic()
+
+    def users_work() -> bool:
+        for name, url in urls.items():
+            r = redis.Redis.from_url(url, decode_responses=True)
+            try:
+                r.set(f"{ns}:{name}:after-restart", "1")
+            except (redis.exceptions.AuthenticationError, redis.exceptions.ConnectionError):
+                return False
+            finally:
+                r.close()
+        return True
+
+    eventually(users_work, timeout=10, interval=0.2, what="every service's own Redis credentials to work again")
+    assert time.monotonic() - started < 10
+    eventually(lambda: "Redis has lost its users" in operator.log_since(mark), timeout=10, what="the watch's log line")
+    cond_is("notifier", ns, "CacheReady", "True")
+    cond_is("cache-user", ns, "CacheReady", "True")

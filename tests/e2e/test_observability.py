@@ -6,11 +6,13 @@ import json
 import urllib.request
 
 import pytest
-from e2e_kube import METRICS_PORT, InClusterOperator, OperatorProcess, apply, eventually, kubectl, psvc, wait_ready
+from e2e_kube import InClusterOperator, OperatorProcess, apply, eventually, kubectl, psvc, wait_ready
+
+_ports: list[int] = []  # the metrics port of the local operator under test
 
 
 def metrics() -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{_ports[0]}/metrics", timeout=5) as resp:
         return resp.read().decode()
 
 
@@ -28,6 +30,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 def local_operator(operator: OperatorProcess | InClusterOperator) -> OperatorProcess:
     if not isinstance(operator, OperatorProcess):
         pytest.skip("reads the metrics port and log of a local operator process")
+    _ports[:] = [operator.metrics_port]
     return operator
 
 

@@ -34,9 +34,7 @@ def reconciled(op: OperatorProcess, mark: int, ns: str, name: str) -> bool:
 def test_two_replicas_exactly_one_acts_and_the_other_takes_over(ns: str, operator: OperatorProcess | InClusterOperator):
     if not isinstance(operator, OperatorProcess) or operator.kubeconfig is None:
         pytest.skip("needs the local operator running as the chart runs it (kopf peering)")
-    standby = OperatorProcess(
-        operator.log_path.with_name("standby.log"), kubeconfig=operator.kubeconfig, priority=50, port_offset=1
-    )
+    standby = OperatorProcess(operator.log_path.with_name("standby.log"), kubeconfig=operator.kubeconfig, priority=50)
     standby.start()
     try:
         a0, b0 = operator.log_mark(), standby.log_mark()

@@ -125,3 +125,84 @@ async def test_unreachable_redis_is_reported_as_unavailable():
     with pytest.raises(CacheUnavailable, match="unreachable"):
         await s.ensure_user(cache.plan(make_service(type="api", image="x")), "pw")
     await s.close()
+
+
+async def test_an_admin_password_given_apart_from_the_url_reaches_redis_intact(admin: aioredis.Redis):
+    """As the chart runs the operator: PLATFORM_REDIS_URL without credentials, the password (here
+    with every character a URL would mangle) in PLATFORM_REDIS_ADMIN_PASSWORD."""
+    from platform_operator.settings import OperatorSettings
+
+    password, user = "p@ss/w#rd%", f"admin-{uuid.uuid4().hex[:6]}"
+    await admin.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"], commands=["+@all"]
+    )
+    env = require_env("PLATFORM_REDIS_SERVICE_HOST", "PLATFORM_REDIS_SERVICE_PORT")
+    settings = OperatorSettings(
+        redis_url=f"redis://{user}@{env['PLATFORM_REDIS_SERVICE_HOST']}:{env['PLATFORM_REDIS_SERVICE_PORT']}/0",
+        redis_admin_password=password,
+    )
+    store = RedisStore(settings.redis_url, password=settings.redis_admin_password)
+    try:
+        plan = cache.plan(make_service(type="api", image="x"))
+        assert await store.ensure_user(plan, "pw") is True
+        assert await store.get_user(plan.user) is not None
+    finally:
+        await store.close()
+        await admin.acl_deluser(user)
+
+
+async def test_a_redis_that_lost_its_users_is_noticed_by_the_marker(store: RedisStore, admin: aioredis.Redis):
+    from platform_operator.redis_store import MARKER_USER
+
+    assert await store.users_lost() is False  # sets the marker, or finds it from an earlier run
+    assert await store.users_lost() is False
+    await admin.acl_deluser(MARKER_USER)  # as a restart without persistence leaves it
+    assert await store.users_lost() is True
+    assert await store.users_lost() is False  # set again on the way
+    marker = await store.get_user(MARKER_USER)
+    assert marker is not None and "off" in marker["flags"] and not marker["passwords"]
+
+
+async def test_users_are_saved_to_the_acl_file_of_a_server_that_has_one(tmp_path):
+    """A Redis started with an ACL file: every change of the operator's is saved there, so a
+    restart finds the users."""
+    import asyncio
+    import shutil
+    import socket
+    import subprocess
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server not installed: run through `make test-e2e` (hack/backends.sh installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    acl = tmp_path / "users.acl"
+    acl.write_text("user default on nopass ~* &* +@all\n")
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--aclfile", str(acl), "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)  # fmt: skip
+    store = RedisStore(f"redis://127.0.0.1:{port}/0")
+    try:
+        for _ in range(50):
+            try:
+                await store.get_user("default")
+                break
+            except CacheUnavailable:
+                await asyncio.sleep(0.1)
+        plan = cache.plan(make_service(type="api", image="x"))
+        assert await store.ensure_user(plan, "pw") is True
+        for _ in range(50):
+            if f"user {plan.user} " in acl.read_text():
+                break
+            await asyncio.sleep(0.1)
+        assert f"~{plan.key_pattern}" in acl.read_text()
+        await store.delete_user(plan.user)
+        for _ in range(50):
+            if f"user {plan.user} " not in acl.read_text():
+                break
+            await asyncio.sleep(0.1)
+        assert f"user {plan.user} " not in acl.read_text()
+    finally:
+        await store.close()
+        proc.terminate()
+        proc.wait(timeout=10)

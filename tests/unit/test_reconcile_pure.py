@@ -605,3 +605,19 @@ def test_a_child_trigger_behind_a_queued_reconcile_is_coalesced():
         reconcile.forget("locks", "b")
 
     asyncio.run(scenario())
+
+
+def test_forgetting_a_service_keeps_the_echo_records_of_one_whose_name_starts_with_its_own():
+    from platform_operator import reconcile
+
+    for kind, name in (("Deployment", "orders"), ("Secret", "orders-platform"), ("Deployment", "orders-api"),
+                       ("Secret", "orders-api-platform")):  # fmt: skip
+        reconcile._remember_write(
+            {"kind": kind, "metadata": {"namespace": "shop", "name": name, "resourceVersion": "7"}}
+        )
+    reconcile.forget("shop", "orders")
+    assert not reconcile.is_own_echo("Deployment", {"namespace": "shop", "name": "orders", "resourceVersion": "7"})
+    assert not reconcile.is_own_echo("Secret", {"namespace": "shop", "name": "orders-platform", "resourceVersion": "7"})
+    assert reconcile.is_own_echo("Deployment", {"namespace": "shop", "name": "orders-api", "resourceVersion": "7"})
+    assert reconcile.is_own_echo("Secret", {"namespace": "shop", "name": "orders-api-platform", "resourceVersion": "7"})
+    reconcile.forget("shop", "orders-api")
