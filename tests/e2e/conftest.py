@@ -22,7 +22,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import redis
 import yaml
 from e2e_kube import InClusterOperator, OperatorProcess, kubectl, remember_passwords
 
@@ -146,3 +148,24 @@ def audit_log(cluster: str) -> str | None:
     """The API server's audit log, where the cluster is local (make test-e2e sets PLATFORM_AUDIT_LOG)."""
     path = os.environ.get("PLATFORM_AUDIT_LOG")
     return path if path and Path(path).exists() else None
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} not set: run through `make test-e2e`", pytrace=False)
+    return value
+
+
+@pytest.fixture(scope="module")
+def mq() -> Iterator[httpx.Client]:
+    auth = (env("PLATFORM_RABBITMQ_ADMIN_USER"), env("PLATFORM_RABBITMQ_ADMIN_PASSWORD"))
+    with httpx.Client(base_url=env("PLATFORM_RABBITMQ_MANAGEMENT_URL") + "/api", auth=auth, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def rds() -> Iterator[redis.Redis]:
+    r = redis.Redis.from_url(env("PLATFORM_REDIS_URL"), decode_responses=True)
+    yield r
+    r.close()

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -36,27 +35,6 @@ from e2e_kube import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} not set: run through `make test-e2e`", pytrace=False)
-    return value
-
-
-@pytest.fixture(scope="module")
-def mq() -> Iterator[httpx.Client]:
-    auth = (env("PLATFORM_RABBITMQ_ADMIN_USER"), env("PLATFORM_RABBITMQ_ADMIN_PASSWORD"))
-    with httpx.Client(base_url=env("PLATFORM_RABBITMQ_MANAGEMENT_URL") + "/api", auth=auth, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def rds() -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(env("PLATFORM_REDIS_URL"), decode_responses=True)
-    yield r
-    r.close()
 
 
 # On kind (hack/kind.sh e2e) RabbitMQ and Redis are the chart's pods, reached through port-forwards:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,27 +25,6 @@ from e2e_kube import RESYNC_SECONDS, SWEEP_SECONDS, apply, condition, eventually
 from e2e_kube import wait_ready as _wait_ready
 
 ORDERS_EVENTS = 5
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} not set: run through `make test-e2e`", pytrace=False)
-    return value
-
-
-@pytest.fixture(scope="module")
-def mq() -> Iterator[httpx.Client]:
-    auth = (env("PLATFORM_RABBITMQ_ADMIN_USER"), env("PLATFORM_RABBITMQ_ADMIN_PASSWORD"))
-    with httpx.Client(base_url=env("PLATFORM_RABBITMQ_MANAGEMENT_URL") + "/api", auth=auth, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def rds() -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(env("PLATFORM_REDIS_URL"), decode_responses=True)
-    yield r
-    r.close()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from platform_operator.model import PlatformService
+from platform_operator.rabbitmq import RabbitMQ
 
 
 def require_env(*names: str) -> dict[str, str]:
@@ -34,4 +35,24 @@ def make_service(name: str | None = None, namespace: str | None = None, **spec: 
             },
             "spec": spec,
         }
+    )
+
+
+ENV = (
+    "PLATFORM_RABBITMQ_MANAGEMENT_URL",
+    "PLATFORM_RABBITMQ_ADMIN_USER",
+    "PLATFORM_RABBITMQ_ADMIN_PASSWORD",
+    "PLATFORM_RABBITMQ_SERVICE_HOST",
+    "PLATFORM_RABBITMQ_SERVICE_PORT",
+)
+
+
+def make_broker(**options: Any) -> RabbitMQ:
+    env = require_env(*ENV)
+    return RabbitMQ(
+        env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
+        env["PLATFORM_RABBITMQ_ADMIN_USER"],
+        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        "/",
+        **options,
     )

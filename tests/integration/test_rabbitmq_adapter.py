@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -11,46 +10,11 @@ import aio_pika
 import httpx
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
-from it_helpers import make_service, require_env
+from it_helpers import ENV, make_broker, make_service, require_env
 
 from platform_operator import messaging
 from platform_operator.model import PlatformService
 from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
-
-ENV = (
-    "PLATFORM_RABBITMQ_MANAGEMENT_URL",
-    "PLATFORM_RABBITMQ_ADMIN_USER",
-    "PLATFORM_RABBITMQ_ADMIN_PASSWORD",
-    "PLATFORM_RABBITMQ_SERVICE_HOST",
-    "PLATFORM_RABBITMQ_SERVICE_PORT",
-)
-
-
-def make_broker(**options: Any) -> RabbitMQ:
-    env = require_env(*ENV)
-    return RabbitMQ(
-        env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
-        env["PLATFORM_RABBITMQ_ADMIN_USER"],
-        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
-        "/",
-        **options,
-    )
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[RabbitMQ]:
-    b = make_broker()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[httpx.AsyncClient]:
-    """The management API as an admin, to look at what the adapter did."""
-    env = require_env(*ENV)
-    auth = (env["PLATFORM_RABBITMQ_ADMIN_USER"], env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"])
-    async with httpx.AsyncClient(base_url=env["PLATFORM_RABBITMQ_MANAGEMENT_URL"] + "/api", auth=auth) as c:
-        yield c
 
 
 def amqp(user: str, password: str) -> str:

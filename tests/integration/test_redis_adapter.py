@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,22 +11,6 @@ from redis.exceptions import AuthenticationError, NoPermissionError
 
 from platform_operator import cache
 from platform_operator.redis_store import CacheUnavailable, RedisStore
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[RedisStore]:
-    env = require_env("PLATFORM_REDIS_URL")
-    s = RedisStore(env["PLATFORM_REDIS_URL"])
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[aioredis.Redis]:
-    env = require_env("PLATFORM_REDIS_URL")
-    r = aioredis.from_url(env["PLATFORM_REDIS_URL"], decode_responses=True)
-    yield r
-    await r.aclose()
 
 
 def connect_as(user: str, password: str) -> aioredis.Redis:

@@ -8,36 +8,20 @@ credentials, as its pods would hold them, and the victim's messages and keys are
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import aio_pika
 import httpx
-import pytest
 import redis.asyncio as aioredis
 from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
-from it_helpers import make_service, require_env
+from it_helpers import make_service
 from redis.exceptions import NoPermissionError, ResponseError
-from test_rabbitmq_adapter import ENV, _get, amqp, get_json, make_broker, publish
+from test_rabbitmq_adapter import _get, amqp, get_json, publish
+from test_redis_adapter import connect_as
 
 from platform_operator import cache, messaging, sweep
 from platform_operator.model import PlatformService
 from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.redis_store import RedisStore
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[RabbitMQ]:
-    b = make_broker()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[httpx.AsyncClient]:
-    env = require_env(*ENV)
-    auth = (env["PLATFORM_RABBITMQ_ADMIN_USER"], env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"])
-    async with httpx.AsyncClient(base_url=env["PLATFORM_RABBITMQ_MANAGEMENT_URL"] + "/api", auth=auth) as c:
-        yield c
 
 
 def namespaces() -> tuple[str, str]:
@@ -276,30 +260,6 @@ async def test_the_sweep_removes_only_tagged_users_whose_service_is_gone(broker:
 
 
 # --- Redis -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[RedisStore]:
-    env = require_env("PLATFORM_REDIS_URL")
-    s = RedisStore(env["PLATFORM_REDIS_URL"])
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[aioredis.Redis]:
-    env = require_env("PLATFORM_REDIS_URL")
-    r = aioredis.from_url(env["PLATFORM_REDIS_URL"], decode_responses=True)
-    yield r
-    await r.aclose()
-
-
-def connect_as(user: str, password: str) -> aioredis.Redis:
-    env = require_env("PLATFORM_REDIS_SERVICE_HOST", "PLATFORM_REDIS_SERVICE_PORT")
-    url = cache.redis_url(
-        user, password, env["PLATFORM_REDIS_SERVICE_HOST"], int(env["PLATFORM_REDIS_SERVICE_PORT"]), 0
-    )
-    return aioredis.from_url(url, decode_responses=True)
 
 
 async def test_a_prefix_asked_for_in_another_namespace_stays_in_that_namespace():
