@@ -17,7 +17,9 @@ holds and which it must not meet.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from platform_operator.model import PlatformService
@@ -106,6 +108,16 @@ def prefix_claims(prefix: str) -> list[tuple[str, str]]:
     keys = [("redis-prefix", prefix)]
     keys += [("redis-prefix-above", ":".join(parts[:i])) for i in range(1, len(parts))]
     return keys
+
+
+def prefix_order(body: Mapping[str, Any], prefix: str) -> str:
+    """How a claim on this prefix ranks (the lowest wins): a service whose status shows it was
+    granted the prefix (a Redis user for it) before one that was not, then the older. Two services
+    created in the same second would otherwise be ranked by name, and the later one could take the
+    prefix from the service already using it."""
+    granted = (body.get("status") or {}).get("redis") or {}
+    held = bool(granted.get("user")) and granted.get("keyPrefix") == prefix
+    return ("0 " if held else "1 ") + str((body.get("metadata") or {}).get("creationTimestamp", ""))
 
 
 def overlapping_claims(prefix: str) -> list[tuple[str, str]]:

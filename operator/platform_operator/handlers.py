@@ -171,7 +171,8 @@ async def tenancy_claims(
     except ValueError:  # a spec the model cannot read claims nothing
         return {}
     holder = (str(meta.get("creationTimestamp", "")), namespace or "", name)
-    out: dict[tuple[str, str], tuple[str, str, str]] = dict.fromkeys(cache.prefix_claims(svc.key_prefix), holder)
+    prefix_holder = (cache.prefix_order(body, svc.key_prefix), namespace or "", name)
+    out: dict[tuple[str, str], tuple[str, str, str]] = dict.fromkeys(cache.prefix_claims(svc.key_prefix), prefix_holder)
     for exchange in svc.spec.messaging.publishes:
         broker_name = messaging.broker_name(svc.namespace, exchange.name)
         out[("exchange", broker_name)] = holder
@@ -326,7 +327,6 @@ async def delete_service(
     users = exchange_users if exchange_users is not None else {}
     queues = queue_claims if queue_claims is not None else {}
     tenancy = tenancy_claims if tenancy_claims is not None else {}
-    created = str(body["metadata"].get("creationTimestamp", ""))
 
     def others_using(exchange: str) -> bool:
         return any((ns, n) != (svc.namespace, svc.name) for ns, n in users.get(exchange, []))
@@ -339,7 +339,7 @@ async def delete_service(
         return list(tenancy.get(key, []))
 
     # A prefix refused to this service (KeyPrefixClaimed) is another's: its keys are not ours to delete.
-    prefix_taken = reconcile.prefix_conflict(svc, created, claims) is not None
+    prefix_taken = reconcile.prefix_conflict(svc, cache.prefix_order(body, svc.key_prefix), claims) is not None
     try:
         await cleanup.cleanup(
             svc,

@@ -38,7 +38,8 @@ OPTIONAL_KINDS = (
 # Who claims a name that only one service may hold: (host, path) of an ingress, ("host", host),
 # ("queue", name), ("exchange", name), a Redis prefix (cache.prefix_claims), and which namespaces an
 # exchange's publishers share it with (("exchange-share", "<exchange>><namespace>")). Each holder is
-# (creationTimestamp, namespace, name); the oldest wins.
+# (creationTimestamp, namespace, name); the oldest wins. (Redis prefixes rank by
+# cache.prefix_order: the service already granted the prefix first.)
 ClaimLookup = Callable[[tuple[str, str]], list[tuple[str, str, str]]]
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]  # (object, type, reason, message)
 
@@ -153,11 +154,12 @@ def host_overlaps(host: str) -> list[tuple[str, str]]:
     return [("host", host), ("host-wildcard", host.partition(".")[2])]
 
 
-def prefix_conflict(svc: PlatformService, created: str, claims: ClaimLookup) -> tuple[str, str, str] | None:
-    """An older service of the namespace whose Redis prefix equals or nests with this one's:
-    (its namespace, its name, its prefix, or "a prefix under <ours>" where it holds one under this
-    one's). Its user may read every key under its prefix, so the two would share keys."""
-    me = (created, svc.namespace, svc.name)
+def prefix_conflict(svc: PlatformService, order: str, claims: ClaimLookup) -> tuple[str, str, str] | None:
+    """A service of the namespace ranked before this one (cache.prefix_order: the one already granted
+    its prefix first, then the older) whose Redis prefix equals or nests with this one's: (its namespace,
+    its name, its prefix, or "a prefix under <ours>" where it holds one under this one's).
+    Its user may read every key under its prefix, so the two would share keys."""
+    me = (order, svc.namespace, svc.name)
     older = sorted(
         {h for key in cache.overlapping_claims(svc.key_prefix) for h in claims(key) if h[1:] != me[1:] and h < me}
     )
@@ -410,11 +412,10 @@ async def _reconcile(
         emit(body, type_, reason, message)
 
     cfg = backends.settings
-    created = str(body["metadata"].get("creationTimestamp", ""))
     unshared = unshared_exchanges(svc, claims)
     topology = messaging.plan(svc, unshared=frozenset(unshared))
     cache_plan = cache.plan(svc)
-    prefix_holder = prefix_conflict(svc, created, claims)
+    prefix_holder = prefix_conflict(svc, cache.prefix_order(body, svc.key_prefix), claims)
     live_secret = await kube.read("v1", "Secret", svc.namespace, svc.secret_name)
     creds = credentials.resolve(body["metadata"].get("annotations") or {}, live_secret)
     rabbitmq_url = (

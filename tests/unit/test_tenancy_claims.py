@@ -2,7 +2,8 @@
 
 The claims come from kopf's indexes in handlers.py (ingress_claims, queue_claims, tenancy_claims),
 called here as kopf would call them, so that these tests also hold the indexes and the rules in
-reconcile.py to the same keys. Every holder is (creationTimestamp, namespace, name); the oldest wins.
+reconcile.py to the same keys. Every holder is (creationTimestamp, namespace, name); the oldest wins
+(a Redis prefix: the service already granted it first, cache.prefix_order).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from platform_operator import handlers, messaging
+from platform_operator import cache, handlers, messaging
 from platform_operator.conditions import Condition
 from platform_operator.credentials import Credentials
 from platform_operator.model import API_VERSION, KIND, PlatformService
@@ -38,11 +39,19 @@ class Cluster:
     def __init__(self) -> None:
         self.index: dict[tuple[str, str], list[tuple[str, str, str]]] = defaultdict(list)
         self.asked: list[tuple[str, str]] = []
+        self.bodies: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def add(self, created: str, namespace: str, name: str, **spec: Any) -> PlatformService:
+    def order(self, svc: PlatformService) -> str:
+        """How the service's prefix claim ranks, as reconcile computes it from its body."""
+        return cache.prefix_order(self.bodies[(svc.namespace, svc.name)], svc.key_prefix)
+
+    def add(
+        self, created: str, namespace: str, name: str, status: dict[str, Any] | None = None, **spec: Any
+    ) -> PlatformService:
         spec.setdefault("image", "registry.example/x:1")
         meta = {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}", "creationTimestamp": created}
-        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec, "status": status or {}}
+        self.bodies[(namespace, name)] = body
         for index in INDEXES:
             for key, holder in (asyncio.run(index(namespace=namespace, name=name, body=body, meta=meta)) or {}).items():
                 self.index[key].append(holder)
@@ -159,7 +168,7 @@ def test_wildcard_hosts_overlap_the_hosts_they_cover(held, wanted, conflict):
 def test_a_prefix_alone_is_free():
     cluster = Cluster()
     me = cluster.add(T0, "shop", "orders", **cached())
-    assert prefix_conflict(me, T0, cluster) is None
+    assert prefix_conflict(me, cluster.order(me), cluster) is None
 
 
 @pytest.mark.parametrize(
@@ -176,14 +185,14 @@ def test_an_overlapping_older_prefix_refuses_the_later_service(older, mine, repo
     cluster = Cluster()
     first = cluster.add(T0, "shop", "first", **cached(older))
     me = cluster.add(T1, "shop", "orders", **cached(mine))
-    conflict = prefix_conflict(me, T1, cluster)
+    conflict = prefix_conflict(me, cluster.order(me), cluster)
     assert conflict is not None
     assert conflict[:2] == ("shop", "first")
     if reported is not None:
         assert conflict[2] == reported
     else:  # a holder under this prefix is not named by its prefix, only placed under ours
         assert "shop:cache" in conflict[2]
-    assert prefix_conflict(first, T0, cluster) is None  # never the oldest
+    assert prefix_conflict(first, cluster.order(first), cluster) is None  # never the oldest
 
 
 @pytest.mark.parametrize(
@@ -194,7 +203,7 @@ def test_sibling_prefixes_do_not_overlap(older, mine):
     cluster = Cluster()
     cluster.add(T0, "shop", "first", **cached(older))
     me = cluster.add(T1, "shop", "orders", **cached(mine))
-    assert prefix_conflict(me, T1, cluster) is None
+    assert prefix_conflict(me, cluster.order(me), cluster) is None
 
 
 @pytest.mark.parametrize("mine", ["cache", "billing", "billing:cache"])
@@ -203,14 +212,14 @@ def test_prefixes_of_other_namespaces_never_overlap(mine):
     cluster.add(T0, "billing", "first", **cached("cache"))
     cluster.add(T0, "billing", "second", **cached())
     me = cluster.add(T1, "shop", "orders", **cached(mine))
-    assert prefix_conflict(me, T1, cluster) is None
+    assert prefix_conflict(me, cluster.order(me), cluster) is None
 
 
 def test_the_default_prefix_is_the_name_and_collides_with_a_keyprefix_of_that_name():
     cluster = Cluster()
     cluster.add(T0, "shop", "first", **cached("orders"))
     me = cluster.add(T1, "shop", "orders", **cached())
-    assert prefix_conflict(me, T1, cluster) == ("shop", "first", "shop:orders")
+    assert prefix_conflict(me, cluster.order(me), cluster) == ("shop", "first", "shop:orders")
 
 
 def test_the_oldest_of_the_older_holders_is_named():
@@ -219,7 +228,7 @@ def test_the_oldest_of_the_older_holders_is_named():
     cluster.add(T1, "shop", "oldest", **cached("cache"))
     cluster.add(T0, "shop", "unrelated", **cached("sessions"))
     me = cluster.add(T3, "shop", "orders", **cached("cache"))
-    assert prefix_conflict(me, T3, cluster) == ("shop", "oldest", "shop:cache")
+    assert prefix_conflict(me, cluster.order(me), cluster) == ("shop", "oldest", "shop:cache")
 
 
 def test_younger_overlapping_services_never_refuse_an_older_one():
@@ -227,22 +236,40 @@ def test_younger_overlapping_services_never_refuse_an_older_one():
     me = cluster.add(T0, "shop", "orders", **cached("cache"))
     cluster.add(T1, "shop", "same", **cached("cache"))
     cluster.add(T2, "shop", "under", **cached("cache:v2"))
-    assert prefix_conflict(me, T0, cluster) is None
+    assert prefix_conflict(me, cluster.order(me), cluster) is None
 
 
 def test_created_in_the_same_second_exactly_one_is_refused():
     cluster = Cluster()
     a = cluster.add(T0, "shop", "a", **cached("cache"))
     b = cluster.add(T0, "shop", "b", **cached("cache"))
-    assert prefix_conflict(a, T0, cluster) is None
-    assert prefix_conflict(b, T0, cluster) == ("shop", "a", "shop:cache")
+    assert prefix_conflict(a, cluster.order(a), cluster) is None
+    assert prefix_conflict(b, cluster.order(b), cluster) == ("shop", "a", "shop:cache")
+
+
+def test_the_service_granted_the_prefix_keeps_it_against_one_created_in_the_same_second():
+    cluster = Cluster()
+    granted = {"redis": {"keyPrefix": "shop:orders-api", "user": "shop.orders-api"}}
+    holder = cluster.add(T0, "shop", "orders-api", status=granted, **cached())
+    nested = cluster.add(T0, "shop", "nested", **cached("orders-api:cache"))  # sorts first by name
+    assert prefix_conflict(holder, cluster.order(holder), cluster) is None
+    assert prefix_conflict(nested, cluster.order(nested), cluster) == ("shop", "orders-api", "shop:orders-api")
+
+
+def test_a_grant_of_another_prefix_ranks_as_no_grant():
+    cluster = Cluster()
+    stale = {"redis": {"keyPrefix": "shop:old", "user": "shop.b"}}  # granted before its keyPrefix changed
+    a = cluster.add(T1, "shop", "a", **cached("cache"))
+    b = cluster.add(T0, "shop", "b", status=stale, **cached("cache"))
+    assert prefix_conflict(b, cluster.order(b), cluster) is None  # the older one
+    assert prefix_conflict(a, cluster.order(a), cluster) == ("shop", "b", "shop:cache")
 
 
 def test_its_own_claims_are_no_conflict():
     cluster = Cluster()
     cluster.add(T0, "shop", "orders", **cached("cache"))
     me = cluster.add(T0, "shop", "orders", **cached("cache:v2"))  # the index still holds its old prefix
-    assert prefix_conflict(me, T0, cluster) is None
+    assert prefix_conflict(me, cluster.order(me), cluster) is None
 
 
 # --- exchanges of another namespace: bound to only when their owner shares them ----------------------------
