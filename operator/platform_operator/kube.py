@@ -27,6 +27,7 @@ import dataclasses
 import email.utils
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -148,7 +149,10 @@ async def load_configuration() -> Configuration:
     except k8s_config.ConfigException:
         pass
     try:
-        loader = await k8s_config.load_kube_config(client_configuration=configuration)
+        # KUBECONFIG as it is now: the library's default is the value it had when it was imported.
+        loader = await k8s_config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+        )
     except Exception as exc:  # the library raises what its parsing or the plugin raised
         raise UnavailableError(
             f"No Kubernetes credentials: not in a pod (no service account) and no usable kubeconfig: {exc}"
