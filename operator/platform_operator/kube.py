@@ -28,7 +28,7 @@ import email.utils
 import json
 import logging
 import os
-import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -96,8 +96,8 @@ class Retry:
         asked = _seconds(retry_after)
         if asked is not None:
             return asked
-        # Jitter spreads the retries of many reconciles that failed together; not a secret.
-        return float(self.first_wait * 2 ** (attempt - 1) * (0.5 + random.random() / 2))  # noqa: S311
+        # Jitter (50-100%) spreads the retries of many reconciles that failed together.
+        return float(self.first_wait * 2 ** (attempt - 1) * (500 + secrets.randbelow(501)) / 1000)
 
 
 def _seconds(retry_after: str | None) -> float | None:
