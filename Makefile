@@ -8,6 +8,9 @@ SHELL := /bin/bash
 CACHE ?= $(or $(PLATFORM_CACHE),$(HOME)/.cache/platform-operator)
 export PLATFORM_CACHE := $(CACHE)
 BIN := $(CACHE)/bin/current
+# The uv of hack/versions.env: the one on PATH when it is that version, else installed here by `make uv`.
+UV_HOME := $(CACHE)/uv/$(UV_VERSION)
+export PATH := $(UV_HOME)/bin:$(PATH)
 UV ?= uv
 PY := $(UV) run --locked --all-packages
 DEMO_CLUSTER ?= platform
@@ -23,8 +26,12 @@ help: ## Show this help.
 
 ##@ Setup
 
+.PHONY: uv
+uv: ## Install uv $(UV_VERSION) (hack/versions.env) into $(UV_HOME) unless that version is on PATH.
+	hack/install-uv.sh $(UV_HOME)
+
 .PHONY: setup
-setup: ## Install the locked Python dependencies into .venv (uv sync --locked).
+setup: uv ## Install the locked Python dependencies into .venv (uv sync --locked).
 	$(UV) sync --locked --all-packages
 
 .PHONY: tools

@@ -5,22 +5,38 @@ child survive and the operator's come back when edited. Errors are sorted in one
 object is None, a refused object is `RefusedError` (the spec cannot be applied as it is; retrying
 will not help), anything else is `UnavailableError` (retry with backoff).
 
-The client is aiohttp, which kopf runs on too, with the credentials kopf's own login finds (the
-service account in a pod, else the kubeconfig). Not kubernetes-asyncio: kopf imports that client's
-generated models whenever it is installed, about 50 MB of the operator's resident memory for
-classes the operator never uses.
+The client is kubernetes-asyncio's `ApiClient`, spoken to in plain JSON (its generated models
+would only cost time and memory), with the credentials kubectl would use, loaded by the library
+as kopf's own login loads them (`login` below): the service account in a pod (its token file
+read again every minute, so the kubelet's rotation is followed), else the kubeconfig's current
+context, exec plugins and OIDC included. A 401 loads the credentials again once (a token that
+was rotated or revoked, an exec plugin's that expired) and repeats the request. An exec plugin
+that states its token's expiry is run again before it expires. Proxies come from the
+kubeconfig's `proxy-url`, or from HTTPS_PROXY/NO_PROXY (the library's session trusts the
+environment).
+
+An API server that is overloaded (429) or failing (5xx) is asked again after the wait it names
+in Retry-After, else after a doubling back-off, within `Retry`'s bounds; past them the caller
+gets `UnavailableError` and kopf's own back-off takes over.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import email.utils
 import json
 import logging
+import os
+import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import kopf
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client import ApiClient, Configuration
 
 from platform_operator import observability
 from platform_operator.builders import MANAGER
@@ -33,7 +49,9 @@ USER_AGENT = "platform-operator"
 # Connections to the API server at most (the operator's); more requests wait for one. Each TLS connection holds
 # buffers of its own (over 100 KB), and at a thousand services hundreds would open at once.
 MAX_CONNECTIONS = 16
+REQUEST_TIMEOUT = 60  # seconds for one request, answer included
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"  # on every child; the watch of children selects on it
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 # apiVersion, kind -> (path prefix, plural). Only what the operator manages.
 _RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
@@ -62,6 +80,41 @@ class UnavailableError(KubeError):
     """The API server could not be reached or failed; retry later."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """How long one call waits out an API server that answers 429 or 5xx.
+
+    Retry-After is honoured as asked, never shortened: a wait longer than `max_wait`, or one
+    that would end past `deadline` seconds after the first attempt, ends the call instead."""
+
+    tries: int = 5  # attempts in all
+    first_wait: float = 0.5  # seconds, doubling, when the answer names no Retry-After
+    max_wait: float = 10.0
+    deadline: float = 30.0
+
+    def wait(self, attempt: int, retry_after: str | None) -> float:
+        asked = _seconds(retry_after)
+        if asked is not None:
+            return asked
+        # Jitter (50-100%) spreads the retries of many reconciles that failed together.
+        return float(self.first_wait * 2 ** (attempt - 1) * (500 + secrets.randbelow(501)) / 1000)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date (RFC 9110)."""
+    if not retry_after:
+        return None
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
     prefix, plural = _RESOURCES[(api_version, kind)]
     path = f"{prefix}/namespaces/{namespace}/{plural}"
@@ -81,15 +134,68 @@ def _message(exc: _HTTPError) -> str:
         return str(exc)
 
 
-def login() -> kopf.ConnectionInfo:
-    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
-    if info is None:
-        raise UnavailableError(
-            "No Kubernetes credentials: not in a pod (no service account token) and no kubeconfig; set KUBECONFIG."
+async def load_configuration() -> Configuration:
+    """The credentials kubectl would use, loaded by kubernetes-asyncio as kopf's login loads them.
+
+    In a pod, the service account: the library reads its token file again every minute (a
+    projected token is rotated by the kubelet). Elsewhere, the current context of the kubeconfig
+    (KUBECONFIG, else ~/.kube/config) with whatever its user names: a token, a client
+    certificate, an exec plugin, OIDC."""
+    configuration = Configuration()
+    try:
+        # The library's one unannotated loader.
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return configuration
+    except k8s_config.ConfigException:
+        pass
+    try:
+        # KUBECONFIG as it is now: the library's default is the value it had when it was imported.
+        loader = await k8s_config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
         )
-    return info
+    except Exception as exc:  # the library raises what its parsing or the plugin raised
+        raise UnavailableError(
+            f"No Kubernetes credentials: not in a pod (no service account) and no usable kubeconfig: {exc}"
+        ) from exc
+    if getattr(loader, "exec_plugin_expiry", None) is not None:
+        configuration.refresh_api_key_hook = _exec_refresher(loader)
+    return configuration
+
+
+def _exec_refresher(loader: Any) -> Callable[[Configuration], Awaitable[None]]:
+    """Runs the exec plugin again when the token it gave expires (the library's loader knows when,
+    and answers at once until then); one run at a time, however many requests ask."""
+    lock = asyncio.Lock()
+
+    async def refresh(configuration: Configuration) -> None:
+        async with lock:
+            await loader.load_from_exec_plugin()
+            configuration.api_key["BearerToken"] = loader.token
+
+    return refresh
+
+
+@kopf.on.login()
+async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own connection (its watches, events, peering): the same credentials, through the same library.
+
+    kopf logs in again by itself when the API server answers 401. Like the operator's own
+    client, it takes HTTPS_PROXY/NO_PROXY from the environment."""
+    info = await kopf.login_via_async_client(**kwargs)
+    return dataclasses.replace(info, trust_env=True) if info is not None else None
+
+
+def _tls(configuration: Configuration) -> tuple[Any, ...]:
+    """What a client's connections are bound to: a change needs a new client, anything else does not."""
+    return (
+        configuration.host,
+        configuration.ssl_ca_cert,
+        configuration.cert_file,
+        configuration.key_file,
+        configuration.verify_ssl,
+        configuration.tls_server_name,
+        configuration.proxy,
+    )
 
 
 class Kube:
@@ -106,19 +212,21 @@ class Kube:
     """
 
     def __init__(
-        self, info: kopf.ConnectionInfo | None, *, max_age: float = 0.0, max_connections: int = MAX_CONNECTIONS
+        self,
+        configuration: Configuration | None,
+        *,
+        max_age: float = 0.0,
+        max_connections: int = MAX_CONNECTIONS,
+        retry: Retry | None = None,
+        reload: Callable[[], Awaitable[Configuration]] = load_configuration,
     ) -> None:
-        self._server = info.server.rstrip("/") if info is not None else ""
-        self._auth = info.as_http_headers() if info is not None else {}
-        self._session = (
-            aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max_connections, ssl=info.as_ssl_context()),
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=60),
-            )
-            if info is not None
-            else None
-        )
+        self._max_connections = max_connections
+        self._api = self._client(configuration) if configuration is not None else None
+        self._retired: list[ApiClient] = []  # replaced by a login with other TLS settings; closed with this one
+        self._retry = retry or Retry()
+        self._reload = reload
+        self._logins = 0  # how many times the credentials were loaded again
+        self._login_lock = asyncio.Lock()
         self.max_age = max_age
         # (kind, namespace, name) -> (when, the object as JSON without managedFields, or None when
         # known to be absent). One string per child is a small fraction of the memory the same
@@ -126,13 +234,22 @@ class Kube:
         self._seen: dict[tuple[str, str, str], tuple[float, bytes | None]] = {}
         self._next_sweep = time.monotonic() + max_age
 
+    def _client(self, configuration: Configuration) -> ApiClient:
+        configuration.connection_pool_maxsize = self._max_connections
+        api = ApiClient(configuration)
+        api.user_agent = USER_AGENT
+        return api
+
     @classmethod
-    async def connect(cls, *, max_age: float = 0.0, max_connections: int = MAX_CONNECTIONS) -> Kube:
-        return cls(login(), max_age=max_age, max_connections=max_connections)
+    async def connect(
+        cls, *, max_age: float = 0.0, max_connections: int = MAX_CONNECTIONS, retry: Retry | None = None
+    ) -> Kube:
+        return cls(await load_configuration(), max_age=max_age, max_connections=max_connections, retry=retry)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for api in [*self._retired, *([self._api] if self._api is not None else [])]:
+            await api.close()
+        self._retired.clear()
 
     async def _call(
         self,
@@ -143,14 +260,22 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any] | None:
+        started = time.monotonic()
+        attempt = 0
         try:
-            with observability.outside_call("apiserver", method):
-                status, text = await self._request(method, path, body, query, content_type)
-                if status == 401:  # a service account token the kubelet has since renewed
-                    self._auth = login().as_http_headers()
-                    status, text = await self._request(method, path, body, query, content_type)
+            while True:
+                attempt += 1
+                with observability.outside_call("apiserver", method):
+                    status, retry_after, text = await self._authenticated(method, path, body, query, content_type)
+                if status in RETRIED_STATUSES and attempt < self._retry.tries:
+                    wait = self._retry.wait(attempt, retry_after)
+                    if wait <= self._retry.max_wait and time.monotonic() - started + wait <= self._retry.deadline:
+                        log.info("%s %s: HTTP %s, asking again in %.1f s", method, path, status, wait)
+                        await asyncio.sleep(wait)
+                        continue
                 if status >= 400:
                     raise _HTTPError(status, text)
+                break
         except _HTTPError as exc:
             if exc.status == 404:
                 return None
@@ -158,7 +283,8 @@ class Kube:
                 raise NamespaceTerminatingError(f"{method} {path}: {_message(exc)}") from exc
             if exc.status in (400, 403, 409, 422):
                 raise RefusedError(f"{method} {path}: {_message(exc)}") from exc
-            raise UnavailableError(f"{method} {path}: HTTP {exc.status} {_message(exc)}") from exc
+            tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+            raise UnavailableError(f"{method} {path}: HTTP {exc.status} {_message(exc)}{tries}") from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise UnavailableError(f"{method} {path}: {exc!r}") from exc
         try:
@@ -167,19 +293,59 @@ class Kube:
             raise UnavailableError(f"{method} {path}: the API server answered with no JSON") from exc
         return result if isinstance(result, dict) else None
 
+    async def _authenticated(
+        self, method: str, path: str, body: Any, query: list[tuple[str, str]] | None, content_type: str
+    ) -> tuple[int, str | None, str]:
+        """One request; on a 401 the credentials are loaded again and the request is made once more."""
+        logins = self._logins
+        answer = await self._request(method, path, body, query, content_type)
+        if answer[0] != 401:
+            return answer
+        await self._login_again(logins)
+        return await self._request(method, path, body, query, content_type)
+
+    async def _login_again(self, logins_seen: int) -> None:
+        async with self._login_lock:
+            if self._logins != logins_seen:  # another request has done it meanwhile
+                return
+            try:
+                configuration = await self._reload()
+            except UnavailableError:
+                raise
+            except Exception as exc:  # an exec plugin that fails, a kubeconfig that no longer parses
+                raise UnavailableError(f"logging in again after a 401: {exc}") from exc
+            current = self._api
+            if current is not None and _tls(current.configuration) == _tls(configuration):
+                current.configuration.api_key = configuration.api_key
+                current.configuration.refresh_api_key_hook = configuration.refresh_api_key_hook
+            else:
+                if current is not None:
+                    self._retired.append(current)  # requests in flight on it finish there
+                self._api = self._client(configuration)
+            self._logins += 1
+            log.info("Logged in to the API server again after a 401.")
+
     async def _request(
         self, method: str, path: str, body: Any, query: list[tuple[str, str]] | None, content_type: str
-    ) -> tuple[int, str]:
-        if self._session is None:
+    ) -> tuple[int, str | None, str]:
+        api = self._api
+        if api is None:
             raise UnavailableError(f"{method} {path}: this client was made without credentials")
-        async with self._session.request(
+        # Raw JSON in and out: no generated models (_preload_content=False returns aiohttp's response).
+        resp = await api.call_api(
+            path,
             method,
-            self._server + path,
-            params=query or None,
-            data=None if body is None else json.dumps(body),
-            headers={**self._auth, "Content-Type": content_type},
-        ) as resp:
-            return resp.status, await resp.text()
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        try:
+            return resp.status, resp.headers.get("Retry-After"), await resp.text()
+        finally:
+            resp.release()
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._call("GET", _path(api_version, kind, namespace, name))
@@ -238,7 +404,7 @@ class Kube:
         result = await self._call(
             "PATCH",
             path,
-            body=obj,
+            body=dict(obj),
             query=[("fieldManager", FIELD_MANAGER), ("force", "true"), ("fieldValidation", "Strict")],
             content_type="application/apply-patch+yaml",
         )
