@@ -72,6 +72,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
                 ours.rabbitmq_vhost,
                 read_cache_seconds=ours.rabbitmq_read_cache_seconds,
                 max_concurrent_calls=ours.rabbitmq_max_concurrent_calls,
+                amqp_url=ours.amqp_url,
+                amqp_channels=ours.rabbitmq_amqp_channels,
             )
             if ours.rabbitmq_management_url
             else None

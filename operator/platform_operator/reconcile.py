@@ -573,6 +573,8 @@ def dropped_queues(
         name = str(q.get("name", ""))
         if not name or name in wanted or messaging.owner_namespace(name) != svc.namespace:
             continue
+        if messaging.retried_queue(name) in topology.consumed:
+            continue  # a retry queue of an earlier delay: retired by provisioning once its successor is bound
         holders = claims(("queue", name))
         if any((h[1], h[2]) != (svc.namespace, svc.name) for h in holders):
             continue
