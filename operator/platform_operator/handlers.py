@@ -229,8 +229,6 @@ async def _run(
 
 @kopf.on.resume(*PSVC)
 @kopf.on.create(*PSVC)
-@kopf.on.update(*PSVC, field="spec")
-@kopf.on.update(*PSVC, field=("metadata", "annotations", ROTATE_ANNOTATION))
 async def reconcile_service(
     namespace: str | None,
     name: str,
@@ -243,6 +241,25 @@ async def reconcile_service(
     **_: Any,
 ) -> None:
     await _run(namespace, name, memo, (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts), retry)
+
+
+@kopf.on.update(*PSVC, field="spec")
+@kopf.on.update(*PSVC, field=("metadata", "annotations", ROTATE_ANNOTATION))
+async def update_service(
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    retry: int,
+    ingress_claims: kopf.Index[Any, Any] | None = None,
+    queue_claims: kopf.Index[Any, Any] | None = None,
+    tenancy_claims: kopf.Index[Any, Any] | None = None,
+    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+    **_: Any,
+) -> None:
+    """A spec change visits RabbitMQ and Redis only when what they hold must change (reconcile's
+    digest): an image or replica change is the Kubernetes side's alone."""
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    await _run(namespace, name, memo, indices, retry, external=False)
 
 
 @kopf.timer(*PSVC, interval=OPERATOR_SETTINGS.resync_seconds, initial_delay=OPERATOR_SETTINGS.resync_seconds)
