@@ -20,6 +20,7 @@ from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, UnavailableError
 from platform_operator.model import GROUP, PLURAL, VERSION, PlatformService
 from platform_operator.rabbitmq import RabbitMQ
+from platform_operator.recovery import BrokerWatch
 from platform_operator.redis_store import RedisStore
 from platform_operator.settings import OperatorSettings
 from platform_operator.sweep import UserSweep
@@ -81,6 +82,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         redis=RedisStore(ours.redis_url) if ours.redis_url else None,
         settings=ours,
     )
+    memo.broker_watch = None
+    if memo.backends.rabbitmq is not None:
+        memo.broker_watch = BrokerWatch(
+            memo.backends.rabbitmq, ours.broker_check_seconds, attached_for=2 * ours.resync_seconds + 30
+        )
+        memo.broker_watch.start()
     memo.sweep = UserSweep(memo.backends.rabbitmq, memo.backends.redis, ours.sweep_seconds, tuple(ours.namespace_list))
     log.info(
         "RabbitMQ %s; Redis %s.",
@@ -91,6 +98,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("broker_watch") is not None:
+        await memo.broker_watch.stop()
     await memo.kube.close()
     if memo.backends.rabbitmq is not None:
         await memo.backends.rabbitmq.close()
@@ -285,6 +294,13 @@ async def resync(
     The first resync after each `sweep_seconds` also removes users whose PlatformService is gone
     (sweep.py): a timer runs only on the replica that acts, with kopf's indexes filled."""
     indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    if known_services is not None and memo.get("broker_watch") is not None:
+        services = known_services
+
+        async def recover_one(ns: str, n: str) -> None:
+            await _run(ns, n, memo, indices)
+
+        memo.broker_watch.attach(recover_one, lambda: list(services.keys()))
     if known_services is not None and memo.sweep.due():
         known = known_services
         await memo.sweep.maybe_run(lambda ns, n: (ns, n) in known)

@@ -62,6 +62,13 @@ class OperatorSettings(BaseSettings):
         "empty: the admin user at rabbitmq_service_host:rabbitmq_service_port, in rabbitmq_vhost.",
     )
     rabbitmq_amqp_channels: int = Field(4, gt=0, description="AMQP channels the declarations share.")
+    broker_check_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How often the operator checks that the broker still holds its marker (gone: the vhost was "
+        "recreated or the broker restarted empty, and every service's topology is declared again at once); "
+        "0 never (a lost AMQP connection still triggers the check).",
+    )
     rabbitmq_max_concurrent_calls: int = Field(
         8,
         gt=0,
