@@ -236,6 +236,19 @@ async def _run(
         raise kopf.TemporaryError(f"Refused: {'; '.join(outcome.refused.values())}", delay=60)
 
 
+def _attach_broker_watch(
+    memo: kopf.Memo, indices: tuple[kopf.Index[Any, Any] | None, ...], known: kopf.Index[Any, Any] | None
+) -> None:
+    """Handlers run only on the replica that acts: each one tells the broker watch so (recovery.py)."""
+    if known is None or memo.get("broker_watch") is None:
+        return
+
+    async def recover_one(ns: str, n: str) -> None:
+        await _run(ns, n, memo, indices)
+
+    memo.broker_watch.attach(recover_one, lambda: list(known.keys()))
+
+
 @kopf.on.resume(*PSVC)
 @kopf.on.create(*PSVC)
 async def reconcile_service(
@@ -247,9 +260,12 @@ async def reconcile_service(
     queue_claims: kopf.Index[Any, Any] | None = None,
     tenancy_claims: kopf.Index[Any, Any] | None = None,
     live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+    known_services: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    await _run(namespace, name, memo, (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts), retry)
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    _attach_broker_watch(memo, indices, known_services)
+    await _run(namespace, name, memo, indices, retry)
 
 
 @kopf.on.update(*PSVC, field="spec")
@@ -294,13 +310,7 @@ async def resync(
     The first resync after each `sweep_seconds` also removes users whose PlatformService is gone
     (sweep.py): a timer runs only on the replica that acts, with kopf's indexes filled."""
     indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
-    if known_services is not None and memo.get("broker_watch") is not None:
-        services = known_services
-
-        async def recover_one(ns: str, n: str) -> None:
-            await _run(ns, n, memo, indices)
-
-        memo.broker_watch.attach(recover_one, lambda: list(services.keys()))
+    _attach_broker_watch(memo, indices, known_services)
     if known_services is not None and memo.sweep.due():
         known = known_services
         await memo.sweep.maybe_run(lambda ns, n: (ns, n) in known)

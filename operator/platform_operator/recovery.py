@@ -6,8 +6,9 @@ is a minute of services whose queues are gone. The operator keeps a marker excha
 `broker_check_seconds` besides, it looks for the marker, and where it is gone it places it again
 and reconciles every PlatformService it knows, now.
 
-Only the replica that acts recovers: the resync timers, which kopf runs there alone, attach the
-watch (with kopf's indexes, which the reconciles need); a watch no timer attached lately stands by.
+Only the replica that acts recovers: the create, resume and resync handlers, which kopf runs there
+alone, attach the watch (with kopf's indexes, which the reconciles need); a watch no handler
+attached lately stands by.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class BrokerWatch:
         self.recoveries = 0
 
     def attach(self, reconcile: Reconcile, known: Known) -> None:
-        """Called from every resync: this replica acts, and this is how to reach every service."""
+        """Called from the handlers: this replica acts, and this is how to reach every service."""
         self._attached_at = time.monotonic()
         self._reconcile, self._known = reconcile, known
 
