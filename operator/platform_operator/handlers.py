@@ -87,7 +87,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         memo.broker_watch = BrokerWatch(
             memo.backends.rabbitmq, ours.broker_check_seconds, attached_for=2 * ours.resync_seconds + 30
         )
-        memo.broker_watch.start()
     memo.sweep = UserSweep(memo.backends.rabbitmq, memo.backends.redis, ours.sweep_seconds, tuple(ours.namespace_list))
     log.info(
         "RabbitMQ %s; Redis %s.",

@@ -43,6 +43,9 @@ class BrokerWatch:
         """Called from the handlers: this replica acts, and this is how to reach every service."""
         self._attached_at = time.monotonic()
         self._reconcile, self._known = reconcile, known
+        # Started here, not at startup: the task inherits a handler's context, which kopf's Events
+        # (posted by the reconciles it runs) need.
+        self.start()
 
     @property
     def acting(self) -> bool:

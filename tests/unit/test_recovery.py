@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
+
+import pytest
 
 from platform_operator.rabbitmq import BrokerUnavailable
 from platform_operator.recovery import BrokerWatch
@@ -29,8 +32,20 @@ class FakeBroker:
         self.forgot += 1
 
 
+watches: list[BrokerWatch] = []
+
+
+@pytest.fixture(autouse=True)
+async def stop_watches() -> AsyncIterator[None]:
+    yield
+    for w in watches:
+        await w.stop()
+    watches.clear()
+
+
 def watch(broker: FakeBroker, seen: list[tuple[str, str]], **kw: Any) -> BrokerWatch:
-    w = BrokerWatch(broker, interval=kw.get("interval", 0.05), attached_for=kw.get("attached_for", 60))  # type: ignore[arg-type]
+    w = BrokerWatch(broker, interval=kw.get("interval", 3600), attached_for=kw.get("attached_for", 60))  # type: ignore[arg-type]
+    watches.append(w)
 
     async def reconcile(ns: str, name: str) -> None:
         seen.append((ns, name))
@@ -65,11 +80,10 @@ async def test_an_unreachable_broker_is_no_recovery():
     assert await w.check() is False and seen == []
 
 
-async def test_a_reconnect_wakes_the_watch_and_a_standby_replica_does_nothing():
+async def test_a_reconnect_wakes_the_watch_attached_by_a_handler_and_a_standby_replica_does_nothing():
     broker, seen = FakeBroker(), []
     w = watch(broker, seen, interval=3600)
     await w.check()
-    w.start()
     try:
         broker.marker = False
         broker.reconnected.set()
@@ -83,7 +97,7 @@ async def test_a_reconnect_wakes_the_watch_and_a_standby_replica_does_nothing():
         s = watch(standby, quiet, interval=0.01, attached_for=0)  # no timer attached it lately
         await s.check()
         standby.marker = False
-        s.start()
+        standby.reconnected.set()
         await asyncio.sleep(0.1)
         await s.stop()
         assert quiet == [] and not standby.marker
