@@ -63,10 +63,15 @@ class BrokerWatch:
             self._task = None
 
     async def _loop(self) -> None:
+        first = True
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.rabbitmq.reconnected.wait(), self.interval if self.interval > 0 else None)
-            self.rabbitmq.reconnected.clear()
+            if not first or self._marked:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    timeout = self.interval if self.interval > 0 else None
+                    await asyncio.wait_for(self.rabbitmq.reconnected.wait(), timeout)
+                self.rabbitmq.reconnected.clear()
+            # The first look at once: a wipe after it, however soon, is then told from a fresh broker.
+            first = False
             if not self.acting:
                 continue
             try:

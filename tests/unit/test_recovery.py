@@ -103,3 +103,20 @@ async def test_a_reconnect_wakes_the_watch_attached_by_a_handler_and_a_standby_r
         assert quiet == [] and not standby.marker
     finally:
         await w.stop()
+
+
+async def test_the_first_look_is_at_once_so_an_early_wipe_is_recovered():
+    broker, seen = FakeBroker(), []
+    watch(broker, seen)  # attached: its loop looks for the marker before waiting
+    for _ in range(50):
+        if broker.placed:
+            break
+        await asyncio.sleep(0.01)
+    assert broker.placed == 1
+    broker.marker = False  # wiped seconds after the operator started
+    broker.reconnected.set()
+    for _ in range(50):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(seen) == [("a", "one"), ("b", "two")]
