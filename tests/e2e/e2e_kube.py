@@ -18,7 +18,10 @@ import yaml
 T = TypeVar("T")
 RESYNC_SECONDS = 3  # hack/kind.sh installs the chart with the same (E2E_RESYNC_SECONDS)
 SWEEP_SECONDS = 5  # and this as userSweepSeconds (E2E_SWEEP_SECONDS)
-METRICS_PORT = 19090
+# Two engineers' suites on one machine: PLATFORM_E2E_PORT_OFFSET moves every operator's ports.
+PORT_OFFSET = int(os.environ.get("PLATFORM_E2E_PORT_OFFSET", "0"))
+METRICS_PORT = 19090 + PORT_OFFSET
+LIVENESS_PORT = 18080 + PORT_OFFSET
 OPERATOR_PODS = "app.kubernetes.io/name=platform-operator"  # the chart's operator pods (kind)
 # Every password the operator generated during the run (read from the Secrets before each test's
 # namespace goes), so that the last test can prove none of them reached the operator's log.
@@ -112,12 +115,19 @@ class OperatorProcess:
     """The operator as a local process; under the identity of `kubeconfig` when given."""
 
     def __init__(
-        self, log_path: Path, kubeconfig: Path | None = None, *, priority: int = 100, port_offset: int = 0
+        self,
+        log_path: Path,
+        kubeconfig: Path | None = None,
+        *,
+        priority: int = 100,
+        port_offset: int = 0,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.log_path = log_path
+        self.extra_env = extra_env or {}
         self.kubeconfig = kubeconfig
         self.priority = priority
-        self.liveness_port, self.metrics_port = 18080 + port_offset, METRICS_PORT + port_offset
+        self.liveness_port, self.metrics_port = LIVENESS_PORT + port_offset, METRICS_PORT + port_offset
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -129,6 +139,7 @@ class OperatorProcess:
             "PLATFORM_METRICS_PORT": str(self.metrics_port),
             "PLATFORM_PEERING_PRIORITY": str(self.priority),
             "PLATFORM_PEERING_LIFETIME": "10",
+            **self.extra_env,
         }
         if self.kubeconfig is not None:
             # As the chart runs it: the chart's identity, and kopf peering through its ClusterKopfPeering.
