@@ -394,6 +394,13 @@ def recovery(ns: str, n: int) -> dict[str, Any]:
                     marks["message"] = time.monotonic() - start
                     break
             time.sleep(0.5)
+        # Every consumer of that exchange got the message: taken out again, or the status of each
+        # (its queue's message count) changes at the next resync, inside the steady-state window.
+        for s in svcs:
+            for c in s.spec.messaging.consumes:
+                if messaging.exchange_of(s, c) == exchange:
+                    name = urllib.parse.quote(messaging.broker_name(ns, c.queue), safe="")
+                    mq.delete(f"/queues/%2F/{name}/contents")
     if "message" not in marks:
         raise RuntimeError(f"{ns}: broker not recovered within 600s ({marks})")
     return {
