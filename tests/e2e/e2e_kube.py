@@ -18,7 +18,7 @@ import yaml
 T = TypeVar("T")
 RESYNC_SECONDS = 3  # hack/kind.sh installs the chart with the same (E2E_RESYNC_SECONDS)
 SWEEP_SECONDS = 5  # and this as userSweepSeconds (E2E_SWEEP_SECONDS)
-# Two engineers' suites on one machine: PLATFORM_E2E_PORT_OFFSET moves every operator's ports.
+# Two suites against two clusters on one machine: PLATFORM_E2E_PORT_OFFSET moves every operator's ports.
 PORT_OFFSET = int(os.environ.get("PLATFORM_E2E_PORT_OFFSET", "0"))
 METRICS_PORT = 19090 + PORT_OFFSET
 LIVENESS_PORT = 18080 + PORT_OFFSET
