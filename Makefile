@@ -95,7 +95,7 @@ chart-crds: ## Copy crds/ (the source of truth) into the chart's crds/ folder.
 
 ##@ Bench
 
-BENCH_SIZES ?= 100,300,1000
+BENCH_SIZES ?= 100,300,1000,3000
 
 .PHONY: bench
 bench: setup tools ## Operator vs direct apply at N=$(BENCH_SIZES); writes bench/results/ (results.md, .json, .png).

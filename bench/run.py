@@ -3,9 +3,13 @@
 For each N it applies N PlatformServices at once (a mix of the four types, with queues and Redis
 keys) and measures the time until all are Ready, the operator's peak RSS and CPU seconds, its API
 requests by verb (from the API server's audit log) and its RabbitMQ and Redis calls (from its own
-metrics). Then, in another namespace, the same children, queues and users are created directly
-through the same adapters with a tuned client: the limit. At the largest N it also measures the
-steady state (writes and CPU per resync), update-to-Ready latency and churn.
+metrics). Then the broker recovery: RabbitMQ's vhost and users wiped, the time until every queue
+and user is back, every service QueuesReady=True and a message published by one service reaches
+its consumer's queue. Then the two direct paths, each alone: the Kubernetes side (the same
+children applied straight away, no broker, no Redis) and the broker side (the same topology and
+users declared through the adapters, AMQP and the management API, plus the Redis users and keys).
+Their sum is the limit. At the largest N it also measures the steady state (writes and CPU per
+resync), update-to-Ready latency and churn.
 
 Runs inside hack/with-cluster.sh (KUBECONFIG, PLATFORM_AUDIT_LOG and the servers' PLATFORM_*).
 Writes bench/results/results.json, results.md and results.png.
@@ -202,32 +206,33 @@ def audit_requests(
     return verbs
 
 
-async def direct(n: int, ns: str) -> dict[str, Any]:
-    """The limit: the same children, queues and users, applied straight away with a tuned client."""
-    env = os.environ
-    kube = await Kube.connect()
-    # A generous timeout: the management API slows down under this load, and the limit should
-    # measure the work, not give up on it.
-    rabbit = RabbitMQ(
-        env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
-        env["PLATFORM_RABBITMQ_ADMIN_USER"],
-        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
-        "/",
-        timeout=60,
-    )
-    store = RedisStore(env["PLATFORM_REDIS_URL"])
-    sem = asyncio.Semaphore(16)
-    svcs = [
+def services(n: int, ns: str) -> list[PlatformService]:
+    return [
         PlatformService.from_body(
             {"metadata": {"name": f"svc{i}", "namespace": ns, "uid": ""}, "spec": spec_for(i, ns)}
         )
         for i in range(n)
     ]
 
+
+def admin_amqp_url() -> str:
+    env = os.environ
+    return messaging.amqp_url(
+        env["PLATFORM_RABBITMQ_ADMIN_USER"],
+        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        env["PLATFORM_RABBITMQ_SERVICE_HOST"],
+        int(env["PLATFORM_RABBITMQ_SERVICE_PORT"]),
+        env.get("PLATFORM_RABBITMQ_VHOST", "/"),
+    )
+
+
+async def direct_kube(n: int, ns: str) -> dict[str, Any]:
+    """The Kubernetes side alone: the same children applied straight away, until every Deployment is ready."""
+    kube = await Kube.connect()
+    sem = asyncio.Semaphore(16)
+
     async def one(svc: PlatformService) -> None:
         async with sem:
-            topology, plan = messaging.plan(svc), cache.plan(svc)
-            mq_pw, redis_pw = credentials.new_password(), credentials.new_password()
             settings = builders.secret_settings(svc, rabbitmq_url="amqp://x", redis_url="redis://x")
             objs = [
                 builders.build_secret(svc, settings),
@@ -241,15 +246,9 @@ async def direct(n: int, ns: str) -> dict[str, Any]:
             for obj in objs:
                 obj["metadata"].pop("ownerReferences", None)  # no owner object in the direct path
                 await kube.apply(obj)
-            if not topology.empty:
-                await rabbit.provision(topology, mq_pw)
-            await store.ensure_user(plan, redis_pw)
-            await store.seed(plan)
 
     start = time.monotonic()
-    # Publishers first: consumers bind to their exchanges (the operator converges in any order).
-    await asyncio.gather(*(one(s) for s in svcs if s.spec.type == "api"))
-    await asyncio.gather(*(one(s) for s in svcs if s.spec.type != "api"))
+    await asyncio.gather(*(one(s) for s in services(n, ns)))
     applied = time.monotonic() - start
     while True:
         deps = json.loads(kubectl("get", "deploy", "-n", ns, "-o", "json"))["items"]
@@ -258,9 +257,60 @@ async def direct(n: int, ns: str) -> dict[str, Any]:
         await asyncio.sleep(1)
     total = time.monotonic() - start
     await kube.close()
+    return {"direct_kube_seconds": round(total, 2), "direct_kube_apply_seconds": round(applied, 2)}
+
+
+async def direct_broker(n: int, ns: str) -> dict[str, Any]:
+    """The broker side alone: topology over AMQP, users and permissions through the management API
+    (the fastest found: one by one, in parallel), Redis users and keys; no Kubernetes at all."""
+    env = os.environ
+    rabbit = RabbitMQ(
+        env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
+        env["PLATFORM_RABBITMQ_ADMIN_USER"],
+        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        env.get("PLATFORM_RABBITMQ_VHOST", "/"),
+        timeout=60,
+        amqp_url=admin_amqp_url(),
+    )
+    store = RedisStore(env["PLATFORM_REDIS_URL"])
+    sem = asyncio.Semaphore(16)
+
+    async def one(svc: PlatformService) -> None:
+        async with sem:
+            topology, plan = messaging.plan(svc), cache.plan(svc)
+            if not topology.empty:
+                await rabbit.provision(topology, credentials.new_password())
+            await store.ensure_user(plan, credentials.new_password())
+            await store.seed(plan)
+
+    svcs = services(n, ns)
+    start = time.monotonic()
+    # Publishers first: consumers bind to their exchanges (the operator converges in any order).
+    await asyncio.gather(*(one(s) for s in svcs if s.spec.type == "api"))
+    await asyncio.gather(*(one(s) for s in svcs if s.spec.type != "api"))
+    total = time.monotonic() - start
     await rabbit.close()
     await store.close()
-    return {"direct_seconds": round(total, 2), "direct_apply_seconds": round(applied, 2)}
+    return {"direct_broker_seconds": round(total, 2)}
+
+
+async def _wipe_rabbitmq() -> int:
+    """Deletes the vhost (its queues, exchanges, bindings, policies, permissions) and every user
+    but the admin, then gives the admin the vhost again: a broker restarted empty."""
+    env = os.environ
+    vhost = urllib.parse.quote(env.get("PLATFORM_RABBITMQ_VHOST", "/"), safe="")
+    admin = env["PLATFORM_RABBITMQ_ADMIN_USER"]
+    auth = (admin, env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"])
+    api = env["PLATFORM_RABBITMQ_MANAGEMENT_URL"] + "/api"
+    async with httpx.AsyncClient(base_url=api, auth=auth, timeout=300) as mq:
+        users = [u["name"] for u in (await mq.get("/users", params={"columns": "name"})).json() if u["name"] != admin]
+        (await mq.delete(f"/vhosts/{vhost}")).raise_for_status()
+        (await mq.put(f"/vhosts/{vhost}")).raise_for_status()
+        everything = {"configure": ".*", "write": ".*", "read": ".*"}
+        (await mq.put(f"/permissions/{vhost}/{urllib.parse.quote(admin, safe='')}", json=everything)).raise_for_status()
+        if users:
+            (await mq.post("/users/bulk-delete", json={"users": users})).raise_for_status()
+    return len(users)
 
 
 async def _reset_backends() -> dict[str, int]:
@@ -304,12 +354,78 @@ def fresh_namespace(name: str) -> None:
     kubectl("create", "secret", "generic", "token", "-n", name, "--from-literal=token=x")
 
 
+def recovery(ns: str, n: int) -> dict[str, Any]:
+    """Wipes RabbitMQ's vhost and users under the running operator; the time until every queue
+    and user is back, every service QueuesReady=True, and a message of one service reaches another."""
+    svcs = services(n, ns)
+    queues = {q for s in svcs for q in messaging.plan(s).queues_in_status}
+    users = {messaging.user_name(s) for s in svcs if not messaging.plan(s).empty}
+    worker = next(s for s in svcs if s.spec.type == "worker")
+    consume = worker.spec.messaging.consumes[0]
+    exchange, queue = messaging.exchange_of(worker, consume), messaging.broker_name(ns, consume.queue)
+    env = os.environ
+    auth = (env["PLATFORM_RABBITMQ_ADMIN_USER"], env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"])
+    api = env["PLATFORM_RABBITMQ_MANAGEMENT_URL"] + "/api"
+    asyncio.run(_wipe_rabbitmq())
+    start = time.monotonic()
+    marks: dict[str, float] = {}
+    with httpx.Client(base_url=api, auth=auth, timeout=60) as mq:
+        while time.monotonic() - start < 600:
+            if "broker" not in marks:
+                have_q = {q["name"] for q in mq.get("/queues/%2F", params={"columns": "name"}).json()}
+                have_u = {u["name"] for u in mq.get("/users", params={"columns": "name"}).json()}
+                if queues <= have_q and users <= have_u:
+                    marks["broker"] = time.monotonic() - start
+            if "broker" in marks and "ready" not in marks:
+                items = json.loads(kubectl("get", "psvc", "-n", ns, "-o", "json"))["items"]
+                conds = [
+                    {c["type"]: c["status"] for c in (o.get("status") or {}).get("conditions") or []} for o in items
+                ]
+                if all(c.get("QueuesReady") == "True" for c in conds):
+                    marks["ready"] = time.monotonic() - start
+            if "ready" in marks:
+                body = {"properties": {}, "routing_key": "bench", "payload": "recovered", "payload_encoding": "string"}
+                routed = mq.post(f"/exchanges/%2F/{urllib.parse.quote(exchange, safe='')}/publish", json=body).json()
+                got = mq.post(
+                    f"/queues/%2F/{urllib.parse.quote(queue, safe='')}/get",
+                    json={"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"},
+                ).json()
+                if routed.get("routed") and any(m.get("payload") == "recovered" for m in got):
+                    marks["message"] = time.monotonic() - start
+                    break
+            time.sleep(0.5)
+        # Every consumer of that exchange got the message: taken out again, or the status of each
+        # (its queue's message count) changes at the next resync, inside the steady-state window.
+        for s in svcs:
+            for c in s.spec.messaging.consumes:
+                if messaging.exchange_of(s, c) == exchange:
+                    name = urllib.parse.quote(messaging.broker_name(ns, c.queue), safe="")
+                    mq.delete(f"/queues/%2F/{name}/contents")
+    if "message" not in marks:
+        raise RuntimeError(f"{ns}: broker not recovered within 600s ({marks})")
+    return {
+        "recovery_broker_seconds": round(marks["broker"], 2),
+        "recovery_seconds": round(marks["message"], 2),
+    }
+
+
 def measure(n: int, resync: float, steady_seconds: float, churn_seconds: float, workdir: Path) -> dict[str, Any]:
     ns_op, ns_direct = f"bench-op-{n}", f"bench-direct-{n}"
+    row: dict[str, Any] = {"n": n}
+    # The direct paths first: the churn at the end puts the API server under such load that, on a
+    # shared 2-core machine, kube-controller-manager lost its leader lease and exited, after which no
+    # Deployment becomes ready and no namespace is deleted.
+    reset_backends()
+    fresh_namespace(ns_direct)
+    log(f"N={n}: the direct path, Kubernetes side alone")
+    row.update(asyncio.run(direct_kube(n, ns_direct)))
+    kubectl("delete", "namespace", ns_direct, "--wait=true", "--timeout=600s", check=False)
+    log(f"N={n}: the direct path, broker side alone")
+    row.update(asyncio.run(direct_broker(n, ns_direct)))
+
     reset_backends()
     fresh_namespace(ns_op)
     op = Operator(workdir / f"operator-{n}.log", resync)
-    row: dict[str, Any] = {"n": n}
     try:
         cpu0, t0 = op.cpu_seconds(), time.time()
         log(f"N={n}: applying {n} PlatformServices")
@@ -321,6 +437,12 @@ def measure(n: int, resync: float, steady_seconds: float, churn_seconds: float, 
         row["api_requests"] = dict(audit_requests(t0, t1 + 1))
         row["outside_calls"] = op.outside_calls()
         log(f"N={n}: all Ready in {row['operator_seconds']}s, peak RSS {row['operator_peak_rss_mb']} MB")
+        log(f"N={n}: broker recovery: RabbitMQ's vhost and users wiped")
+        row.update(recovery(ns_op, n))
+        log(
+            f"N={n}: recovered in {row['recovery_seconds']}s "
+            f"(broker side complete at {row['recovery_broker_seconds']}s)"
+        )
 
         if steady_seconds:
             log(f"N={n}: steady state for {steady_seconds:.0f}s")
@@ -358,16 +480,18 @@ def measure(n: int, resync: float, steady_seconds: float, churn_seconds: float, 
             row.update(churn(ns_op, n, churn_seconds))
     finally:
         log(f"N={n}: deleting the operator's namespace")
-        kubectl("delete", "namespace", ns_op, "--wait=true", "--timeout=600s", check=False)
+        kubectl(
+            "delete", "namespace", ns_op, "--wait=true", f"--timeout={'60s' if churn_seconds else '600s'}", check=False
+        )
         op.stop()
 
-    reset_backends()
-    fresh_namespace(ns_direct)
-    log(f"N={n}: the direct path")
-    row.update(asyncio.run(direct(n, ns_direct)))
+    row["direct_seconds"] = round(row["direct_kube_seconds"] + row["direct_broker_seconds"], 2)
     row["ratio"] = round(row["operator_seconds"] / row["direct_seconds"], 2)
-    kubectl("delete", "namespace", ns_direct, "--wait=false", check=False)
-    log(f"N={n}: operator {row['operator_seconds']}s, direct {row['direct_seconds']}s, ratio {row['ratio']}")
+    row["seconds_per_service"] = round(row["operator_seconds"] / n, 4)
+    log(
+        f"N={n}: operator {row['operator_seconds']}s; direct: Kubernetes {row['direct_kube_seconds']}s + broker "
+        f"{row['direct_broker_seconds']}s = {row['direct_seconds']}s; ratio {row['ratio']}"
+    )
     return row
 
 
@@ -425,14 +549,17 @@ def write(rows: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [
-        "| N | operator s | direct s | ratio | peak RSS MB | CPU s | API requests | RabbitMQ calls | Redis calls |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| N | operator s | s/service | direct: Kubernetes s | direct: broker s | direct sum s | ratio | "
+        "recovery s (broker side) | peak RSS MB | CPU s | API requests | RabbitMQ calls | Redis calls |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         api = ", ".join(f"{k} {v}" for k, v in sorted(r.get("api_requests", {}).items()))
         calls = r.get("outside_calls", {})
         lines.append(
-            f"| {r['n']} | {r['operator_seconds']} | {r['direct_seconds']} | {r['ratio']} | "
+            f"| {r['n']} | {r['operator_seconds']} | {r['seconds_per_service']} | {r['direct_kube_seconds']} | "
+            f"{r['direct_broker_seconds']} | {r['direct_seconds']} | {r['ratio']} | "
+            f"{r.get('recovery_seconds', '-')} ({r.get('recovery_broker_seconds', '-')}) | "
             f"{r['operator_peak_rss_mb']} | {r['operator_cpu_seconds']} | {api} | "
             f"{int(calls.get('rabbitmq', 0))} | {int(calls.get('redis', 0))} |"
         )
@@ -460,8 +587,11 @@ def write(rows: list[dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ns_ = [r["n"] for r in rows]
     ax.plot(ns_, [r["operator_seconds"] for r in rows], "o-", label="operator: all Ready")
-    ax.plot(ns_, [r["direct_seconds"] for r in rows], "s--", label="direct apply (limit)")
-    ax.plot(ns_, [1.5 * r["direct_seconds"] for r in rows], ":", color="grey", label="target: 1.5 x direct")
+    ax.plot(ns_, [r["direct_seconds"] for r in rows], "s--", label="direct: Kubernetes + broker (limit)")
+    ax.plot(ns_, [r["direct_kube_seconds"] for r in rows], "^:", label="direct: Kubernetes side alone")
+    ax.plot(ns_, [r["direct_broker_seconds"] for r in rows], "v:", label="direct: broker side alone")
+    ax.plot(ns_, [r.get("recovery_seconds", 0) for r in rows], "x-.", label="broker recovery after a wipe")
+    ax.plot(ns_, [1.3 * r["direct_seconds"] for r in rows], ":", color="grey", label="target: 1.3 x direct")
     for r in rows:
         ax.annotate(f"x{r['ratio']}", (r["n"], r["operator_seconds"]), textcoords="offset points", xytext=(5, 5))
     ax.set_xlabel("PlatformServices applied at once")
@@ -475,7 +605,7 @@ def write(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,300,1000")
+    parser.add_argument("--sizes", default="100,300,1000,3000")
     parser.add_argument("--resync", type=float, default=60.0)
     parser.add_argument("--steady", type=float, default=120.0)
     parser.add_argument("--churn", type=float, default=60.0)

@@ -22,6 +22,7 @@ from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, UnavailableError
 from platform_operator.model import GROUP, PLURAL, VERSION, PlatformService
 from platform_operator.rabbitmq import RabbitMQ
+from platform_operator.recovery import BrokerWatch
 from platform_operator.redis_store import CacheUnavailable, RedisStore
 from platform_operator.settings import OperatorSettings
 from platform_operator.sweep import UserSweep
@@ -74,6 +75,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
                 ours.rabbitmq_vhost,
                 read_cache_seconds=ours.rabbitmq_read_cache_seconds,
                 max_concurrent_calls=ours.rabbitmq_max_concurrent_calls,
+                amqp_url=ours.amqp_url,
+                amqp_channels=ours.rabbitmq_amqp_channels,
             )
             if ours.rabbitmq_management_url
             else None
@@ -89,6 +92,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         if memo.backends.redis is not None and ours.redis_check_seconds > 0
         else None
     )
+    memo.broker_watch = None
+    if memo.backends.rabbitmq is not None:
+        memo.broker_watch = BrokerWatch(
+            memo.backends.rabbitmq, ours.broker_check_seconds, attached_for=2 * ours.resync_seconds + 30
+        )
     memo.sweep = UserSweep(memo.backends.rabbitmq, memo.backends.redis, ours.sweep_seconds, tuple(ours.namespace_list))
     log.info(
         "RabbitMQ %s; Redis %s.",
@@ -104,6 +112,8 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         for task in memo.seen.again:
             task.cancel()
         await asyncio.gather(memo.redis_watch, *memo.seen.again, return_exceptions=True)
+    if memo.get("broker_watch") is not None:
+        await memo.broker_watch.stop()
     await memo.kube.close()
     if memo.backends.rabbitmq is not None:
         await memo.backends.rabbitmq.close()
@@ -243,10 +253,21 @@ async def _run(
         raise kopf.TemporaryError(f"Refused: {'; '.join(outcome.refused.values())}", delay=60)
 
 
+def _attach_broker_watch(
+    memo: kopf.Memo, indices: tuple[kopf.Index[Any, Any] | None, ...], known: kopf.Index[Any, Any] | None
+) -> None:
+    """Handlers run only on the replica that acts: each one tells the broker watch so (recovery.py)."""
+    if known is None or memo.get("broker_watch") is None:
+        return
+
+    async def recover_one(ns: str, n: str) -> None:
+        await _run(ns, n, memo, indices)
+
+    memo.broker_watch.attach(recover_one, lambda: list(known.keys()))
+
+
 @kopf.on.resume(*PSVC)
 @kopf.on.create(*PSVC)
-@kopf.on.update(*PSVC, field="spec")
-@kopf.on.update(*PSVC, field=("metadata", "annotations", ROTATE_ANNOTATION))
 async def reconcile_service(
     namespace: str | None,
     name: str,
@@ -259,8 +280,30 @@ async def reconcile_service(
     known_services: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    _attach_broker_watch(memo, indices, known_services)
+    await _run(namespace, name, memo, indices, retry)
+
+
+@kopf.on.update(*PSVC, field="spec")
+@kopf.on.update(*PSVC, field=("metadata", "annotations", ROTATE_ANNOTATION))
+async def update_service(
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    retry: int,
+    ingress_claims: kopf.Index[Any, Any] | None = None,
+    queue_claims: kopf.Index[Any, Any] | None = None,
+    tenancy_claims: kopf.Index[Any, Any] | None = None,
+    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+    known_services: kopf.Index[Any, Any] | None = None,
+    **_: Any,
+) -> None:
+    """A spec change visits RabbitMQ and Redis only when what they hold must change (reconcile's
+    digest): an image or replica change is the Kubernetes side's alone."""
     memo.seen.known = known_services
-    await _run(namespace, name, memo, (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts), retry)
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    await _run(namespace, name, memo, indices, retry, external=False)
 
 
 @kopf.timer(*PSVC, interval=OPERATOR_SETTINGS.resync_seconds, initial_delay=OPERATOR_SETTINGS.resync_seconds)
@@ -287,6 +330,7 @@ async def resync(
     (sweep.py): a timer runs only on the replica that acts, with kopf's indexes filled."""
     indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
     memo.seen.known = known_services
+    _attach_broker_watch(memo, indices, known_services)
     if known_services is not None and memo.sweep.due():
         known = known_services
         await memo.sweep.maybe_run(lambda ns, n: (ns, n) in known)

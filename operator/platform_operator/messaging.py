@@ -6,13 +6,22 @@ For each consumed queue Q:
                                  ▲
     consumer ──(failed, retry n < maxRetries)──▶ Q.retry ──▶ Q.retry queue ──(after retryDelaySeconds)──┘
 
-The delay lives in the retry queue's message TTL; when it expires RabbitMQ dead-letters the message
+The delay is the retry queue's message TTL; when it expires RabbitMQ dead-letters the message
 back to Q through the default exchange. The consumer counts retries in the `x-retry-count` header
 and, past `maxRetries`, rejects the message, which sends it to the dead-letter queue.
 
-What RabbitMQ lets change later (message TTL, max length, dead-letter exchange, the retry delay)
-lives in policies, not in queue arguments, which RabbitMQ never changes once a queue exists: so
-`maxLength` can change on a live queue. Queues are declared with no arguments at all.
+What never changes is set as a queue argument at declaration, where it costs nothing: Q always
+dead-letters to Q.dlx (with `deadLetter: false` that exchange simply does not exist, and RabbitMQ
+drops what it would have routed), and a retry queue always dead-letters to Q. What may change on a
+live queue (message TTL, max length) lives in a policy, only where the spec sets it: RabbitMQ
+matches every policy against every queue of the vhost on each policy change, so a policy per queue
+made provisioning quadratic. The retry delay is a TTL too, and every retrying queue has one; so it
+is an argument of a retry queue whose name carries the delay (`Q.retry.10s`): a new delay is a new
+retry queue, bound to the retry exchange before the old one is unbound, and the old one (whose
+messages still come back to Q) is deleted once empty.
+
+Queues declared before arguments were used have none, and RabbitMQ never adds arguments to a live
+queue: such a queue keeps its dead-lettering in a policy (`legacy_policy`), so nothing it routes is lost.
 """
 
 from __future__ import annotations
@@ -40,6 +49,12 @@ class Exchange:
 @dataclass(frozen=True)
 class Queue:
     name: str
+    # Set at declaration, never changed: (key, value) pairs, e.g. x-dead-letter-exchange.
+    arguments: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def args(self) -> dict[str, object]:
+        return dict(self.arguments)
 
 
 @dataclass(frozen=True)
@@ -109,7 +124,35 @@ def user_name(svc: PlatformService) -> str:
 
 
 def retry_name(queue: str) -> str:
+    """The retry exchange of a queue (consumers publish failed messages to it)."""
     return f"{queue}.retry"
+
+
+def retry_queue_name(queue: str, delay_seconds: int) -> str:
+    """The retry queue of a queue for one delay: the delay is its TTL argument, fixed for its life."""
+    return f"{queue}.retry.{delay_seconds}s"
+
+
+_RETRY_QUEUE = re.compile(r"^(?P<queue>.+)\.retry(\.\d+s)?$")
+
+
+def retried_queue(name: str) -> str | None:
+    """The queue a retry queue sends back to (`Q` for `Q.retry.10s`, and for the older `Q.retry`)."""
+    m = _RETRY_QUEUE.match(name)
+    return m.group("queue") if m else None
+
+
+# Queue arguments and the policy keys that say the same thing, for queues declared without arguments.
+_POLICY_KEYS = {
+    "x-dead-letter-exchange": "dead-letter-exchange",
+    "x-dead-letter-routing-key": "dead-letter-routing-key",
+    "x-message-ttl": "message-ttl",
+}
+
+
+def legacy_policy(queue: Queue) -> dict[str, object]:
+    """What a queue that exists without arguments needs in its policy to behave as declared."""
+    return {_POLICY_KEYS[k]: v for k, v in queue.arguments if k in _POLICY_KEYS}
 
 
 def dlx_name(queue: str) -> str:
@@ -168,42 +211,40 @@ def plan(svc: PlatformService, *, unshared: frozenset[str] = frozenset()) -> Top
         else:
             # Another service of the namespace may publish to it; declared as topic if nobody has yet.
             exchanges.setdefault(source, Exchange(source, "topic", typed=False))
-        queues.append(Queue(queue))
+        queues.append(Queue(queue, (("x-dead-letter-exchange", dlx_name(queue)),)))
         readable.append(queue)
         if source not in unshared:
             bindings.extend(Binding(source, queue, key) for key in c.routing_keys)
 
-        main_policy: dict[str, object] = {}
         if c.dead_letter:
             dlx, dlq = dlx_name(queue), dlq_name(queue)
             exchanges[dlx] = Exchange(dlx, "fanout")
             queues.append(Queue(dlq))
             bindings.append(Binding(dlx, dlq, ""))
-            main_policy["dead-letter-exchange"] = dlx
             readable.append(dlq)
+        settings: dict[str, object] = {}
         if c.message_ttl_seconds is not None:
-            main_policy["message-ttl"] = c.message_ttl_seconds * 1000
+            settings["message-ttl"] = c.message_ttl_seconds * 1000
         if c.max_length is not None:
-            main_policy["max-length"] = c.max_length
-        if main_policy:
-            policies.append(Policy(policy_name(svc, queue), queue, main_policy))
+            settings["max-length"] = c.max_length
+        if settings:
+            policies.append(Policy(policy_name(svc, queue), queue, settings))
 
         if c.max_retries > 0:
             retry = retry_name(queue)
+            retry_queue = retry_queue_name(queue, c.retry_delay_seconds)
             exchanges[retry] = Exchange(retry, "fanout")
-            queues.append(Queue(retry))
-            bindings.append(Binding(retry, retry, ""))
-            policies.append(
-                Policy(
-                    policy_name(svc, retry),
-                    retry,
-                    {
-                        "message-ttl": c.retry_delay_seconds * 1000,
-                        "dead-letter-exchange": "",
-                        "dead-letter-routing-key": queue,
-                    },
+            queues.append(
+                Queue(
+                    retry_queue,
+                    (
+                        ("x-dead-letter-exchange", ""),
+                        ("x-dead-letter-routing-key", queue),
+                        ("x-message-ttl", c.retry_delay_seconds * 1000),
+                    ),
                 )
             )
+            bindings.append(Binding(retry, retry_queue, ""))
             writable.append(retry)
 
     return Topology(

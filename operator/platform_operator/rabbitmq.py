@@ -1,4 +1,11 @@
-"""The one door to RabbitMQ: its management HTTP API, through httpx.
+"""The one door to RabbitMQ: AMQP (aio-pika) for exchanges, queues and bindings, the management HTTP
+API (httpx) for users, permissions, policies and every read.
+
+Exchanges, queues and bindings are declared over one robust AMQP connection of the operator's
+admin user, on a small pool of channels: a declaration there costs the broker a fraction of the
+same one through the management API (measured: 1.8 s for a thousand services' topology over AMQP,
+against minutes through HTTP). Without an AMQP URL (tests of the management path alone) they go
+through the management API, with the same arguments.
 
 Every call reads first and writes only what differs, so a resync that finds the topology in place
 sends no write to the broker either. Errors are sorted here: the broker unreachable (or failing)
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import time
@@ -26,10 +34,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+import aio_pika
+import aio_pika.exceptions
 import httpx
 
 from platform_operator import observability
-from platform_operator.messaging import Topology, dlx_name, policy_prefix, retry_name
+from platform_operator.messaging import (
+    Policy,
+    Queue,
+    Topology,
+    dlx_name,
+    legacy_policy,
+    policy_prefix,
+    retried_queue,
+    retry_name,
+)
 
 log = logging.getLogger("platform_operator")
 
@@ -39,6 +58,15 @@ class BrokerUnavailable(Exception):
 
     Its message is the operator's own words (it reaches status and Events, which tenants read);
     the broker's answer goes to the operator's log only."""
+
+
+# An exchange only the operator declares (no dot: no namespace's name). Gone, it tells that the vhost
+# was recreated or the broker restarted empty, and that every service's topology must be declared again.
+MARKER_EXCHANGE = "platform-operator-marker"
+
+
+class _Inequivalent(Exception):
+    """A declaration RabbitMQ refused: an object of that name exists in another shape."""
 
 
 # Every user the operator makes for a service carries this tag: the sweep of users whose
@@ -90,6 +118,18 @@ class BrokerView:
     queues: dict[str, dict[str, Any]] = field(default_factory=dict)
     bindings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by queue; exchange->queue only
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _retry_index: dict[str, list[str]] | None = None
+
+    def retry_queues(self, main: str) -> list[str]:
+        """The queues named as retry queues of `main` (`main.retry`, `main.retry.<n>s`)."""
+        if self._retry_index is None:
+            index: dict[str, list[str]] = {}
+            for name in self.queues:
+                of = retried_queue(name)
+                if of is not None:
+                    index.setdefault(of, []).append(name)
+            self._retry_index = index
+        return list(self._retry_index.get(main, []))
 
     @classmethod
     def from_lists(
@@ -128,6 +168,8 @@ class RabbitMQ:
         timeout: float = 5.0,
         read_cache_seconds: float = 5.0,
         max_concurrent_calls: int = 8,
+        amqp_url: str = "",
+        amqp_channels: int = 4,
     ) -> None:
         self.vhost = vhost
         self.base_url = base_url.rstrip("/")
@@ -141,9 +183,117 @@ class RabbitMQ:
         self._listing: asyncio.Future[BrokerView] | None = None
         self._listing_started = 0.0
         self._changes_while_listing: list[Change] = []
+        self.timeout = timeout
+        self._amqp_url = amqp_url
+        self._amqp_size = amqp_channels
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._connecting = asyncio.Lock()
+        self._channels: asyncio.Queue[aio_pika.abc.AbstractChannel] = asyncio.Queue()
+        # Set when the AMQP connection came back after a loss: the broker may have restarted empty.
+        self.reconnected = asyncio.Event()
 
     async def close(self) -> None:
         await self._http.aclose()
+        if self._connection is not None:
+            await self._connection.close()
+
+    # --- AMQP ----------------------------------------------------------------------------------------
+
+    @property
+    def uses_amqp(self) -> bool:
+        return bool(self._amqp_url)
+
+    async def _connect(self) -> None:
+        async with self._connecting:
+            if self._connection is not None:
+                return
+            try:
+                with observability.outside_call("rabbitmq", "connect"):
+                    connection = await asyncio.wait_for(
+                        aio_pika.connect_robust(self._amqp_url, reconnect_interval=1, timeout=self.timeout),
+                        self.timeout,
+                    )
+                    for _ in range(self._amqp_size):
+                        self._channels.put_nowait(await connection.channel(publisher_confirms=False))
+            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+                log.warning("RabbitMQ AMQP connection: %r", exc)
+                raise BrokerUnavailable("RabbitMQ unreachable over AMQP") from exc
+            connection.reconnect_callbacks.add(self._on_reconnect)
+            self._connection = connection
+
+    def _on_reconnect(self, *_: Any) -> None:
+        log.warning("RabbitMQ AMQP connection restored; checking whether the broker lost its topology.")
+        self.forget_view()
+        self.reconnected.set()
+
+    async def _amqp(self, operation: str, call: Callable[[Any], Any]) -> None:
+        """One declaration on a channel of the pool; a channel RabbitMQ closed is replaced."""
+        if self._connection is None:
+            await self._connect()
+        connection = self._connection
+        if connection is None:  # for mypy: _connect set it or raised
+            raise BrokerUnavailable("RabbitMQ unreachable over AMQP")
+        channel = await self._channels.get()
+        try:
+            with observability.outside_call("rabbitmq", operation):
+                raw = await asyncio.wait_for(channel.get_underlay_channel(), self.timeout)
+                await asyncio.wait_for(call(raw), self.timeout)
+        except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+            raise _Inequivalent(str(exc)) from exc
+        except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPError) as exc:
+            log.warning("RabbitMQ AMQP %s: %r", operation, exc)
+            raise BrokerUnavailable(f"RabbitMQ refused or dropped an AMQP {operation}") from exc
+        finally:
+            if channel.is_closed and not connection.is_closed:
+                # Failing that, the robust channel reopens itself with the connection.
+                with contextlib.suppress(TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPError):
+                    channel = await connection.channel(publisher_confirms=False)
+            self._channels.put_nowait(channel)
+
+    async def _declare_exchange(self, name: str, type_: str) -> bool:
+        """False when an exchange of that name exists in another shape."""
+        if not self.uses_amqp:
+            return await self._declare(f"/exchanges/{_q(self.vhost)}/{_q(name)}", {"type": type_, "durable": True})
+        try:
+            await self._amqp(
+                "exchange.declare", lambda ch: ch.exchange_declare(exchange=name, exchange_type=type_, durable=True)
+            )
+        except _Inequivalent:
+            return False
+        return True
+
+    async def _declare_queue(self, queue: Queue) -> bool:
+        """False when a queue of that name exists with other arguments."""
+        if not self.uses_amqp:
+            path = f"/queues/{_q(self.vhost)}/{_q(queue.name)}"
+            return await self._declare(path, {"durable": True, "arguments": queue.args})
+        try:
+            await self._amqp(
+                "queue.declare", lambda ch: ch.queue_declare(queue=queue.name, durable=True, arguments=queue.args)
+            )
+        except _Inequivalent:
+            return False
+        return True
+
+    async def _bind(self, exchange: str, queue: str, key: str) -> None:
+        if not self.uses_amqp:
+            v = _q(self.vhost)
+            await self._write("POST", f"/bindings/{v}/e/{_q(exchange)}/q/{_q(queue)}", {"routing_key": key})
+            return
+        try:
+            await self._amqp("queue.bind", lambda ch: ch.queue_bind(queue=queue, exchange=exchange, routing_key=key))
+        except _Inequivalent as exc:  # not expected for a binding; the caller reports it as an outage
+            raise BrokerUnavailable(f"RabbitMQ refused to bind {queue} to {exchange}") from exc
+
+    # --- the marker -----------------------------------------------------------------------------
+
+    async def marker_present(self) -> bool:
+        """Whether the vhost still holds the operator's marker (not, after a wipe or an empty restart)."""
+        return await self._get(f"/exchanges/{_q(self.vhost)}/{MARKER_EXCHANGE}") is not None
+
+    async def place_marker(self) -> None:
+        if not await self._declare_exchange(MARKER_EXCHANGE, "fanout"):
+            log.warning("An exchange %s of another type exists; the operator's marker is that one.", MARKER_EXCHANGE)
 
     async def _call(
         self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
@@ -196,6 +346,7 @@ class RabbitMQ:
         view = listing.result()
         for change in changes:  # written while the lists were on their way: the lists may predate them
             change(view)
+        view._retry_index = None
         self._view, self._view_at = view, self._listing_started
 
     async def _list(self) -> BrokerView:
@@ -217,6 +368,7 @@ class RabbitMQ:
         """Applies our own write to the view, and to the listing in flight when it lands."""
         if self._view is not None:
             change(self._view)
+            self._view._retry_index = None
         if self._listing is not None:
             self._changes_while_listing.append(change)
 
@@ -255,12 +407,11 @@ class RabbitMQ:
         for ex in topo.exchanges:
             live = view.exchanges.get(ex.name)
             if live is None:
-                path = f"/exchanges/{v}/{_q(ex.name)}"
-                if await self._declare(path, {"type": ex.type, "durable": True}):
+                if await self._declare_exchange(ex.name, ex.type):
                     self._record(_put("exchanges", ex.name, {"name": ex.name, "type": ex.type}))
                     out.written.append(f"exchange {ex.name}")
                     continue
-                live = await self._get(path) or {}
+                live = await self._get(f"/exchanges/{v}/{_q(ex.name)}") or {}
             if ex.typed and live.get("type") != ex.type:
                 out.conflicts.append(
                     f"exchange {ex.name} exists with type {live.get('type')}, not {ex.type}; exchange types "
@@ -272,24 +423,34 @@ class RabbitMQ:
             if name not in view.exchanges and await self._get(f"/exchanges/{v}/{_q(name)}") is None:
                 out.missing.append(name)
 
+        legacy: list[Queue] = []  # declared before arguments were used: their policy does the arguments' work
         for queue in topo.queues:
             live = view.queues.get(queue.name)
             if live is None:
-                path = f"/queues/{v}/{_q(queue.name)}"
-                if await self._declare(path, {"durable": True, "arguments": {}}):
+                if await self._declare_queue(queue):
                     self._record(
-                        _put("queues", queue.name, {"name": queue.name, "arguments": {}, "messages": 0, "consumers": 0})
+                        _put(
+                            "queues",
+                            queue.name,
+                            {"name": queue.name, "arguments": queue.args, "messages": 0, "consumers": 0},
+                        )
                     )
                     out.written.append(f"queue {queue.name}")
                     continue
-                live = await self._get(path) or {}
-            if live.get("arguments"):
-                args = ", ".join(f"{k}={val}" for k, val in sorted(live["arguments"].items()))
-                out.conflicts.append(
-                    f"queue {queue.name} exists with arguments {args}, which RabbitMQ never changes; the "
-                    "operator sets these through policies instead. Drain and delete the queue (its messages "
-                    "are not touched by the operator) so that it is declared again without arguments"
-                )
+                live = await self._get(f"/queues/{v}/{_q(queue.name)}") or {}
+            have = dict(live.get("arguments") or {})
+            if have == queue.args:
+                continue
+            if not have:
+                legacy.append(queue)
+                continue
+            args = ", ".join(f"{k}={val}" for k, val in sorted(have.items()))
+            ours = ", ".join(f"{k}={val}" for k, val in sorted(queue.args.items())) or "none"
+            out.conflicts.append(
+                f"queue {queue.name} exists with arguments {args}, not the operator's ({ours}), and RabbitMQ "
+                "never changes a queue's arguments. Drain and delete the queue (the operator never deletes it) "
+                "so that it is declared again"
+            )
 
         for qname in sorted({q.name for q in topo.queues}):
             wanted = {
@@ -303,7 +464,7 @@ class RabbitMQ:
             if set(have) - wanted:  # about to unbind: only what the broker holds now
                 have = bound(await self._get(f"/queues/{v}/{_q(qname)}/bindings") or [])
             for exchange, key in sorted(wanted - set(have)):
-                await self._write("POST", f"/bindings/{v}/e/{_q(exchange)}/q/{_q(qname)}", {"routing_key": key})
+                await self._bind(exchange, qname, key)
                 self._record(_bind(qname, exchange, key))
                 out.written.append(f"binding {exchange}->{qname} {key!r}")
             for (exchange, key), b in sorted(have.items()):
@@ -313,8 +474,40 @@ class RabbitMQ:
                     self._record(_unbind(qname, exchange, key))
                     out.written.append(f"unbind {exchange}->{qname} {key!r}")
 
-        await self._sync_policies(topo, view, out)
+        await self._retire_retry_queues(topo, view, out)
+        await self._sync_policies(topo, view, legacy, out)
         return out
+
+    async def _retire_retry_queues(self, topo: Topology, view: BrokerView, out: ProvisionResult) -> None:
+        """Retry queues of an earlier delay (or the older `Q.retry`, dead-lettering by policy) are
+        unbound once the current one is bound, so a failed message is retried once; each is deleted
+        when empty (its messages still expire back to Q meanwhile, through its own arguments or policy)."""
+        v = _q(self.vhost)
+        wanted = {q.name for q in topo.queues}
+        for main in topo.consumed:
+            for name in view.retry_queues(main):
+                if name in wanted:
+                    continue
+                live = view.queues.get(name) or {}
+                args = dict(live.get("arguments") or {})
+                if args.get("x-dead-letter-routing-key", main) != main or (not args and name != retry_name(main)):
+                    continue  # not one the operator made: not ours to retire
+                for b in view.bindings.get(name, []):
+                    if b.get("source") == retry_name(main):
+                        props = _q(b.get("properties_key", b.get("routing_key", "")))
+                        await self._write("DELETE", f"/bindings/{v}/e/{_q(retry_name(main))}/q/{_q(name)}/{props}")
+                        self._record(_unbind(name, retry_name(main), str(b.get("routing_key", ""))))
+                        out.written.append(f"unbind {retry_name(main)}->{name}")
+                if int(live.get("messages") or 0) > 0:
+                    continue  # draining back to the main queue; deleted by a later reconcile
+                status = await self._write_allowing(
+                    "DELETE", f"/queues/{v}/{_q(name)}", {"if-empty": "true"}, allow=(400,)
+                )
+                if status == 400:
+                    continue
+                self._record(_drop("queues", name))
+                self._record(_drop("bindings", name))
+                out.written.append(f"delete retired queue {name}")
 
     async def _declare(self, path: str, body: dict[str, Any]) -> bool:
         """PUT of an exchange or queue: False when one of that name exists in another shape."""
@@ -325,10 +518,21 @@ class RabbitMQ:
             raise _failed("PUT", path, resp)
         return True
 
-    async def _sync_policies(self, topo: Topology, view: BrokerView, out: ProvisionResult) -> None:
+    async def _sync_policies(self, topo: Topology, view: BrokerView, legacy: list[Queue], out: ProvisionResult) -> None:
+        """The policies a service needs: its settings (TTL, max length), plus for a queue declared
+        before arguments were used, what its arguments would have said. A policy whose queue is no
+        longer wanted is removed only once that queue is gone or empty (it routes its messages)."""
         v = _q(self.vhost)
         prefix = topo_policy_prefix(topo)
         wanted = {p.name: p for p in topo.policies}
+        by_queue = {p.queue: p for p in topo.policies}
+        for queue in legacy:
+            extra = legacy_policy(queue)
+            if not extra:
+                continue
+            settings = by_queue.get(queue.name)
+            name = settings.name if settings else prefix + queue.name
+            wanted[name] = Policy(name, queue.name, {**extra, **(settings.definition if settings else {})})
         live = {name: p for name, p in view.policies.items() if name.startswith(prefix)}
         for name, p in wanted.items():
             body = {"pattern": p.pattern, "definition": p.definition, "apply-to": "queues", "priority": 100}
@@ -337,7 +541,12 @@ class RabbitMQ:
                 await self._write("PUT", f"/policies/{v}/{_q(name)}", body)
                 self._record(_put("policies", name, {"name": name, **body}))
                 out.written.append(f"policy {name}")
+        queues = {q.name for q in topo.queues}
         for name in sorted(set(live) - set(wanted)):
+            target = name[len(prefix) :]
+            held = view.queues.get(target)
+            if target not in queues and held is not None and int(held.get("messages") or 0) > 0:
+                continue  # a queue the service left still holds messages: its policy still routes them
             await self._write("DELETE", f"/policies/{v}/{_q(name)}")  # 404 if gone already: fine
             self._record(_drop("policies", name))
             out.written.append(f"delete policy {name}")
@@ -386,10 +595,16 @@ class RabbitMQ:
             self._record(_drop("bindings", queue.name))
             if status != 404:
                 out.deleted.append(f"queue {queue.name}")
-        for policy in topo.policies:
-            if policy.queue not in kept_queues:
-                await self._write("DELETE", f"/policies/{v}/{_q(policy.name)}")
-                self._record(_drop("policies", policy.name))
+        # Its settings' policies and those of queues declared before arguments were used.
+        prefix = topo_policy_prefix(topo)
+        listed = {p.name: p.queue for p in topo.policies}
+        for name in (await self.view()).policies:
+            if name.startswith(prefix):
+                listed.setdefault(name, name[len(prefix) :])
+        for name, queue_name in sorted(listed.items()):
+            if queue_name not in kept_queues:
+                await self._write("DELETE", f"/policies/{v}/{_q(name)}")
+                self._record(_drop("policies", name))
         for name in exchanges:
             status = await self._write_allowing(
                 "DELETE", f"/exchanges/{v}/{_q(name)}", {"if-unused": "true"}, allow=(400,)
@@ -473,8 +688,9 @@ def _serving_exchanges(queue: str) -> tuple[str, ...]:
     for its dead-letter queue Q.dlq, the exchange Q.retry for its retry queue Q.retry."""
     if queue.endswith(".dlq"):
         return (dlx_name(queue.removesuffix(".dlq")),)
-    if queue.endswith(".retry"):
-        return (queue,)
+    main = retried_queue(queue)
+    if main is not None:
+        return (retry_name(main),)
     return (dlx_name(queue), retry_name(queue))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -333,9 +334,10 @@ async def reconcile(
 
     The object is read afresh under the lock, so triggers that queued up behind each other act on
     the latest spec and status instead of a snapshot taken before the previous reconcile wrote.
-    external=False is for triggers that only concern Kubernetes (a child changed): RabbitMQ and
-    Redis are left alone unless the credentials or the generation changed since they were last
-    provisioned (the create/update handlers and the resync timer always do them).
+    external=False is for triggers that need RabbitMQ and Redis only if what they hold must change (a
+    child changed, a spec update): they are left alone when the digest of the topology, the Redis
+    plan and the credentials' rotation equals the one recorded when they were last provisioned (the
+    create and resume handlers and the resync timer, which repairs drift, always visit them).
     """
     key = (namespace, name)
     lock = lock_for(namespace, name)
@@ -384,10 +386,28 @@ async def _reconcile_locked(
         return outcome
 
 
-def provisioned_before(svc: PlatformService, previous: Mapping[str, Any]) -> dict[str, Mapping[str, Any]] | None:
-    """The QueuesReady and CacheReady conditions a previous reconcile of this generation recorded,
-    or None when RabbitMQ and Redis must be visited (never provisioned, or for an older spec)."""
-    if previous.get("observedGeneration") != svc.generation:
+def provisioning_digest(
+    topology: messaging.Topology,
+    cache_plan: cache.CachePlan,
+    creds: credentials.Credentials,
+    prefix_holder: tuple[str, str, str] | None,
+) -> str:
+    """What RabbitMQ and Redis were last asked to hold, as a digest: equal, they need no visit but
+    the resync's (which looks for drift). The credentials count by their rotation token: new
+    passwords come only with a new token or a new Secret, and a new Secret forces the visit."""
+    payload = {
+        "topology": dataclasses.asdict(topology),
+        "cache": dataclasses.asdict(cache_plan),
+        "rotation": creds.rotation,
+        "prefix_holder": prefix_holder,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def provisioned_before(previous: Mapping[str, Any], digest: str) -> dict[str, Mapping[str, Any]] | None:
+    """The QueuesReady and CacheReady conditions a previous reconcile recorded for this same digest,
+    or None when RabbitMQ and Redis must be visited (never provisioned, or for other sections)."""
+    if not digest or previous.get("provisionedDigest") != digest:
         return None
     found = {}
     for type_ in (conditions.QUEUES_READY, conditions.CACHE_READY):
@@ -510,7 +530,10 @@ async def _reconcile(
     # finds the same passwords on its next run (no second user, no lost password).
     secret_in_place = "Secret" not in outcome.refused
     previous = dict(body.get("status") or {})
-    before = None if external or f"Secret/{svc.secret_name}" in outcome.written else provisioned_before(svc, previous)
+    digest = provisioning_digest(topology, cache_plan, creds, prefix_holder)
+    before = (
+        None if external or f"Secret/{svc.secret_name}" in outcome.written else provisioned_before(previous, digest)
+    )
     taken = queue_conflicts(svc, topology, claims)
     queues: list[dict[str, Any]]
     if taken:
@@ -556,6 +579,8 @@ async def _reconcile(
         queues=queues,
         redis_user=cache_plan.user if backends.redis is not None and prefix_holder is None else "",
     )
+    provisioned = all(c.status == "True" for c in (queues_cond, cache_cond))
+    status["provisionedDigest"] = digest if provisioned else ""
     changes = conditions.status_changes(previous, status)
     if changes:
         await kube.patch_status(svc.namespace, svc.name, changes)
@@ -576,6 +601,8 @@ def dropped_queues(
         name = str(q.get("name", ""))
         if not name or name in wanted or messaging.owner_namespace(name) != svc.namespace:
             continue
+        if messaging.retried_queue(name) in topology.consumed:
+            continue  # a retry queue of an earlier delay: retired by provisioning once its successor is bound
         holders = claims(("queue", name))
         if any((h[1], h[2]) != (svc.namespace, svc.name) for h in holders):
             continue

@@ -47,13 +47,28 @@ class OperatorSettings(BaseSettings):
         "exists are looked for and removed; 0 never.",
     )
 
-    # RabbitMQ: the operator declares through the management API; services connect over AMQP.
+    # RabbitMQ: the operator declares topology over AMQP and the rest through the management API;
+    # services connect over AMQP.
     rabbitmq_management_url: str = Field("", description="e.g. http://rabbitmq:15672; empty: queues not managed.")
     rabbitmq_admin_user: str = Field("", description="A management user with the administrator tag.")
     rabbitmq_admin_password: str = Field("", repr=False)
     rabbitmq_vhost: str = Field("/", description="The virtual host services' queues live in.")
     rabbitmq_service_host: str = Field("rabbitmq", description="The AMQP host services connect to.")
     rabbitmq_service_port: int = Field(5672)
+    rabbitmq_amqp_url: str = Field(
+        "",
+        repr=False,
+        description="Where the operator declares exchanges, queues and bindings over AMQP, as its admin user; "
+        "empty: the admin user at rabbitmq_service_host:rabbitmq_service_port, in rabbitmq_vhost.",
+    )
+    rabbitmq_amqp_channels: int = Field(4, gt=0, description="AMQP channels the declarations share.")
+    broker_check_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How often the operator checks that the broker still holds its marker (gone: the vhost was "
+        "recreated or the broker restarted empty, and every service's topology is declared again at once); "
+        "0 never (a lost AMQP connection still triggers the check).",
+    )
     rabbitmq_max_concurrent_calls: int = Field(
         8,
         gt=0,
@@ -88,6 +103,16 @@ class OperatorSettings(BaseSettings):
     redis_service_host: str = Field("redis", description="The Redis host services connect to.")
     redis_service_port: int = Field(6379)
     redis_db: int = Field(0)
+
+    @property
+    def amqp_url(self) -> str:
+        if self.rabbitmq_amqp_url:
+            return self.rabbitmq_amqp_url
+        from urllib.parse import quote
+
+        user, password = quote(self.rabbitmq_admin_user, safe=""), quote(self.rabbitmq_admin_password, safe="")
+        host, port, vhost = self.rabbitmq_service_host, self.rabbitmq_service_port, quote(self.rabbitmq_vhost, safe="")
+        return f"amqp://{user}:{password}@{host}:{port}/{vhost}"
 
     @property
     def shared_ingress_host_list(self) -> list[str]:

@@ -118,8 +118,17 @@ def free_port() -> int:
 class OperatorProcess:
     """The operator as a local process; under the identity of `kubeconfig` when given."""
 
-    def __init__(self, log_path: Path, kubeconfig: Path | None = None, *, priority: int = 100) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        kubeconfig: Path | None = None,
+        *,
+        priority: int = 100,
+        port_offset: int = 0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.log_path = log_path
+        self.extra_env = extra_env or {}
         self.kubeconfig = kubeconfig
         self.priority = priority
         # Free ports, not fixed ones: another run of the suite on the same machine (another checkout,
@@ -136,6 +145,7 @@ class OperatorProcess:
             "PLATFORM_METRICS_PORT": str(self.metrics_port),
             "PLATFORM_PEERING_PRIORITY": str(self.priority),
             "PLATFORM_PEERING_LIFETIME": "10",
+            **self.extra_env,
         }
         if self.kubeconfig is not None:
             # As the chart runs it: the chart's identity, and kopf peering through its ClusterKopfPeering.

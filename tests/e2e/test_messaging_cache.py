@@ -105,7 +105,7 @@ def test_create_provisions_queues_users_and_credentials(ns: str, mq: httpx.Clien
 
     assert condition(obj, "QueuesReady")["reason"] == "Provisioned"
     assert condition(obj, "CacheReady")["reason"] == "Provisioned"
-    assert {x["name"] for x in obj["status"]["queues"]} == {q, f"{q}.dlq", f"{q}.retry"}
+    assert {x["name"] for x in obj["status"]["queues"]} == {q, f"{q}.dlq", f"{q}.retry.10s"}
     assert obj["status"]["redis"] == {"keyPrefix": f"{ns}:notifier", "user": f"{ns}.notifier"}
     assert mq.get(f"/queues/%2F/{q}").status_code == 200
     assert mq.get(f"/users/{ns}.notifier").status_code == 200
@@ -240,7 +240,7 @@ def test_delete_under_delete_removes_all_but_a_queue_holding_messages(ns: str, m
     kubectl("delete", "psvc", "notifier", "-n", ns, "--timeout=60s")
     assert mq.get(f"/queues/%2F/{q}").status_code == 200  # holds a message: kept
     assert mq.get(f"/queues/%2F/{q}.dlq").status_code == 404
-    assert mq.get(f"/queues/%2F/{q}.retry").status_code == 404
+    assert mq.get(f"/queues/%2F/{q}.retry.10s").status_code == 404
     assert mq.get(f"/users/{ns}.notifier").status_code == 404
     assert rds.acl_getuser(f"{ns}.notifier") is None
     assert rds.exists(f"{ns}:notifier:data") == 0

@@ -229,7 +229,7 @@ def test_the_victims_queues_and_exchanges_are_out_of_reach_of_another_namespace(
     )
     apply(spy, evil)
     obj = wait_ready("spy", evil)
-    assert {q["name"] for q in obj["status"]["queues"]} == {f"{evil}.spy", f"{evil}.spy.dlq", f"{evil}.spy.retry"}
+    assert {q["name"] for q in obj["status"]["queues"]} == {f"{evil}.spy", f"{evil}.spy.dlq", f"{evil}.spy.retry.10s"}
     publishes = base64.b64decode(get("secret", "spy-platform", evil)["data"]["RABBITMQ_PUBLISHES"]).decode()
     assert publishes == f"{evil}.notifier.orders,{evil}.orders"  # the names its code is told to use
 

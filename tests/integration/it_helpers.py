@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from platform_operator import messaging
 from platform_operator.model import PlatformService
 from platform_operator.rabbitmq import RabbitMQ
 
@@ -47,12 +48,26 @@ ENV = (
 )
 
 
-def make_broker(**options: Any) -> RabbitMQ:
+def admin_amqp_url() -> str:
+    env = require_env(*ENV)
+    return messaging.amqp_url(
+        env["PLATFORM_RABBITMQ_ADMIN_USER"],
+        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        env["PLATFORM_RABBITMQ_SERVICE_HOST"],
+        int(env["PLATFORM_RABBITMQ_SERVICE_PORT"]),
+        "/",
+    )
+
+
+def make_broker(*, over_amqp: bool = True, **options: Any) -> RabbitMQ:
+    """The adapter as the operator runs it: topology over AMQP (over_amqp=False: through the
+    management API only, as when no AMQP URL is configured)."""
     env = require_env(*ENV)
     return RabbitMQ(
         env["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
         env["PLATFORM_RABBITMQ_ADMIN_USER"],
         env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
         "/",
+        amqp_url=admin_amqp_url() if over_amqp else "",
         **options,
     )

@@ -1,8 +1,12 @@
-"""The RabbitMQ adapter against a real broker: topology, permissions, the retry and dead-letter paths."""
+"""The RabbitMQ adapter against a real broker: topology, permissions, the retry and dead-letter paths.
+
+The operator declares exchanges, queues and bindings over AMQP; without an AMQP URL the adapter
+declares them through the management API. Tests that take the `broker` fixture run both ways."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -15,6 +19,13 @@ from it_helpers import ENV, make_broker, make_service, require_env
 from platform_operator import messaging
 from platform_operator.model import PlatformService
 from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
+
+@pytest.fixture(params=["amqp", "management"])
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[RabbitMQ]:
+    """Both ways the adapter declares topology: over AMQP, and through the management API."""
+    b = make_broker(over_amqp=request.param == "amqp")
+    yield b
+    await b.close()
 
 
 def amqp(user: str, password: str) -> str:
@@ -61,12 +72,26 @@ async def test_provision_declares_the_whole_topology_then_writes_nothing(broker:
     assert first.conflicts == []
     assert f"queue {q}" in first.written and f"user {topo.user}" in first.written
 
-    queues = {x["name"] for x in await get_json(api, "/queues/%2F")}
-    assert {q, f"{q}.dlq", f"{q}.retry"} <= queues
+    queues = {x["name"]: x for x in await get_json(api, "/queues/%2F")}
+    assert {q, f"{q}.dlq", f"{q}.retry.10s"} <= set(queues)
+    # What never changes is an argument; what may change (TTL, max length) a policy.
+    assert queues[q]["arguments"] == {"x-dead-letter-exchange": f"{q}.dlx"}
+    assert queues[f"{q}.retry.10s"]["arguments"] == {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": q,
+        "x-message-ttl": 10000,
+    }
+    assert queues[f"{q}.dlq"]["arguments"] == {}
     bindings = await get_json(api, f"/queues/%2F/{q}/bindings")
     assert {(b["source"], b["routing_key"]) for b in bindings if b["source"]} == {(ex, "order.*")}
+    retry_bindings = await get_json(api, f"/queues/%2F/{q}.retry.10s/bindings")
+    assert {b["source"] for b in retry_bindings if b["source"]} == {f"{q}.retry"}
     policy = await get_json(api, f"/policies/%2F/{quote(messaging.policy_name(svc, q), safe='')}")
-    assert policy["definition"] == {"dead-letter-exchange": f"{q}.dlx", "max-length": 100, "message-ttl": 60000}
+    assert policy["definition"] == {"max-length": 100, "message-ttl": 60000}
+    ours = [
+        p["name"] for p in await get_json(api, "/policies/%2F") if p["name"].startswith(f"platform/{svc.namespace}/")
+    ]
+    assert ours == [messaging.policy_name(svc, q)]  # none for the retry queue: its delay is an argument
     perms = await get_json(api, f"/permissions/%2F/{topo.user}")
     assert perms["read"] == topo.permissions.read
 
@@ -168,7 +193,7 @@ async def test_a_queue_declared_elsewhere_with_arguments_is_a_conflict_not_a_cra
     resp.raise_for_status()
     result = await broker.provision(messaging.plan(svc), "pw")
     assert len(result.conflicts) == 1
-    assert f"queue {q} exists with arguments x-max-length=5" in result.conflicts[0]
+    assert f"queue {q} exists with arguments x-max-length=5, not the operator's" in result.conflicts[0]
     assert (await get_json(api, f"/queues/%2F/{q}"))["arguments"] == {"x-max-length": 5}
 
 
@@ -180,7 +205,7 @@ async def test_a_queue_declared_elsewhere_after_the_listing_is_a_conflict_too(br
     resp.raise_for_status()
     result = await broker.provision(messaging.plan(svc), "pw")  # the listing predates the queue
     assert len(result.conflicts) == 1
-    assert f"queue {q} exists with arguments x-max-length=5" in result.conflicts[0]
+    assert f"queue {q} exists with arguments x-max-length=5, not the operator's" in result.conflicts[0]
     assert (await get_json(api, f"/queues/%2F/{q}"))["arguments"] == {"x-max-length": 5}
 
 
@@ -241,7 +266,9 @@ async def test_services_in_place_are_checked_from_one_shared_listing(broker: Rab
         assert (await broker.provision(topo, "pw")).written
     broker.forget_view()  # as if the listing had aged: the next check lists the vhost again
 
+    amqp_ops = ("queue.declare", "exchange.declare", "queue.bind")
     gets, writes = calls("GET"), calls("PUT") + calls("POST") + calls("DELETE")
+    declarations = sum(calls(op) for op in amqp_ops)
     results = await asyncio.gather(*(broker.provision(t, "pw") for t in topos))
     stats = await asyncio.gather(*(broker.queue_stats(t.queues_in_status) for t in topos))
 
@@ -249,6 +276,7 @@ async def test_services_in_place_are_checked_from_one_shared_listing(broker: Rab
     assert all(len(s) == 3 for s in stats)
     assert calls("GET") - gets == 6  # users, permissions, exchanges, queues, bindings, policies: once
     assert calls("PUT") + calls("POST") + calls("DELETE") == writes
+    assert sum(calls(op) for op in amqp_ops) == declarations
 
 
 async def test_what_is_deleted_by_hand_is_declared_again_once_the_listing_is_older_than_the_cache(
@@ -290,7 +318,7 @@ async def test_a_service_deleted_and_created_again_at_once_gets_everything_again
     assert {f"user {topo.user}", f"queue {q}", f"exchange {ex}", f"binding {ex}->{q} 'order.*'"} <= set(again.written)
     assert (await api.get(f"/queues/%2F/{q}")).status_code == 200
     assert (await api.get(f"/users/{topo.user}")).status_code == 200
-    assert (await api.get(f"/policies/%2F/{quote(messaging.policy_name(svc, q), safe='')}")).status_code == 200
+    assert (await get_json(api, f"/queues/%2F/{q}"))["arguments"] == {"x-dead-letter-exchange": f"{q}.dlx"}
     stats = await broker.queue_stats([q])
     assert stats == [{"name": q, "messages": 0, "consumers": 0}]
 
@@ -300,3 +328,107 @@ async def test_unreachable_broker_is_reported_as_unavailable():
     with pytest.raises(BrokerUnavailable, match="unreachable"):
         await b.provision(messaging.plan(worker("q", "ex")), "pw")
     await b.close()
+
+
+async def test_declarations_go_over_amqp_not_the_management_api(api: httpx.AsyncClient):
+    broker = make_broker(over_amqp=True)
+    try:
+        svc = worker(unique("q"), unique("ex"))
+        q = on_broker(svc, svc.spec.messaging.consumes[0].queue)
+        puts, posts = calls("PUT"), calls("POST")
+        declared = calls("queue.declare")
+        result = await broker.provision(messaging.plan(svc), "pw")
+        assert f"queue {q}" in result.written
+        assert calls("queue.declare") - declared == 3  # the queue, its dead-letter and its retry queue
+        assert calls("PUT") - puts == 2  # the user and its permissions: nothing else over HTTP
+        assert calls("POST") == posts  # no binding through the management API
+    finally:
+        await broker.close()
+
+
+async def test_a_queue_declared_before_arguments_keeps_its_dead_lettering_in_a_policy(
+    broker: RabbitMQ, api: httpx.AsyncClient
+):
+    """Queues of an older operator have no arguments (their dead-lettering was a policy): they are
+    kept as they are, and their policy keeps saying what the arguments would."""
+    svc = worker(unique("q"), unique("ex"))
+    q, ex = (
+        on_broker(svc, svc.spec.messaging.consumes[0].queue),
+        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
+    )
+    name = quote(messaging.policy_name(svc, q), safe="")
+    (await api.put(f"/queues/%2F/{q}", json={"durable": True, "arguments": {}})).raise_for_status()
+    old_policy = {
+        "pattern": f"^{q.replace('.', '[.]')}$",
+        "definition": {"dead-letter-exchange": f"{q}.dlx"},
+        "apply-to": "queues",
+        "priority": 100,
+    }
+    (await api.put(f"/policies/%2F/{name}", json=old_policy)).raise_for_status()
+
+    result = await broker.provision(messaging.plan(svc), "pw")
+    assert result.conflicts == []
+    assert (await get_json(api, f"/queues/%2F/{q}"))["arguments"] == {}
+    policy = await get_json(api, f"/policies/%2F/{name}")
+    assert policy["definition"] == {"dead-letter-exchange": f"{q}.dlx"}
+
+    # And it does dead-letter: a rejected message lands in the dead-letter queue.
+    topo = messaging.plan(svc)
+    await publish(api, ex, "order.created", "legacy")
+    conn = await aio_pika.connect(amqp(topo.user, "pw"))
+    try:
+        channel = await conn.channel()
+        msg = await _get(await channel.get_queue(q), timeout=10)
+        await msg.reject(requeue=False)
+        dead = await _get(await channel.get_queue(messaging.dlq_name(q)), timeout=15)
+        assert dead.body == b"legacy"
+        await dead.ack()
+    finally:
+        await conn.close()
+
+
+async def test_a_new_retry_delay_is_a_new_retry_queue_and_the_old_one_goes_when_empty(
+    broker: RabbitMQ, api: httpx.AsyncClient
+):
+    first = worker(unique("q"), unique("ex"), retryDelaySeconds=30)
+    c = first.spec.messaging.consumes[0]
+    q = on_broker(first, c.queue)
+    await broker.provision(messaging.plan(first), "pw")
+    # A message waits in the 30 s retry queue when the delay changes.
+    body = {"properties": {}, "routing_key": "", "payload": "waiting", "payload_encoding": "string"}
+    (await api.post(f"/exchanges/%2F/{q}.retry/publish", json=body)).raise_for_status()
+
+    svc = make_service(first.name, first.namespace, type="worker", image="x", messaging={
+        "consumes": [{"queue": c.queue, "exchange": c.exchange, "retryDelaySeconds": 5}]})  # fmt: skip
+    broker.forget_view()
+    result = await broker.provision(messaging.plan(svc), "pw")
+    assert f"queue {q}.retry.5s" in result.written
+    assert (await get_json(api, f"/queues/%2F/{q}.retry.5s"))["arguments"]["x-message-ttl"] == 5000
+    sources = {b["source"] for b in await get_json(api, f"/queues/%2F/{q}.retry.30s/bindings") if b["source"]}
+    assert sources == set()  # unbound: a failed message goes to one retry queue only
+    assert (await api.get(f"/queues/%2F/{q}.retry.30s")).status_code == 200  # kept: it holds a message
+
+    (await api.delete(f"/queues/%2F/{q}.retry.30s/contents")).raise_for_status()
+    broker.forget_view()
+    again = await broker.provision(messaging.plan(svc), "pw")
+    assert f"delete retired queue {q}.retry.30s" in again.written
+    assert (await api.get(f"/queues/%2F/{q}.retry.30s")).status_code == 404
+
+
+async def test_the_marker_tells_a_wiped_vhost(api: httpx.AsyncClient):
+    broker = make_broker(over_amqp=True)
+    try:
+        await broker.place_marker()
+        assert await broker.marker_present()
+        (await api.delete(f"/exchanges/%2F/{rabbitmq_marker()}")).raise_for_status()
+        assert not await broker.marker_present()
+        await broker.place_marker()
+        assert await broker.marker_present()
+    finally:
+        await broker.close()
+
+
+def rabbitmq_marker() -> str:
+    from platform_operator.rabbitmq import MARKER_EXCHANGE
+
+    return MARKER_EXCHANGE

@@ -61,7 +61,7 @@ def test_default_consumer_exchanges(make_kind):
 
 def test_default_consumer_queues(make_kind):
     topo = messaging.plan(worker(make_kind, consume()))
-    assert sorted(queue_names(topo)) == ["shop.q", "shop.q.dlq", "shop.q.retry"]
+    assert sorted(queue_names(topo)) == ["shop.q", "shop.q.dlq", "shop.q.retry.10s"]
     assert all(isinstance(q, Queue) for q in topo.queues)
     assert topo.queues_in_status == tuple(queue_names(topo))
     assert topo.consumed == ("shop.q",)
@@ -73,7 +73,7 @@ def test_default_consumer_bindings(make_kind):
     assert sorted(topo.bindings, key=lambda b: b.exchange) == [
         Binding("shop.orders", "shop.q", "#"),
         Binding("shop.q.dlx", "shop.q.dlq", ""),
-        Binding("shop.q.retry", "shop.q.retry", ""),
+        Binding("shop.q.retry", "shop.q.retry.10s", ""),
     ]
 
 
@@ -83,58 +83,81 @@ def test_one_binding_per_routing_key(make_kind):
     assert main == [Binding("shop.orders", "shop.q", "order.created"), Binding("shop.orders", "shop.q", "order.*")]
 
 
-def test_default_consumer_policies(make_kind):
+def test_default_consumer_needs_no_policy(make_kind):
+    # What never changes is a queue argument: RabbitMQ matches every policy against every queue.
     topo = messaging.plan(worker(make_kind, consume()))
-    assert policies(topo) == {
-        "shop.q": {"dead-letter-exchange": "shop.q.dlx"},
-        "shop.q.retry": {"message-ttl": 10_000, "dead-letter-exchange": "", "dead-letter-routing-key": "shop.q"},
+    assert topo.policies == ()
+
+
+def test_default_consumer_queue_arguments(make_kind):
+    topo = messaging.plan(worker(make_kind, consume()))
+    args = {q.name: q.args for q in topo.queues}
+    assert args == {
+        "shop.q": {"x-dead-letter-exchange": "shop.q.dlx"},
+        "shop.q.dlq": {},
+        "shop.q.retry.10s": {
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "shop.q",  # back to the main queue, by its broker name
+            "x-message-ttl": 10_000,
+        },
     }
 
 
-def test_main_policy_carries_ttl_in_ms_and_max_length_when_set(make_kind):
+def test_main_policy_carries_ttl_in_ms_and_max_length_only_when_set(make_kind):
     topo = messaging.plan(worker(make_kind, consume(messageTTLSeconds=60, maxLength=500)))
-    assert policies(topo)["shop.q"] == {
-        "dead-letter-exchange": "shop.q.dlx",
-        "message-ttl": 60_000,
-        "max-length": 500,
-    }
+    assert policies(topo) == {"shop.q": {"message-ttl": 60_000, "max-length": 500}}
 
 
-def test_retry_policy_uses_the_retry_delay(make_kind):
+def test_a_retry_delay_is_a_retry_queue_of_its_own(make_kind):
     topo = messaging.plan(worker(make_kind, consume(retryDelaySeconds=45)))
-    assert policies(topo)["shop.q.retry"] == {
-        "message-ttl": 45_000,
-        "dead-letter-exchange": "",
-        "dead-letter-routing-key": "shop.q",  # back to the main queue, by its broker name
-    }
+    retry = next(q for q in topo.queues if q.name.startswith("shop.q.retry"))
+    assert retry.name == "shop.q.retry.45s"
+    assert retry.args["x-message-ttl"] == 45_000
+    assert Binding("shop.q.retry", "shop.q.retry.45s", "") in topo.bindings
+    assert messaging.retried_queue("shop.q.retry.45s") == "shop.q"
+    assert messaging.retried_queue("shop.q.retry") == "shop.q"  # the older name, retired when met
+    assert messaging.retried_queue("shop.q.dlq") is None
 
 
 def test_policy_patterns_match_exactly_their_queue(make_kind):
-    topo = messaging.plan(worker(make_kind, consume()))
+    topo = messaging.plan(worker(make_kind, consume(maxLength=3)))
     by_queue = {p.queue: p for p in topo.policies}
     assert by_queue["shop.q"].pattern == r"^shop\.q$"
-    assert by_queue["shop.q.retry"].pattern == r"^shop\.q\.retry$"
-    assert re.search(by_queue["shop.q"].pattern, "shop.q.retry") is None
+    assert re.search(by_queue["shop.q"].pattern, "shop.q.retry.10s") is None
     assert re.search(by_queue["shop.q"].pattern, "q") is None
-    assert re.search(by_queue["shop.q.retry"].pattern, "shop.qXretry") is None
+    assert re.search(by_queue["shop.q"].pattern, "shopXq") is None
+
+
+def test_a_queue_declared_without_arguments_keeps_them_in_its_policy(make_kind):
+    topo = messaging.plan(worker(make_kind, consume()))
+    by_name = {q.name: q for q in topo.queues}
+    assert messaging.legacy_policy(by_name["shop.q"]) == {"dead-letter-exchange": "shop.q.dlx"}
+    assert messaging.legacy_policy(by_name["shop.q.dlq"]) == {}
+    assert messaging.legacy_policy(by_name["shop.q.retry.10s"]) == {
+        "dead-letter-exchange": "",
+        "dead-letter-routing-key": "shop.q",
+        "message-ttl": 10_000,
+    }
 
 
 # --- deadLetter / maxRetries switches ----------------------------------------------------------------
 
 
-def test_dead_letter_false_drops_dlx_dlq_and_the_main_policy(make_kind):
+def test_dead_letter_false_drops_dlx_and_dlq_and_keeps_the_argument(make_kind):
     topo = messaging.plan(worker(make_kind, consume(deadLetter=False)))
     assert exchanges(topo) == {"shop.orders": "topic", "shop.q.retry": "fanout"}
-    assert sorted(queue_names(topo)) == ["shop.q", "shop.q.retry"]
+    assert sorted(queue_names(topo)) == ["shop.q", "shop.q.retry.10s"]
     assert sorted(topo.bindings, key=lambda b: b.exchange) == [
         Binding("shop.orders", "shop.q", "#"),
-        Binding("shop.q.retry", "shop.q.retry", ""),
+        Binding("shop.q.retry", "shop.q.retry.10s", ""),
     ]
-    # Nothing else to say about the main queue: no policy for it at all.
-    assert sorted(policies(topo)) == ["shop.q.retry"]
+    # The argument stays (arguments never change): Q.dlx does not exist, so RabbitMQ drops what it
+    # would route, and turning deadLetter on again later only declares the exchange and its queue.
+    assert topo.queues[0].args == {"x-dead-letter-exchange": "shop.q.dlx"}
+    assert topo.policies == ()
 
 
-def test_dead_letter_false_keeps_ttl_and_max_length_without_dlx(make_kind):
+def test_dead_letter_false_keeps_ttl_and_max_length(make_kind):
     topo = messaging.plan(worker(make_kind, consume(deadLetter=False, messageTTLSeconds=5, maxLength=7)))
     assert policies(topo)["shop.q"] == {"message-ttl": 5000, "max-length": 7}
 
@@ -147,7 +170,7 @@ def test_max_retries_zero_removes_the_retry_path(make_kind):
         Binding("shop.orders", "shop.q", "#"),
         Binding("shop.q.dlx", "shop.q.dlq", ""),
     ]
-    assert policies(topo) == {"shop.q": {"dead-letter-exchange": "shop.q.dlx"}}
+    assert topo.policies == ()
     assert topo.permissions == Permissions(configure="^$", write="^$", read=r"^(shop\.q|shop\.q\.dlq)$")
 
 
@@ -218,11 +241,11 @@ def test_a_foreign_exchange_is_bound_to_but_never_declared(make_kind):
 def test_an_unshared_foreign_exchange_leaves_the_queue_declared_and_unbound(make_kind):
     svc = worker(make_kind, consume(exchangeNamespace="demo"), consume("r", "events"))
     topo = messaging.plan(svc, unshared=frozenset({"demo.orders"}))
-    assert {"shop.q", "shop.q.dlq", "shop.q.retry", "shop.r"} <= set(queue_names(topo))
+    assert {"shop.q", "shop.q.dlq", "shop.q.retry.10s", "shop.r"} <= set(queue_names(topo))
     assert [b for b in topo.bindings if b.exchange == "demo.orders"] == []
     # The rest of the path is the service's own, and stays.
     assert Binding("shop.q.dlx", "shop.q.dlq", "") in topo.bindings
-    assert Binding("shop.q.retry", "shop.q.retry", "") in topo.bindings
+    assert Binding("shop.q.retry", "shop.q.retry.10s", "") in topo.bindings
     assert Binding("shop.events", "shop.r", "#") in topo.bindings
     assert topo.foreign_exchanges == ()  # not waited for either: nothing of it is asked of the broker
     assert messaging.plan(svc).foreign_exchanges == ("demo.orders",)
@@ -360,7 +383,7 @@ def test_two_consumed_queues_share_no_names_and_are_all_covered(make_kind):
         "shop.a.retry": "fanout",
         "shop.b.dlx": "fanout",
     }
-    assert sorted(queue_names(topo)) == ["shop.a", "shop.a.dlq", "shop.a.retry", "shop.b", "shop.b.dlq"]
+    assert sorted(queue_names(topo)) == ["shop.a", "shop.a.dlq", "shop.a.retry.10s", "shop.b", "shop.b.dlq"]
     assert topo.consumed == ("shop.a", "shop.b")
     assert topo.permissions.read == r"^(shop\.a|shop\.a\.dlq|shop\.b|shop\.b\.dlq)$"
     assert topo.permissions.write == r"^(shop\.a\.retry)$"
@@ -414,7 +437,7 @@ def test_a_namespace_asking_for_anothers_names_gets_them_under_its_own(make_svc)
         "evil.spy.dlx": "fanout",
         "evil.spy.retry": "fanout",
     }
-    assert sorted(queue_names(topo)) == ["evil.spy", "evil.spy.dlq", "evil.spy.retry"]
+    assert sorted(queue_names(topo)) == ["evil.spy", "evil.spy.dlq", "evil.spy.retry.10s"]
     assert {b.exchange for b in topo.bindings} == {"evil.orders", "evil.spy.dlx", "evil.spy.retry"}
     assert allowed(topo.permissions.write, "evil.orders")
     assert allowed(topo.permissions.write, "evil.notifier.orders")
@@ -490,24 +513,20 @@ def test_no_spec_reaches_a_name_of_another_namespace(namespace, other, queues, p
 
 
 def test_policy_names_are_unique_and_prefixed_by_service(make_kind):
-    svc = worker(make_kind, consume("a", messageTTLSeconds=1), consume("b"))
+    svc = worker(make_kind, consume("a", messageTTLSeconds=1), consume("b", maxLength=5), consume("c"))
     topo = messaging.plan(svc)
     names = [p.name for p in topo.policies]
-    assert names == [
-        "platform/shop/orders/shop.a",
-        "platform/shop/orders/shop.a.retry",
-        "platform/shop/orders/shop.b",
-        "platform/shop/orders/shop.b.retry",
-    ]
+    assert names == ["platform/shop/orders/shop.a", "platform/shop/orders/shop.b"]  # none for c: nothing set
     assert len(set(names)) == len(names)
     assert all(isinstance(p, Policy) for p in topo.policies)
     assert all(n.startswith(messaging.policy_prefix(topo.user)) for n in names)
 
 
 def test_policy_names_differ_between_services_with_the_same_queue(make_svc):
-    spec = {"type": "worker", "messaging": {"consumes": [consume()]}}
+    spec = {"type": "worker", "messaging": {"consumes": [consume(maxLength=10)]}}
     one = messaging.plan(make_svc(name="orders", namespace="shop", **spec))
     other = messaging.plan(make_svc(name="orders", namespace="billing", **spec))
+    assert one.policies and other.policies
     assert {p.name for p in one.policies}.isdisjoint({p.name for p in other.policies})
     assert all(p.name.startswith("platform/billing/orders/") for p in other.policies)
 

@@ -510,20 +510,20 @@ def test_status_carries_no_credentials(make_svc):
 # --- what a child-triggered reconcile may skip ------------------------------------------------------
 
 
-def _status(generation: int, queues: str = "True", cache_: str = "True") -> dict[str, Any]:
+def _status(generation: int, queues: str = "True", cache_: str = "True", digest: str = "d1") -> dict[str, Any]:
     svc_conds = [
         Condition(conditions.QUEUES_READY, queues, "Provisioned", "in place"),
         Condition(conditions.CACHE_READY, cache_, "Provisioned", "in place"),
     ]
     return {
         "observedGeneration": generation,
+        "provisionedDigest": digest,
         "conditions": conditions.merge_conditions([], svc_conds, generation, T0),
     }
 
 
-def test_provisioned_for_this_generation_is_reused(make_svc):
-    svc = make_svc(type="worker", generation=3)
-    found = provisioned_before(svc, _status(3))
+def test_provisioned_for_this_digest_is_reused():
+    found = provisioned_before(_status(3), "d1")
     assert found is not None
     assert Condition.from_dict(found[conditions.QUEUES_READY]) == Condition(
         conditions.QUEUES_READY, "True", "Provisioned", "in place"
@@ -531,12 +531,51 @@ def test_provisioned_for_this_generation_is_reused(make_svc):
 
 
 @pytest.mark.parametrize(
-    "status",
-    [{}, _status(2), _status(3, queues="False"), _status(3, cache_="Unknown")],
-    ids=["never-reconciled", "older-generation", "queues-not-ready", "cache-not-ready"],
+    ("status", "digest"),
+    [
+        ({}, "d1"),
+        (_status(3, digest="d0"), "d1"),
+        (_status(3, queues="False"), "d1"),
+        (_status(3, cache_="Unknown"), "d1"),
+        (_status(3, digest=""), ""),
+    ],
+    ids=["never-reconciled", "other-sections", "queues-not-ready", "cache-not-ready", "no-digest"],
 )
-def test_outside_systems_are_visited_unless_provisioned_for_this_generation(make_svc, status):
-    assert provisioned_before(make_svc(type="worker", generation=3), status) is None
+def test_outside_systems_are_visited_unless_provisioned_for_this_digest(status, digest):
+    assert provisioned_before(status, digest) is None
+
+
+def _digest(svc: Any, rotation: str = "") -> str:
+    creds = Credentials("mq", "redis", rotation)
+    return reconcile.provisioning_digest(messaging.plan(svc), cache.plan(svc), creds, None)
+
+
+def test_the_digest_ignores_what_neither_broker_nor_redis_holds(make_svc):
+    base = {"type": "worker", "messaging": {"consumes": [{"queue": "q", "exchange": "orders"}]}}
+    one = make_svc(**base, image="registry.example/a:1", replicas=1)
+    other = make_svc(**base, image="registry.example/a:2", replicas=3)
+    assert _digest(one) == _digest(other)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"messaging": {"consumes": [{"queue": "q", "exchange": "orders", "maxLength": 5}]}},
+        {"messaging": {"consumes": [{"queue": "q", "exchange": "orders", "retryDelaySeconds": 30}]}},
+        {"messaging": {"consumes": [{"queue": "r", "exchange": "orders"}]}},
+        {"redis": {"keys": [{"key": "k", "value": "v"}]}},
+    ],
+    ids=["max-length", "retry-delay", "queue", "redis-keys"],
+)
+def test_the_digest_changes_with_the_messaging_or_redis_sections(make_svc, change):
+    base = {"type": "worker", "messaging": {"consumes": [{"queue": "q", "exchange": "orders"}]}}
+    assert _digest(make_svc(**base)) != _digest(make_svc(**{**base, **change}))
+
+
+def test_the_digest_changes_with_a_rotation_and_holds_no_password(make_svc):
+    svc = make_svc(type="worker")
+    assert _digest(svc) != _digest(svc, rotation="r1")
+    assert len(_digest(svc)) == 16
 
 
 def test_own_echo_is_the_version_last_applied():

@@ -378,7 +378,8 @@ def cluster() -> Cluster:
         ("shop.old.retry", True),
         ("shop.q", False),  # still asked for
         ("shop.q.dlq", False),
-        ("shop.q.retry", False),
+        ("shop.q.retry", False),  # the older retry queue of a queue still consumed: retired, not released
+        ("shop.q.retry.30s", False),
         ("shop.taken", False),  # another service of the namespace holds it now
         ("shop.taken.dlq", False),
         ("demo.old", False),  # another namespace's name is never ours to release
@@ -513,7 +514,7 @@ def test_a_shared_exchange_not_declared_yet_is_waited_for(make_svc):
     assert (cond.status, cond.reason) == ("False", "ExchangeNotFound")
     assert "demo.orders" in cond.message
     assert any("demo.orders" in r for r in outcome.retry)
-    assert {q["name"] for q in queues} == {"shop.q", "shop.q.dlq", "shop.q.retry"}
+    assert {q["name"] for q in queues} == {"shop.q", "shop.q.dlq", "shop.q.retry.10s"}
 
 
 def route(cluster: Cluster, created: str, namespace: str, owner: str, host: str) -> None:
