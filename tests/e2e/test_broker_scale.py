@@ -17,6 +17,7 @@ import httpx
 import pytest
 from e2e_kube import InClusterOperator, OperatorProcess, apply, eventually, get, psvc, wait_ready
 
+
 def env(name: str) -> str:
     value = os.environ.get(name)
     if not value:

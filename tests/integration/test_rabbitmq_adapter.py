@@ -20,6 +20,7 @@ from platform_operator import messaging
 from platform_operator.model import PlatformService
 from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
 
+
 @pytest.fixture(params=["amqp", "management"])
 async def broker(request: pytest.FixtureRequest) -> AsyncIterator[RabbitMQ]:
     """Both ways the adapter declares topology: over AMQP, and through the management API."""

@@ -89,14 +89,14 @@ async def provision(backends: dict[str, str]) -> AsyncIterator[Callable[..., Awa
         )
         # The worker's own settings, as a user would set them in spec.env; port 0: tests run in parallel.
         settings |= {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "10", **env}
+        # On the broker every name sits under the service's namespace (messaging.broker_name).
+        queue, exchange = messaging.broker_name(svc.namespace, queue), messaging.broker_name(svc.namespace, exchange)
         return Deployed(svc=svc, env=settings, queue=queue, exchange=exchange, dlq=messaging.dlq_name(queue))
 
     yield _provision
     for svc in done:
         topo = messaging.plan(svc)
-        consume = svc.spec.messaging.consumes[0]
-        exchanges = [consume.exchange, messaging.dlx_name(consume.queue), messaging.retry_name(consume.queue)]
-        await broker.deprovision(topo, exchanges, force=True)
+        await broker.deprovision(topo, [e.name for e in topo.exchanges], force=True)
         plan = cache.plan(svc)
         await store.delete_keys(plan.prefix)
         await store.delete_user(plan.user)

@@ -52,7 +52,7 @@ async def test_an_order_is_created_stored_and_announced(api, events, users_data,
     assert parent != CALLER_SPAN_ID  # orders-api's own span sits in between
 
     (event,) = await events.drain()
-    assert event["exchange"] == platform.env["RABBITMQ_PUBLISHES"].split(",")[0] == "orders"
+    assert event["exchange"] == platform.env["RABBITMQ_PUBLISHES"].split(",")[0] == f"{platform.svc.namespace}.orders"
     assert event["routing_key"] == "order.created"
     assert event["body"] == {
         "order_id": order["id"],
