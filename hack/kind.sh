@@ -52,6 +52,9 @@ E2E_APP_IMAGE="platform/e2e-app:dev"
 # its tests of repairs that no event announces wait a few intervals.
 E2E_RESYNC_SECONDS=3
 E2E_SWEEP_SECONDS=5 # tests/e2e/e2e_kube.py SWEEP_SECONDS
+# The chart's Redis admin Secret (redis.existingSecret): tests/e2e/test_chart_secrets.py reads it.
+E2E_REDIS_ADMIN_SECRET="platform-redis-admin"
+E2E_REDIS_ADMIN_PASSWORD='p@ss/w#rd%'
 DEMO_NAMESPACE="kind-demo"
 OFFLINE_INGRESS_NAMESPACE="ingress-traefik"
 OFFLINE_INGRESS_DEPLOYMENT="ingress-traefik-controller"
@@ -323,10 +326,16 @@ cmd_install() {
   fi
   local upgrade=0
   if helm status "$RELEASE" -n "$RELEASE_NAMESPACE" >/dev/null 2>&1; then upgrade=1; fi
+  # The Redis admin password comes from an existing Secret, as a platform team's would, and holds
+  # every character a URL treats specially: the operator must log in with it as it is.
+  kubectl create namespace "$RELEASE_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$RELEASE_NAMESPACE" create secret generic "$E2E_REDIS_ADMIN_SECRET" \
+    --from-literal=password="$E2E_REDIS_ADMIN_PASSWORD" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   log "helm upgrade --install $RELEASE charts/ (namespace $RELEASE_NAMESPACE, in-cluster RabbitMQ and Redis)"
   helm upgrade --install "$RELEASE" "$root/charts" -n "$RELEASE_NAMESPACE" --create-namespace \
     --set image.repository=platform-operator --set image.tag=dev --set image.pullPolicy=Never \
     --set redis.enabled=true --set rabbitmq.enabled=true ${offline_values[@]+"${offline_values[@]}"} \
+    --set redis.existingSecret="$E2E_REDIS_ADMIN_SECRET" \
     --set resyncSeconds="$E2E_RESYNC_SECONDS" --set userSweepSeconds="$E2E_SWEEP_SECONDS" \
     --wait --timeout 5m >&2
   if [ "$upgrade" = 1 ]; then

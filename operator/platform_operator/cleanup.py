@@ -18,7 +18,7 @@ from typing import Any
 
 from platform_operator import cache, messaging
 from platform_operator.model import PlatformService
-from platform_operator.rabbitmq import BrokerUnavailable
+from platform_operator.rabbitmq import BrokerError, BrokerRefused, BrokerUnavailable
 from platform_operator.reconcile import Backends, EventSink
 from platform_operator.redis_store import CacheUnavailable
 
@@ -69,6 +69,13 @@ async def cleanup(
         except BrokerUnavailable as exc:
             emit(body, "Warning", "CleanupBlocked", _blocked("RabbitMQ", exc))
             raise CleanupBlocked(_blocked("RabbitMQ", exc)) from exc
+        except BrokerRefused as exc:
+            why = (
+                f"RabbitMQ refused a deletion ({exc}); deletion waits. To release the PlatformService and "
+                f"leave the rest on the broker, annotate it with {SKIP_ANNOTATION}=true."
+            )
+            emit(body, "Warning", "CleanupBlocked", why)
+            raise CleanupBlocked(why) from exc
         if result.deleted:
             emit(body, "Normal", "QueuesDeleted", f"RabbitMQ: deleted {', '.join(result.deleted)}.")
         if result.kept:
@@ -105,7 +112,7 @@ async def _remove_users(svc: PlatformService, backends: Backends, body: Mapping[
         try:
             if await asyncio.wait_for(backends.rabbitmq.delete_user(user), RETAIN_USER_REMOVAL_SECONDS):
                 removed.append(f"broker user {user}")
-        except (BrokerUnavailable, TimeoutError):
+        except (BrokerError, TimeoutError):
             waiting.append("RabbitMQ")
     if backends.redis is not None:
         try:

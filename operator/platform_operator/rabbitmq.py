@@ -9,8 +9,12 @@ through the management API, with the same arguments.
 
 Every call reads first and writes only what differs, so a resync that finds the topology in place
 sends no write to the broker either. Errors are sorted here: the broker unreachable (or failing)
-is `BrokerUnavailable`; a resource that exists in a shape we must not change is a conflict that
-the caller reports in a condition.
+is `BrokerUnavailable` (retried with back-off); a call the broker refuses for good (a name it
+reserves, an argument or definition it rejects: HTTP 400 and the other 4xx, AMQP ACCESS_REFUSED
+on an `amq.` name) is `BrokerRefused` (the spec must change; no fast retry); a resource that exists
+in a shape we must not change is a conflict that the caller reports in a condition. Every HTTP call
+has an overall deadline besides httpx's per-phase timeout: a management API that trickles its
+answer is unavailable, not waited on for minutes.
 
 Reads come from a view of the whole vhost (six list calls: users, permissions, exchanges, queues,
 bindings, policies), shared by every reconcile for `read_cache_seconds`: with a thousand services
@@ -37,6 +41,7 @@ from urllib.parse import quote, unquote
 import aio_pika
 import aio_pika.exceptions
 import httpx
+from aiormq.exceptions import ChannelAccessRefused  # aio-pika's own AMQP layer
 
 from platform_operator import observability
 from platform_operator.messaging import (
@@ -53,11 +58,36 @@ from platform_operator.messaging import (
 log = logging.getLogger("platform_operator")
 
 
-class BrokerUnavailable(Exception):
+class BrokerError(Exception):
+    """Any failed call to RabbitMQ: BrokerUnavailable or BrokerRefused."""
+
+
+class BrokerUnavailable(BrokerError):
     """The management API could not be reached, refused our credentials, or failed.
 
     Its message is the operator's own words (it reaches status and Events, which tenants read);
     the broker's answer goes to the operator's log only."""
+
+
+class BrokerRefused(BrokerError):
+    """RabbitMQ refused a call for good: the same call cannot succeed until the spec changes.
+
+    Its message is the operator's own words, as for BrokerUnavailable."""
+
+
+RESERVED_PREFIX = "amq."
+
+
+def reserved_names(names: Iterable[str]) -> list[str]:
+    """The names RabbitMQ keeps for itself (amq.*): it refuses to declare them for anyone."""
+    return sorted({n for n in names if n.startswith(RESERVED_PREFIX)})
+
+
+def _reserved_refusal(names: Iterable[str]) -> BrokerRefused:
+    return BrokerRefused(
+        f"RabbitMQ reserves names beginning with {RESERVED_PREFIX!r} and refuses to declare "
+        f"{', '.join(sorted(names))}; rename it (the namespace amq gives every name that prefix)"
+    )
 
 
 # An exchange only the operator declares (no dot: no namespace's name). Gone, it tells that the vhost
@@ -166,6 +196,7 @@ class RabbitMQ:
         vhost: str,
         *,
         timeout: float = 5.0,
+        deadline: float | None = None,
         read_cache_seconds: float = 5.0,
         max_concurrent_calls: int = 8,
         amqp_url: str = "",
@@ -184,6 +215,8 @@ class RabbitMQ:
         self._listing_started = 0.0
         self._changes_while_listing: list[Change] = []
         self.timeout = timeout
+        # httpx's timeout bounds each phase (connect, each read); this bounds the whole call.
+        self.deadline = deadline if deadline is not None else 3 * timeout
         self._amqp_url = amqp_url
         self._amqp_size = amqp_channels
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
@@ -226,8 +259,9 @@ class RabbitMQ:
         self.forget_view()
         self.reconnected.set()
 
-    async def _amqp(self, operation: str, call: Callable[[Any], Any]) -> None:
-        """One declaration on a channel of the pool; a channel RabbitMQ closed is replaced."""
+    async def _amqp(self, operation: str, call: Callable[[Any], Any], *names: str) -> None:
+        """One declaration on a channel of the pool; a channel RabbitMQ closed is replaced.
+        `names`: the exchanges and queues it names, to say which one a refusal is about."""
         if self._connection is None:
             await self._connect()
         connection = self._connection
@@ -239,7 +273,22 @@ class RabbitMQ:
                 raw = await asyncio.wait_for(channel.get_underlay_channel(), self.timeout)
                 await asyncio.wait_for(call(raw), self.timeout)
         except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+            if "invalid arg" in str(exc):  # an argument the broker rejects, not an object in another shape
+                log.warning("RabbitMQ AMQP %s: %r", operation, exc)
+                raise BrokerRefused(
+                    f"RabbitMQ rejected an argument of the AMQP {operation} of {', '.join(names)}; the operator's "
+                    "log has its answer"
+                ) from exc
             raise _Inequivalent(str(exc)) from exc
+        except ChannelAccessRefused as exc:
+            log.warning("RabbitMQ AMQP %s: %r", operation, exc)
+            reserved = reserved_names(names)
+            if reserved:
+                raise _reserved_refusal(reserved) from exc
+            raise BrokerRefused(
+                f"RabbitMQ refused the operator's AMQP {operation} of {', '.join(names)}; the operator's log "
+                "has its answer"
+            ) from exc
         except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPError) as exc:
             log.warning("RabbitMQ AMQP %s: %r", operation, exc)
             raise BrokerUnavailable(f"RabbitMQ refused or dropped an AMQP {operation}") from exc
@@ -256,7 +305,9 @@ class RabbitMQ:
             return await self._declare(f"/exchanges/{_q(self.vhost)}/{_q(name)}", {"type": type_, "durable": True})
         try:
             await self._amqp(
-                "exchange.declare", lambda ch: ch.exchange_declare(exchange=name, exchange_type=type_, durable=True)
+                "exchange.declare",
+                lambda ch: ch.exchange_declare(exchange=name, exchange_type=type_, durable=True),
+                name,
             )
         except _Inequivalent:
             return False
@@ -269,7 +320,9 @@ class RabbitMQ:
             return await self._declare(path, {"durable": True, "arguments": queue.args})
         try:
             await self._amqp(
-                "queue.declare", lambda ch: ch.queue_declare(queue=queue.name, durable=True, arguments=queue.args)
+                "queue.declare",
+                lambda ch: ch.queue_declare(queue=queue.name, durable=True, arguments=queue.args),
+                queue.name,
             )
         except _Inequivalent:
             return False
@@ -281,7 +334,9 @@ class RabbitMQ:
             await self._write("POST", f"/bindings/{v}/e/{_q(exchange)}/q/{_q(queue)}", {"routing_key": key})
             return
         try:
-            await self._amqp("queue.bind", lambda ch: ch.queue_bind(queue=queue, exchange=exchange, routing_key=key))
+            await self._amqp(
+                "queue.bind", lambda ch: ch.queue_bind(queue=queue, exchange=exchange, routing_key=key), queue, exchange
+            )
         except _Inequivalent as exc:  # not expected for a binding; the caller reports it as an outage
             raise BrokerUnavailable(f"RabbitMQ refused to bind {queue} to {exchange}") from exc
 
@@ -298,18 +353,34 @@ class RabbitMQ:
     async def _call(
         self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
     ) -> httpx.Response:
+        """One management API call, sorted: an answer under 400 or a 404 is returned (the callers
+        read 404 as "not there"); a refusal for good raises BrokerRefused; everything else
+        (unreachable, past the deadline, 401, 429, 5xx) raises BrokerUnavailable."""
         try:
             async with self._calls:
                 with observability.outside_call("rabbitmq", method):
-                    resp = await self._http.request(method, path, json=json, params=params)
+                    resp = await asyncio.wait_for(
+                        self._http.request(method, path, json=json, params=params), self.deadline
+                    )
+        except TimeoutError as exc:
+            log.warning("RabbitMQ %s %s: no answer within %ss", method, path, self.deadline)
+            raise BrokerUnavailable(
+                f"RabbitMQ management API at {self.base_url} did not answer within {self.deadline:g}s"
+            ) from exc
         except httpx.HTTPError as exc:
             log.warning("RabbitMQ %s %s: %r", method, path, exc)
             raise BrokerUnavailable(
                 f"RabbitMQ management API at {self.base_url} unreachable ({type(exc).__name__})"
             ) from exc
-        if resp.status_code in (401, 403):
+        status = resp.status_code
+        if status in (401, 403):  # RabbitMQ answers a reserved name with 401 over HTTP
+            reserved = reserved_names(_named_in(path))
+            if reserved:
+                log.warning("RabbitMQ %s %s: HTTP %s %s", method, path, status, resp.text[:500])
+                raise _reserved_refusal(reserved)
+        if status in (401, 403):
             raise BrokerUnavailable(f"RabbitMQ at {self.base_url} refused the operator's admin credentials")
-        if resp.status_code >= 500:
+        if status == 429 or status >= 500:
             raise _failed(method, path, resp)
         return resp
 
@@ -318,13 +389,13 @@ class RabbitMQ:
         if resp.status_code == 404:
             return None
         if resp.status_code >= 400:
-            raise _failed("GET", path, resp)
+            raise _refused("GET", path, resp)
         return resp.json()
 
     async def _write(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> int:
         resp = await self._call(method, path, json=body, params=params)
         if resp.status_code >= 400 and resp.status_code != 404:
-            raise _failed(method, path, resp)
+            raise _refused(method, path, resp)
         return resp.status_code
 
     # --- the shared view ---------------------------------------------------------------------------
@@ -515,7 +586,7 @@ class RabbitMQ:
         if resp.status_code == 400 and "inequivalent arg" in resp.text:
             return False
         if resp.status_code >= 400:
-            raise _failed("PUT", path, resp)
+            raise _refused("PUT", path, resp)
         return True
 
     async def _sync_policies(self, topo: Topology, view: BrokerView, legacy: list[Queue], out: ProvisionResult) -> None:
@@ -675,7 +746,7 @@ class RabbitMQ:
     ) -> int:
         resp = await self._call(method, path, params=params)
         if resp.status_code >= 400 and resp.status_code != 404 and resp.status_code not in allow:
-            raise _failed(method, path, resp)
+            raise _refused(method, path, resp)
         return resp.status_code
 
 
@@ -707,6 +778,26 @@ def _failed(method: str, path: str, resp: httpx.Response) -> BrokerUnavailable:
     return BrokerUnavailable(
         f"RabbitMQ answered HTTP {resp.status_code} to {method} {unquote(path)}; the operator's log has its answer"
     )
+
+
+def _refused(method: str, path: str, resp: httpx.Response) -> BrokerRefused:
+    """A 4xx other than 401/403/404/429: the broker rejects the call itself (a name, an argument, a
+    definition); the same call would be rejected again."""
+    log.warning("RabbitMQ %s %s: HTTP %s %s", method, path, resp.status_code, resp.text[:500])
+    parts = path.split("?")[0].strip("/").split("/")
+    kind = {"policies": "policy", "queues": "queue", "exchanges": "exchange", "bindings": "binding"}.get(
+        parts[0], parts[0].removesuffix("s")
+    )
+    what = " ".join([kind, "/".join(_named_in(path))]).strip()
+    return BrokerRefused(
+        f"RabbitMQ rejected {method} of {what} (HTTP {resp.status_code}); the operator's log has its answer"
+    )
+
+
+def _named_in(path: str) -> list[str]:
+    """The names a management API path holds (after /<kind>/<vhost>/), unquoted."""
+    parts = [unquote(p) for p in path.split("?")[0].strip("/").split("/")]
+    return parts[2:] if len(parts) > 2 else []
 
 
 def _put(part: str, name: str, value: dict[str, Any]) -> Change:

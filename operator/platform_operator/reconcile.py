@@ -21,7 +21,7 @@ from platform_operator.conditions import Condition
 from platform_operator.drift import drifted_paths, holds
 from platform_operator.kube import Kube, NamespaceTerminatingError, RefusedError
 from platform_operator.model import API_VERSION, KIND, PlatformService
-from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
+from platform_operator.rabbitmq import BrokerRefused, BrokerUnavailable, RabbitMQ, reserved_names
 from platform_operator.redis_store import CacheUnavailable, RedisStore
 from platform_operator.settings import OperatorSettings
 
@@ -563,7 +563,8 @@ async def _reconcile(
     ingress_cond = ingress_condition(svc, conflict, live_by_kind.get("Ingress"), host_holder)
     if "Ingress" in outcome.refused:
         ingress_cond = Condition.false(conditions.INGRESS_READY, "IngressRefused", outcome.refused["Ingress"])
-    workload_refusals = [msg for kind, msg in outcome.refused.items() if kind != "Ingress"]
+    # Children the API server refused; RabbitMQ's refusals are QueuesReady's own.
+    workload_refusals = [msg for kind, msg in outcome.refused.items() if kind not in ("Ingress", "RabbitMQ")]
     if workload_refusals:
         deployment_cond = Condition.false(
             conditions.DEPLOYMENT_READY, "ChildRefused", "; ".join(workload_refusals)[:1000]
@@ -634,6 +635,9 @@ async def _provision_queues(
             kept = list(previous.get("queues") or [])  # still ours to release on the next try
             why = f"{exc}; retrying with backoff."
             return Condition.false(conditions.QUEUES_READY, "RabbitMQUnavailable", why), kept
+        except BrokerRefused as exc:
+            outcome.refused["RabbitMQ"] = str(exc)
+            return _broker_refused(exc), list(previous.get("queues") or [])
         outcome.written.append(f"rabbitmq released {', '.join(dropped)}")
         done = released.deleted + released.kept
         say("Normal", "QueuesReleased", f"No longer consumed, unbound: {', '.join(done)}.")
@@ -647,12 +651,24 @@ async def _provision_queues(
         return Condition.false(
             conditions.QUEUES_READY, "CredentialsSecretRefused", "The credentials Secret could not be written."
         ), []
+    reserved = reserved_names([q.name for q in topology.queues] + [e.name for e in topology.exchanges])
+    if reserved:
+        # Not asked of the broker: it refuses them to everyone (its own exchanges are amq.*).
+        why = (
+            f"RabbitMQ reserves names beginning with 'amq.': {', '.join(reserved)} cannot be declared. Every name "
+            f"of namespace {svc.namespace} begins with {svc.namespace}.; move the service to another namespace."
+        )
+        outcome.refused["RabbitMQ"] = why
+        return Condition.false(conditions.QUEUES_READY, "ReservedName", why), []
     try:
         result = await rabbit.provision(topology, creds.rabbitmq_password)
         queues = await rabbit.queue_stats(topology.queues_in_status)
     except BrokerUnavailable as exc:
         outcome.retry.append(str(exc))
         return Condition.false(conditions.QUEUES_READY, "RabbitMQUnavailable", f"{exc}; retrying with backoff."), []
+    except BrokerRefused as exc:
+        outcome.refused["RabbitMQ"] = str(exc)
+        return _broker_refused(exc), []
     if result.written:
         outcome.written.extend(f"rabbitmq {w}" for w in result.written)
         say("Normal", "QueuesProvisioned", f"RabbitMQ: {', '.join(result.written[:8])}.")
@@ -672,6 +688,14 @@ async def _provision_queues(
         "Provisioned",
         f"Exchanges, queues ({names}), bindings and user {topology.user} in place.",
     ), queues
+
+
+def _broker_refused(exc: BrokerRefused) -> Condition:
+    return Condition.false(
+        conditions.QUEUES_READY,
+        "RabbitMQRefused",
+        f"{exc}. Retrying the same declarations cannot succeed; change the spec (retried every minute).",
+    )
 
 
 async def _refuse_cache(

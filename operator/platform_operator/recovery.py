@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
+from platform_operator.rabbitmq import BrokerError, RabbitMQ
 
 log = logging.getLogger("platform_operator")
 
@@ -85,7 +85,7 @@ class BrokerWatch:
             present = await self.rabbitmq.marker_present()
             if not present:
                 await self.rabbitmq.place_marker()
-        except BrokerUnavailable as exc:
+        except BrokerError as exc:
             log.warning(f"Broker check skipped: {exc}")
             return False
         if present or not self._marked:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
+from platform_operator.rabbitmq import BrokerError, RabbitMQ
 from platform_operator.redis_store import CacheUnavailable, RedisStore
 
 log = logging.getLogger("platform_operator")
@@ -70,7 +70,7 @@ class UserSweep:
                 for user in orphans(await self.rabbitmq.service_users(), exists, self.namespaces):
                     if await self.rabbitmq.delete_user(user):
                         removed.append(f"rabbitmq {user}")
-            except BrokerUnavailable as exc:
+            except BrokerError as exc:
                 log.warning(f"Sweep of broker users skipped: {exc}")
         if self.redis is not None:
             try:

@@ -35,7 +35,11 @@ def slow_resync_operator(
     own = OperatorProcess(
         tmp_path_factory.mktemp("slow-resync") / "operator.log",
         operator.kubeconfig,
-        extra_env={"PLATFORM_RESYNC_SECONDS": "600", "PLATFORM_BROKER_CHECK_SECONDS": "600"},
+        extra_env={
+            "PLATFORM_RESYNC_SECONDS": "600",
+            "PLATFORM_BROKER_CHECK_SECONDS": "600",
+            "PLATFORM_REDIS_CHECK_SECONDS": "600",  # the watch for a Redis that lost its users
+        },
     )
     own.start()
     try:

@@ -87,6 +87,21 @@ def cond_is(name: str, ns: str, type_: str, status: str, reason: str | None = No
     return eventually(check, timeout=timeout, what=f"{type_}={status} {reason or ''} on {ns}/{name}")
 
 
+def test_a_service_of_namespace_amq_is_refused_its_queues_without_a_call_to_the_broker(operator: Any, mq: httpx.Client):
+    """Every broker name of namespace amq would begin with amq., which RabbitMQ keeps for itself."""
+    ns = "amq"
+    kubectl("create", "namespace", ns, check=False)
+    try:
+        apply(psvc("w", type="worker", image="x", messaging={"consumes": [{"queue": "q", "exchange": "e"}]}), ns)
+        obj = cond_is("w", ns, "QueuesReady", "False", "ReservedName")
+        assert "amq.q" in condition(obj, "QueuesReady")["message"]
+        assert mq.get("/users/amq.w").status_code == 404  # nothing half-made on the broker
+        assert mq.get("/queues/%2F/amq.q").status_code == 404
+    finally:
+        kubectl("delete", "psvc", "w", "-n", ns, "--ignore-not-found", "--timeout=60s", check=False)
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
 def test_create_provisions_queues_users_and_credentials(ns: str, mq: httpx.Client, rds: redis.Redis):
     q = queue_of(ns)
     apply(

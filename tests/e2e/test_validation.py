@@ -46,6 +46,15 @@ INVALID: list[tuple[str, dict[str, Any] | str, str]] = [
         {"type": "data", "image": "x", "database": {"engine": "mysql", "secretRef": {"name": "d"}}},
         'spec.database.engine: Unsupported value: "mysql"',
     ),
+    (
+        "exchange-namespace-amq",
+        {
+            "type": "worker",
+            "image": "x",
+            "messaging": {"consumes": [{"queue": "q", "exchange": "e", "exchangeNamespace": "amq"}]},
+        },
+        "spec.messaging.consumes[0].exchangeNamespace: Invalid value",
+    ),
     ("depends-on-itself", {**API, "dependsOn": ["bad-self"]}, "spec.dependsOn: Invalid value"),
     (
         "burst-below-rps",

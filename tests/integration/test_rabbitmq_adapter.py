@@ -6,6 +6,9 @@ declares them through the management API. Tests that take the `broker` fixture r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +21,7 @@ from it_helpers import ENV, make_broker, make_service, require_env
 
 from platform_operator import messaging
 from platform_operator.model import PlatformService
-from platform_operator.rabbitmq import BrokerUnavailable, RabbitMQ
+from platform_operator.rabbitmq import BrokerRefused, BrokerUnavailable, RabbitMQ
 
 
 @pytest.fixture(params=["amqp", "management"])
@@ -433,3 +436,74 @@ def rabbitmq_marker() -> str:
     from platform_operator.rabbitmq import MARKER_EXCHANGE
 
     return MARKER_EXCHANGE
+
+
+# --- the door's answers: done, refused for good, unavailable -----------------------------------------------
+
+
+async def test_a_name_the_broker_reserves_is_refused_for_good(broker: RabbitMQ, api: httpx.AsyncClient):
+    """Namespace amq puts every name under amq., which RabbitMQ keeps for itself (AMQP: 403
+    ACCESS_REFUSED; management API: 401)."""
+    svc = make_service(
+        unique("svc"), "amq", type="worker", image="x", messaging={"consumes": [{"queue": "q", "exchange": "ex"}]}
+    )
+    topo = messaging.plan(svc)
+    try:
+        with pytest.raises(BrokerRefused, match=r"reserves names beginning with 'amq\.'") as err:
+            await broker.provision(topo, "pw")
+        assert "amq." in str(err.value)
+        assert (await api.get(f"/queues/%2F/{topo.queues[0].name}")).status_code == 404
+    finally:
+        await broker.delete_user(topo.user)
+
+
+async def test_an_argument_the_broker_rejects_is_refused_for_good(broker: RabbitMQ, api: httpx.AsyncClient):
+    svc = worker(unique("q"), unique("ex"))
+    topo = messaging.plan(svc)
+    bad = dataclasses.replace(topo.queues[0], arguments=(*topo.queues[0].arguments, ("x-max-length", -1)))
+    topo_bad = dataclasses.replace(topo, queues=(bad, *topo.queues[1:]))
+    try:
+        with pytest.raises(BrokerRefused, match="rejected") as err:
+            await broker.provision(topo_bad, "pw")
+        assert bad.name in str(err.value) and "value_negative" not in str(err.value)  # the broker's words: log only
+        assert (await api.get(f"/queues/%2F/{bad.name}")).status_code == 404
+    finally:
+        await broker.deprovision(topo, [e.name for e in topo.exchanges], force=True)
+
+
+async def test_a_management_api_slower_than_the_deadline_is_unavailable():
+    """A proxy that passes the real management API's answer on one byte every 0.3 s: no phase of
+    httpx's timeout (5 s) is ever reached, the call's deadline is."""
+    env = require_env(*ENV)
+    upstream = httpx.URL(env["PLATFORM_RABBITMQ_MANAGEMENT_URL"])
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while data := await reader.read(1 if delay else 65536):
+                writer.write(data)
+                await writer.drain()
+                await asyncio.sleep(delay)
+        writer.close()
+
+    async def trickle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection(upstream.host, upstream.port)
+        await asyncio.gather(pipe(client_r, up_w, 0), pipe(up_r, client_w, 0.3))
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    b = RabbitMQ(
+        f"http://127.0.0.1:{port}",
+        env["PLATFORM_RABBITMQ_ADMIN_USER"],
+        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+        "/",
+        timeout=5,
+        deadline=2,
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(BrokerUnavailable, match="did not answer within 2s"):
+            await b.service_users()
+        assert time.monotonic() - started < 4
+    finally:
+        await b.close()
+        server.close()

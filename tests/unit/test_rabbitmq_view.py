@@ -10,7 +10,7 @@ import pytest
 
 from platform_operator import messaging, rabbitmq
 from platform_operator.messaging import Topology
-from platform_operator.rabbitmq import BrokerUnavailable, BrokerView, RabbitMQ
+from platform_operator.rabbitmq import BrokerError, BrokerRefused, BrokerUnavailable, BrokerView, RabbitMQ
 
 
 def test_bindings_are_kept_per_queue_and_only_from_an_exchange_to_a_queue():
@@ -87,23 +87,59 @@ def call(handler, action):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(
-    ("status", "action"),
+    ("status", "action", "kind"),
     [
-        (500, lambda b: b.queue_exists("shop.q")),
-        (400, lambda b: b.queue_exists("shop.q")),
-        (400, lambda b: b.delete_user("shop.orders")),
-        (503, lambda b: b.service_users()),
+        (500, lambda b: b.queue_exists("shop.q"), BrokerUnavailable),
+        (503, lambda b: b.service_users(), BrokerUnavailable),
+        (429, lambda b: b.service_users(), BrokerUnavailable),
+        (400, lambda b: b.queue_exists("shop.q"), BrokerRefused),
+        (400, lambda b: b.delete_user("shop.orders"), BrokerRefused),
+        (405, lambda b: b.delete_user("shop.orders"), BrokerRefused),
     ],
-    ids=["get-500", "get-400", "delete-400", "list-503"],
+    ids=["get-500", "list-503", "list-429", "get-400", "delete-400", "delete-405"],
 )
-def test_a_failed_call_names_the_status_not_the_brokers_answer(status, action, caplog):
-    with pytest.raises(BrokerUnavailable) as err, caplog.at_level(logging.WARNING, logger="platform_operator"):
+def test_a_failed_call_is_sorted_and_names_the_status_not_the_brokers_answer(status, action, kind, caplog):
+    """5xx and 429 are outages (retried with back-off); the other 4xx are refusals for good."""
+    with pytest.raises(BrokerError) as err, caplog.at_level(logging.WARNING, logger="platform_operator"):
         call(lambda request: httpx.Response(status, text=SECRET_BODY), action)
+    assert type(err.value) is kind
     message = str(err.value)
     assert f"HTTP {status}" in message
     assert "hunter2" not in message and "internal detail" not in message
     assert "operator's log" in message
     assert "hunter2" in caplog.text  # the operator's log has it, for the platform team
+
+
+@pytest.mark.parametrize("status", [401, 403])  # RabbitMQ's management API answers 401
+def test_a_refusal_of_a_reserved_name_is_for_good_and_names_it(status):
+    with pytest.raises(BrokerRefused) as err:
+        call(lambda request: httpx.Response(status, text="not_authorised"), lambda b: b.queue_exists("amq.orders"))
+    assert "amq.orders" in str(err.value) and "reserves" in str(err.value)
+
+
+def test_a_403_on_any_other_name_is_the_admin_credentials():
+    with pytest.raises(BrokerUnavailable) as err:
+        call(lambda request: httpx.Response(403, text="access_refused"), lambda b: b.queue_exists("shop.amq.q"))
+    assert "admin credentials" in str(err.value)
+
+
+def test_an_answer_past_the_deadline_is_unavailable():
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json=[])
+
+    async def scenario() -> None:
+        broker = RabbitMQ("http://rabbitmq:15672", "admin", "pw", "/", deadline=0.2)
+        await broker._http.aclose()
+        broker._http = httpx.AsyncClient(base_url=broker.base_url + "/api", transport=httpx.MockTransport(slow))
+        try:
+            await broker.service_users()
+        finally:
+            await broker.close()
+
+    with pytest.raises(BrokerUnavailable) as err:
+        asyncio.run(scenario())
+    assert "did not answer within 0.2s" in str(err.value)
 
 
 def test_an_unreachable_broker_is_named_by_the_error_type_only(caplog):
