@@ -166,6 +166,8 @@ def mq() -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def rds() -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(env("PLATFORM_REDIS_URL"), decode_responses=True)
+    # As the chart runs the operator (kind), the admin password is apart from the URL.
+    password = os.environ.get("PLATFORM_REDIS_ADMIN_PASSWORD") or None
+    r = redis.Redis.from_url(env("PLATFORM_REDIS_URL"), password=password, decode_responses=True)
     yield r
     r.close()

@@ -83,7 +83,11 @@ def test_sigkill_in_the_middle_of_a_batch_converges_without_duplicates(
     assert sorted(users) == sorted(f"{ns}.{n}" for n in names)
     queues = [q["name"] for q in mq.get("/queues/%2F").json() if q["name"].startswith(f"{ns}.")]
     assert len(queues) == len(names) * 3 and len(set(queues)) == len(queues)  # queue, .retry, .dlq
-    admin = redis.Redis.from_url(os.environ["PLATFORM_REDIS_URL"], decode_responses=True)
+    admin = redis.Redis.from_url(
+        os.environ["PLATFORM_REDIS_URL"],
+        password=os.environ.get("PLATFORM_REDIS_ADMIN_PASSWORD") or None,
+        decode_responses=True,
+    )
     assert sorted(u for u in admin.acl_users() if u.startswith(f"{ns}.")) == sorted(f"{ns}.{n}" for n in names)
     # Each Secret holds the password its users really have: none was regenerated behind its back.
     for name in names:
