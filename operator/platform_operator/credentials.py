@@ -4,6 +4,11 @@ Pure apart from the random generator. The live credentials Secret is the only st
 are read back from its URLs, so they survive resyncs and operator restarts. Setting the annotation
 `platform.dev/rotate-credentials` to a new value (any token, e.g. a date) generates new ones; the
 Secret remembers the token it was rotated for, and the Deployment rolls because the Secret changed.
+
+Two replicas may both find the Secret missing (a peering hand-over) and each generate passwords.
+So new passwords (`unsettled`) are written to the Secret on their own first, with a precondition
+(create only if absent, replace only the version read); the replica that loses reads the Secret
+again and takes what it holds. RabbitMQ and Redis are then given what the Secret ended up with.
 """
 
 from __future__ import annotations
@@ -54,3 +59,15 @@ def resolve(psvc_annotations: Mapping[str, str], live_secret: Mapping[str, Any] 
         redis_password=redis or new_password(),
         rotation=wanted_rotation or done_rotation,
     )
+
+
+def unsettled(wanted_secret: Mapping[str, Any], live_secret: Mapping[str, Any] | None) -> bool:
+    """Whether the Secret we want carries a password the live one does not hold: generated here,
+    so it must win a precondition before anyone is given it."""
+    wanted = wanted_secret.get("data") or {}
+    live = (live_secret or {}).get("data") or {}
+    for key in ("RABBITMQ_URL", "REDIS_URL"):
+        password = _password_in(wanted.get(key))
+        if password is not None and password != _password_in(live.get(key)):
+            return True
+    return False

@@ -1,7 +1,10 @@
 """The one door to the Kubernetes API: read, server-side apply, delete, and patch status.
 
 Every write goes through server-side apply under one field manager, so a user's own fields on a
-child survive and the operator's come back when edited. Errors are sorted in one place: a missing
+child survive and the operator's come back when edited. Two writes need a precondition that apply
+alone cannot give: `create` (only if absent: a POST, its fields then handed to the same manager's
+apply entry) and `apply(..., if_version=)` (only onto the version read); either answers a lost race
+with `ConflictError` or None, and the caller reads again. Errors are sorted in one place: a missing
 object is None, a refused object is `RefusedError` (the spec cannot be applied as it is; retrying
 will not help), anything else is `UnavailableError` (retry with backoff).
 
@@ -70,6 +73,10 @@ class KubeError(Exception):
 
 class RefusedError(KubeError):
     """The API server refused the object (validation, admission): fix the spec, do not retry."""
+
+
+class ConflictError(RefusedError):
+    """409: the object to create exists already, or changed since the version a write was made against."""
 
 
 class NamespaceTerminatingError(KubeError):
@@ -198,6 +205,28 @@ def _tls(configuration: Configuration) -> tuple[Any, ...]:
     )
 
 
+def as_applied(created: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The merge patch that turns the fields our create set (an Update entry of our field manager)
+    into an Apply entry of the same manager, against the created version (None: nothing to turn)."""
+    meta = created.get("metadata") or {}
+    entries = list(meta.get("managedFields") or [])
+    ours = [e for e in entries if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Update"]
+    if not ours or not meta.get("resourceVersion"):
+        return None
+    applied = [e for e in entries if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Apply"]
+    if applied:  # never two Apply entries of one manager: the server would refuse the patch
+        return None
+    handed = {
+        "manager": FIELD_MANAGER,
+        "operation": "Apply",
+        "apiVersion": ours[0].get("apiVersion"),
+        "fieldsType": ours[0].get("fieldsType", "FieldsV1"),
+        "fieldsV1": ours[0].get("fieldsV1") or {},
+    }
+    others = [e for e in entries if e is not ours[0]]
+    return {"metadata": {"resourceVersion": meta["resourceVersion"], "managedFields": [*others, handed]}}
+
+
 class Kube:
     """Reads, writes and deletes, plus `read`: a child as the operator's watch last reported it.
 
@@ -281,7 +310,9 @@ class Kube:
                 return None
             if exc.status == 403 and "NamespaceTerminating" in exc.body:
                 raise NamespaceTerminatingError(f"{method} {path}: {_message(exc)}") from exc
-            if exc.status in (400, 403, 409, 422):
+            if exc.status == 409:
+                raise ConflictError(f"{method} {path}: {_message(exc)}") from exc
+            if exc.status in (400, 403, 422):
                 raise RefusedError(f"{method} {path}: {_message(exc)}") from exc
             tries = f" (after {attempt} attempts)" if attempt > 1 else ""
             raise UnavailableError(f"{method} {path}: HTTP {exc.status} {_message(exc)}{tries}") from exc
@@ -398,13 +429,17 @@ class Kube:
             self.observe(live)  # the watch reports ours only: an object of someone else's stays unknown
         return live
 
-    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: Mapping[str, Any], *, if_version: str | None = None) -> dict[str, Any]:
+        """Server-side apply; with if_version, only onto that resourceVersion (else `ConflictError`)."""
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        body = dict(obj)
+        if if_version is not None:
+            body["metadata"] = {**meta, "resourceVersion": if_version}
         result = await self._call(
             "PATCH",
             path,
-            body=dict(obj),
+            body=body,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true"), ("fieldValidation", "Strict")],
             content_type="application/apply-patch+yaml",
         )
@@ -412,6 +447,36 @@ class Kube:
             raise UnavailableError(f"apply {path}: the API server returned nothing")
         if (obj["apiVersion"], obj["kind"]) != (API_VERSION, "PlatformService"):
             self.observe(result)
+        return result
+
+    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Creates the object only if none of its name exists (None: one does; read it).
+
+        Server-side apply cannot say "only if absent", so this is a POST; what it wrote is then
+        handed over to the field manager's apply entry, as if applied, so that a later apply
+        that leaves a field out removes it (a POST's own entry would keep every field it set)."""
+        meta = obj["metadata"]
+        path = _path(obj["apiVersion"], obj["kind"], meta["namespace"])
+        try:
+            created = await self._call(
+                "POST", path, body=dict(obj), query=[("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")]
+            )
+        except ConflictError:
+            return None
+        if created is None:
+            raise UnavailableError(f"create {path}/{meta['name']}: the API server returned nothing")
+        result = created
+        handover = as_applied(created)
+        if handover is not None:
+            try:
+                patched = await self.merge_patch(
+                    obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], handover
+                )
+            except ConflictError:  # changed meanwhile: whoever changed it owns its own fields; ours stay as created
+                patched = None
+                log.info("create %s/%s: changed before its fields were handed over", path, meta["name"])
+            result = patched or created
+        self.observe(result)
         return result
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> bool:

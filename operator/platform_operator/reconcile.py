@@ -19,7 +19,7 @@ from typing import Any
 from platform_operator import builders, cache, conditions, credentials, messaging, observability
 from platform_operator.conditions import Condition
 from platform_operator.drift import drifted_paths, holds
-from platform_operator.kube import Kube, NamespaceTerminatingError, RefusedError
+from platform_operator.kube import ConflictError, Kube, NamespaceTerminatingError, RefusedError, UnavailableError
 from platform_operator.model import API_VERSION, KIND, PlatformService
 from platform_operator.rabbitmq import BrokerRefused, BrokerUnavailable, RabbitMQ, reserved_names
 from platform_operator.redis_store import CacheUnavailable, RedisStore
@@ -386,6 +386,55 @@ async def _reconcile_locked(
         return outcome
 
 
+SETTLE_ATTEMPTS = 3  # lost races in a row before the reconcile gives up and retries later
+
+
+@dataclass
+class SettledSecret:
+    """The passwords this reconcile uses: those the credentials Secret holds."""
+
+    creds: credentials.Credentials
+    before: dict[str, Any] | None  # the Secret as last read before any write of ours (None: absent)
+    written: dict[str, Any] | None = None  # the Secret our precondition write left (new passwords)
+    refused: str = ""  # why the API server refused that write
+
+
+async def settle_credentials(
+    svc: PlatformService,
+    annotations: Mapping[str, str],
+    live: dict[str, Any] | None,
+    kube: Kube,
+    settings_for: Callable[[credentials.Credentials], dict[str, str]],
+) -> SettledSecret:
+    """The passwords the Secret holds; new ones (no Secret yet, a rotation asked) are written to it
+    before anything else, only if it is still as read: absent (create), or the same version. Another
+    replica that wrote first wins, and its passwords are read back and used: RabbitMQ and Redis are
+    only ever given what the Secret holds."""
+    for _ in range(SETTLE_ATTEMPTS):
+        creds = credentials.resolve(annotations, live)
+        if live is not None and not _owned_by(live, svc):
+            return SettledSecret(creds, live)  # not ours: refused by the caller, nothing written
+        wanted = stamp(builders.build_secret(svc, settings_for(creds), creds.rotation))
+        if not credentials.unsettled(wanted, live):
+            return SettledSecret(creds, live)
+        try:
+            if live is None:
+                written = await kube.create(wanted)
+            else:
+                written = await kube.apply(wanted, if_version=live["metadata"]["resourceVersion"])
+        except ConflictError:
+            written = None
+        except RefusedError as exc:
+            return SettledSecret(creds, live, refused=str(exc))
+        if written is not None:
+            return SettledSecret(creds, live, written)
+        log.info(f"Secret {svc.namespace}/{svc.secret_name} was written by another replica first: using its passwords.")
+        live = await kube.get("v1", "Secret", svc.namespace, svc.secret_name)  # not the cache: it is behind
+    raise UnavailableError(
+        f"Secret {svc.namespace}/{svc.secret_name} changed under each of {SETTLE_ATTEMPTS} writes of new passwords"
+    )
+
+
 def provisioning_digest(
     topology: messaging.Topology,
     cache_plan: cache.CachePlan,
@@ -436,27 +485,32 @@ async def _reconcile(
     topology = messaging.plan(svc, unshared=frozenset(unshared))
     cache_plan = cache.plan(svc)
     prefix_holder = prefix_conflict(svc, cache.prefix_order(body, svc.key_prefix), claims)
+
+    def settings_for(creds: credentials.Credentials) -> dict[str, str]:
+        rabbitmq_url = (
+            messaging.amqp_url(
+                topology.user,
+                creds.rabbitmq_password,
+                cfg.rabbitmq_service_host,
+                cfg.rabbitmq_service_port,
+                cfg.rabbitmq_vhost,
+            )
+            if backends.rabbitmq is not None and not topology.empty
+            else ""
+        )
+        redis_url = (
+            cache.redis_url(
+                cache_plan.user, creds.redis_password, cfg.redis_service_host, cfg.redis_service_port, cfg.redis_db
+            )
+            if backends.redis is not None and prefix_holder is None  # a refused prefix: no Redis user, no URL
+            else ""
+        )
+        return builders.secret_settings(svc, cfg.otel_endpoint, rabbitmq_url=rabbitmq_url, redis_url=redis_url)
+
     live_secret = await kube.read("v1", "Secret", svc.namespace, svc.secret_name)
-    creds = credentials.resolve(body["metadata"].get("annotations") or {}, live_secret)
-    rabbitmq_url = (
-        messaging.amqp_url(
-            topology.user,
-            creds.rabbitmq_password,
-            cfg.rabbitmq_service_host,
-            cfg.rabbitmq_service_port,
-            cfg.rabbitmq_vhost,
-        )
-        if backends.rabbitmq is not None and not topology.empty
-        else ""
-    )
-    redis_url = (
-        cache.redis_url(
-            cache_plan.user, creds.redis_password, cfg.redis_service_host, cfg.redis_service_port, cfg.redis_db
-        )
-        if backends.redis is not None and prefix_holder is None  # a refused prefix: no Redis user, no URL
-        else ""
-    )
-    settings = builders.secret_settings(svc, cfg.otel_endpoint, rabbitmq_url=rabbitmq_url, redis_url=redis_url)
+    settled = await settle_credentials(svc, body["metadata"].get("annotations") or {}, live_secret, kube, settings_for)
+    creds = settled.creds
+    settings = settings_for(creds)
     host_holder = host_conflict(svc, claims, cfg.shared_ingress_host_list)
     conflict = ingress_conflict(svc, claims)
     wanted: list[dict[str, Any]] = [
@@ -477,7 +531,7 @@ async def _reconcile(
     for obj in wanted:
         stamp(obj)
         kind, name = obj["kind"], obj["metadata"]["name"]
-        live = live_secret if kind == "Secret" else await kube.read(obj["apiVersion"], kind, svc.namespace, name)
+        live = settled.before if kind == "Secret" else await kube.read(obj["apiVersion"], kind, svc.namespace, name)
         if live is not None and not _owned_by(live, svc):
             # Not ours (made by hand, or by an earlier object of the same name): never take it over.
             outcome.refused[kind] = (
@@ -485,15 +539,22 @@ async def _reconcile(
             )
             live_by_kind[kind] = None
             continue
-        if live is not None and holds(obj, live):
+        if kind == "Secret" and settled.refused:
+            outcome.refused[kind] = settled.refused
             live_by_kind[kind] = live
             continue
-        try:
-            applied = live_by_kind[kind] = await kube.apply(obj)
-        except RefusedError as exc:
-            outcome.refused[kind] = str(exc)
+        if kind == "Secret" and settled.written is not None:
+            applied = live_by_kind[kind] = settled.written  # new passwords, written first (settle_credentials)
+        elif live is not None and holds(obj, live):
             live_by_kind[kind] = live
             continue
+        else:
+            try:
+                applied = live_by_kind[kind] = await kube.apply(obj)
+            except RefusedError as exc:
+                outcome.refused[kind] = str(exc)
+                live_by_kind[kind] = live
+                continue
         _remember_write(applied)
         outcome.written.append(f"{kind}/{name}")
         if live is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from platform_operator.kube import FIELD_MANAGER, Kube, RefusedError
+from platform_operator.kube import FIELD_MANAGER, ConflictError, Kube, RefusedError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,3 +116,30 @@ async def test_patch_status_writes_only_the_status(kube: Kube, namespace: str):
     assert now is not None
     assert now["status"] == {"observedGeneration": 1, "url": "http://x"}
     assert now["metadata"]["generation"] == created["metadata"]["generation"]
+
+
+async def test_create_makes_the_object_once_and_answers_none_when_it_exists(kube: Kube, namespace: str):
+    first = await kube.create(secret(namespace, "c1", {"a": "1"}))
+    assert first is not None
+    assert await kube.create(secret(namespace, "c1", {"a": "2"})) is None
+    live = await kube.get("v1", "Secret", namespace, "c1")
+    assert live is not None
+    assert live["data"] == {"a": "MQ=="}  # the first one's, untouched
+
+
+async def test_a_created_object_is_owned_as_if_applied(kube: Kube, namespace: str):
+    created = await kube.create(secret(namespace, "c2", {"a": "1", "b": "2"}))
+    assert created is not None
+    assert [(m["manager"], m["operation"]) for m in created["metadata"]["managedFields"]] == [(FIELD_MANAGER, "Apply")]
+    # A later apply that leaves a key out removes it: no entry of the POST keeps it alive.
+    applied = await kube.apply(secret(namespace, "c2", {"a": "1"}))
+    assert set(applied["data"]) == {"a"}
+
+
+async def test_apply_onto_a_version_refuses_a_stale_one(kube: Kube, namespace: str):
+    first = await kube.apply(secret(namespace, "c3", {"a": "1"}))
+    second = await kube.apply(secret(namespace, "c3", {"a": "2"}))
+    with pytest.raises(ConflictError):
+        await kube.apply(secret(namespace, "c3", {"a": "3"}), if_version=first["metadata"]["resourceVersion"])
+    third = await kube.apply(secret(namespace, "c3", {"a": "3"}), if_version=second["metadata"]["resourceVersion"])
+    assert third["data"] == {"a": "Mw=="}

@@ -276,3 +276,58 @@ def test_an_empty_hash_never_matches():
 def test_password_matches_non_ascii_passwords():
     assert rabbitmq.password_matches(rabbit_hash("pässwörd✓"), "pässwörd✓", SHA256) is True
     assert rabbitmq.password_matches(rabbit_hash("pässwörd✓"), "passwLord", SHA256) is False
+
+
+# --- unsettled: new passwords that must win the Secret before anyone gets them -----------------------------------
+
+
+def test_passwords_read_back_are_settled(svc):
+    live = live_secret(svc)
+    assert credentials.unsettled(live_secret(svc), live) is False
+
+
+def test_a_secret_to_create_is_unsettled(svc):
+    assert credentials.unsettled(live_secret(svc), None) is True
+
+
+@pytest.mark.parametrize("key", ["rabbitmq", "redis"])
+def test_either_new_password_is_unsettled(svc, key: str):
+    other = "another-password"
+    wanted = live_secret(
+        svc,
+        rabbitmq_url=messaging.amqp_url("shop.orders", other, "rabbitmq", 5672, "/")
+        if key == "rabbitmq"
+        else RABBIT_URL,
+        redis_url=cache.redis_url("shop.orders", other, "redis", 6379, 0) if key == "redis" else REDIS_URL,
+    )
+    assert credentials.unsettled(wanted, live_secret(svc)) is True
+
+
+def test_a_secret_without_urls_has_no_password_to_settle(svc):
+    # No broker or Redis for this service: the Secret carries no password, and resolve's unused
+    # ones must not make every reconcile write it again.
+    wanted = builders.build_secret(svc, builders.secret_settings(svc))
+    assert credentials.unsettled(wanted, None) is False
+    assert credentials.unsettled(wanted, wanted) is False
+
+
+def test_the_same_passwords_elsewhere_are_settled(svc):
+    # A new host or port rewrites the URL, not the password: an ordinary apply will do.
+    moved = live_secret(
+        svc,
+        rabbitmq_url=messaging.amqp_url("shop.orders", RABBIT_PW, "rabbitmq.other", 5671, "/"),
+        redis_url=cache.redis_url("shop.orders", REDIS_PW, "redis.other", 6380, 1),
+    )
+    assert credentials.unsettled(moved, live_secret(svc)) is False
+
+
+def test_a_rotation_makes_the_new_passwords_unsettled(svc):
+    live = live_secret(svc)
+    creds = credentials.resolve({ROTATE_ANNOTATION: "2024-06-01"}, live)
+    wanted = live_secret(
+        svc,
+        rabbitmq_url=messaging.amqp_url("shop.orders", creds.rabbitmq_password, "rabbitmq", 5672, "/"),
+        redis_url=cache.redis_url("shop.orders", creds.redis_password, "redis", 6379, 0),
+        rotation=creds.rotation,
+    )
+    assert credentials.unsettled(wanted, live) is True
