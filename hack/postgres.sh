@@ -6,12 +6,14 @@
 #     run/                its Unix socket (the superuser's only way in: peer authentication)
 #     postgres.log        the server log
 #     platform-password   the password of the role `platform`, generated on the first `up`
+#     admin-password      the password of the role `platform_admin` (the operator's), generated likewise
 #     port.env            the port `up` used, so that later commands find it
 #
 #   hack/postgres.sh install      apt-get install postgresql if missing; stop and disable the distro clusters
 #   hack/postgres.sh up           install, then initdb (once), start (if not running), create the role and
 #                                 database `platform`, and wait until it accepts connections
-#   hack/postgres.sh env          print `export PLATFORM_POSTGRES_DSN=postgresql+asyncpg://platform:...`
+#   hack/postgres.sh env          print `export PLATFORM_POSTGRES_DSN=postgresql+asyncpg://platform:...` and
+#                                 `export PLATFORM_POSTGRES_ADMIN_URL=postgresql://platform_admin:...`
 #   hack/postgres.sh stop|start   stop or start the cluster, keeping its data (to simulate an outage)
 #   hack/postgres.sh down         stop it and delete its directory
 #   hack/postgres.sh psql ARGS... psql against our cluster as its superuser
@@ -20,6 +22,8 @@
 # PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` system user and
 # every server command runs through `runuser -u postgres --`; as anyone else it runs as that user.
 # The role `platform` may create databases, so that each test module can make (and drop) its own.
+# The role `platform_admin` (CREATEDB CREATEROLE, not a superuser) is the operator's: it makes each
+# data service's role and database.
 # Progress goes to stderr; only `env` and `psql` write to stdout.
 # Note: `hack/backends.sh down` with the same BACKENDS_NAME deletes this directory too; run
 # `hack/postgres.sh down` first.
@@ -34,6 +38,8 @@ RUN=$DIR/run
 LOG=$DIR/postgres.log
 PORT_FILE=$DIR/port.env
 PASSWORD_FILE=$DIR/platform-password
+ADMIN_PASSWORD_FILE=$DIR/admin-password
+ADMIN_ROLE=platform_admin
 ROLE=platform
 DATABASE=platform
 
@@ -222,17 +228,22 @@ start_cluster() {
 }
 
 ensure_role_and_database() {
-  local pass
+  local pass admin_pass
   pass=$(secret "$PASSWORD_FILE")
+  admin_pass=$(secret "$ADMIN_PASSWORD_FILE")
   # On stdin, not argv (ps would show it); set every time so that the kept file stays the truth.
   superuser_psql >/dev/null <<EOF
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') THEN CREATE ROLE $ROLE; END IF;
 END \$\$;
 ALTER ROLE $ROLE WITH LOGIN CREATEDB PASSWORD '$pass';
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ADMIN_ROLE') THEN CREATE ROLE $ADMIN_ROLE; END IF;
+END \$\$;
+ALTER ROLE $ADMIN_ROLE WITH LOGIN CREATEDB CREATEROLE PASSWORD '$admin_pass';
 SELECT 'CREATE DATABASE $DATABASE OWNER $ROLE' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$DATABASE')\gexec
 EOF
-  log "role $ROLE (LOGIN CREATEDB) and database $DATABASE ready"
+  log "role $ROLE (LOGIN CREATEDB), role $ADMIN_ROLE (LOGIN CREATEDB CREATEROLE) and database $DATABASE ready"
 }
 
 stop_cluster() {
@@ -252,6 +263,9 @@ stop_cluster() {
 print_env() {
   [ -s "$PASSWORD_FILE" ] || die "no $PASSWORD_FILE: run hack/postgres.sh up first"
   echo "export PLATFORM_POSTGRES_DSN=postgresql+asyncpg://$ROLE:$(cat "$PASSWORD_FILE")@127.0.0.1:$POSTGRES_PORT/$DATABASE"
+  if [ -s "$ADMIN_PASSWORD_FILE" ]; then
+    echo "export PLATFORM_POSTGRES_ADMIN_URL=postgresql://$ADMIN_ROLE:$(cat "$ADMIN_PASSWORD_FILE")@127.0.0.1:$POSTGRES_PORT/$DATABASE"
+  fi
 }
 
 cmd=${1:-}

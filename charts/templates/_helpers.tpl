@@ -128,3 +128,16 @@ seccompProfile:
   resources: [events]
   verbs: [create]
 {{- end }}
+
+{{/* The Secret holding the PostgreSQL admin role's password. */}}
+{{- define "platform-operator.postgresSecret" -}}
+{{- default (printf "%s-postgres" (include "platform-operator.fullname" .)) .Values.postgres.existingSecret }}
+{{- end }}
+
+{{- define "platform-operator.postgresHost" -}}
+{{- if .Values.postgres.enabled }}
+{{- printf "%s-postgres.%s.svc" (include "platform-operator.fullname" .) .Release.Namespace }}
+{{- else }}
+{{- .Values.postgres.host }}
+{{- end }}
+{{- end }}

@@ -86,7 +86,12 @@ def service_url(svc: PlatformService) -> str:
 
 
 def secret_settings(
-    svc: PlatformService, otel_endpoint: str = "", *, rabbitmq_url: str = "", redis_url: str = ""
+    svc: PlatformService,
+    otel_endpoint: str = "",
+    *,
+    rabbitmq_url: str = "",
+    redis_url: str = "",
+    database_url: str = "",
 ) -> dict[str, str]:
     """The settings every service reads from its credentials Secret (names are the contract)."""
     settings = {
@@ -107,6 +112,8 @@ def secret_settings(
         settings["RABBITMQ_PUBLISHES"] = messaging.publishes_setting(svc)
     if redis_url:
         settings["REDIS_URL"] = redis_url
+    if database_url:  # a database the operator provisioned (bring-your-own comes from the user's Secret)
+        settings["DATABASE_URL"] = database_url
     return settings
 
 
@@ -136,6 +143,9 @@ def _env(svc: PlatformService) -> list[dict[str, Any]]:
     db = svc.spec.database
     if db is not None:
         env.append({"name": "DATABASE_ENGINE", "value": db.engine})
+    if db is not None and db.secret_ref is not None:
+        # A provisioned database's DATABASE_URL is in the credentials Secret (envFrom): an env
+        # entry of the same name would win over it.
         env.append(
             {
                 "name": "DATABASE_URL",

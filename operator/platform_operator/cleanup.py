@@ -5,7 +5,10 @@ and its broker and Redis users are removed: what is retained is data, not a work
 a service that no longer exists. Under `Delete` the service's queues, the exchanges no other
 service uses, its broker user, its Redis user and its keys are removed; a queue still holding
 messages is kept (with a Warning) unless `messaging.deleteQueuesWithMessages` asks otherwise.
-When RabbitMQ or Redis is unreachable the deletion waits and retries; the annotation
+A provisioned PostgreSQL database is kept under `Retain` (its role may no longer log in) and dropped
+with its role under `Delete`, unless one of its tables holds a row and `database.deleteWithData` is
+not set: then both are kept (with a Warning). When RabbitMQ, Redis or PostgreSQL is unreachable the
+deletion waits and retries; the annotation
 `platform.dev/skip-external-cleanup: "true"` releases it at once, leaving the outside resources
 in place.
 """
@@ -16,8 +19,9 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from platform_operator import cache, messaging
+from platform_operator import cache, database, messaging
 from platform_operator.model import PlatformService
+from platform_operator.postgres import PostgresError, PostgresRefused, PostgresUnavailable
 from platform_operator.rabbitmq import BrokerError, BrokerRefused, BrokerUnavailable
 from platform_operator.reconcile import Backends, EventSink
 from platform_operator.redis_store import CacheUnavailable
@@ -39,6 +43,7 @@ async def cleanup(
     others_using: Callable[[str], bool],
     held_by_another: Callable[[str], bool],
     prefix_taken: bool = False,
+    database_taken: bool = False,
     emit: EventSink,
 ) -> None:
     annotations = body.get("metadata", {}).get("annotations") or {}
@@ -54,6 +59,8 @@ async def cleanup(
     if svc.spec.deletion_policy == "Retain":
         await _remove_users(svc, backends, body, emit)
         return
+
+    await _drop_database(svc, backends, body, emit, database_taken=database_taken)
 
     topology = messaging.plan(svc)
     if any(held_by_another(q) for q in topology.queues_in_status):
@@ -104,7 +111,7 @@ async def cleanup(
 async def _remove_users(svc: PlatformService, backends: Backends, body: Mapping[str, Any], emit: EventSink) -> None:
     """deletionPolicy Retain: the data stays, the users go. An unreachable server does not hold the
     deletion: the sweep of users whose PlatformService is gone removes them later."""
-    if backends.rabbitmq is None and backends.redis is None:
+    if backends.rabbitmq is None and backends.redis is None and backends.postgres is None:
         return
     removed, waiting = [], []
     user = messaging.user_name(svc)
@@ -120,12 +127,56 @@ async def _remove_users(svc: PlatformService, backends: Backends, body: Mapping[
                 removed.append(f"Redis user {cache.user_name(svc)}")
         except (CacheUnavailable, TimeoutError):
             waiting.append("Redis")
-    message = "deletionPolicy Retain: queues, exchanges and Redis keys are kept"
+    plan = database.plan(svc)
+    if backends.postgres is not None and plan is not None:
+        try:
+            if await asyncio.wait_for(backends.postgres.retire(plan), RETAIN_USER_REMOVAL_SECONDS):
+                removed.append(f"the login of database role {plan.role}")
+        except (PostgresError, TimeoutError):
+            waiting.append("PostgreSQL")
+    message = "deletionPolicy Retain: queues, exchanges, Redis keys and the database are kept"
     if removed:
         message += f"; removed {', '.join(removed)}"
     if waiting:
         message += f"; {' and '.join(waiting)} did not answer, its user is removed by the next sweep"
     emit(body, "Normal", "Retained", message + ".")
+
+
+async def _drop_database(
+    svc: PlatformService, backends: Backends, body: Mapping[str, Any], emit: EventSink, *, database_taken: bool
+) -> None:
+    """deletionPolicy Delete: the database and its role go, unless a table holds rows and the spec
+    did not ask for them to go too (then the role keeps the database but may not log in)."""
+    plan = database.plan(svc)
+    if backends.postgres is None or plan is None or database_taken:
+        return
+    pg = backends.postgres
+    try:
+        full = [] if svc.spec.database and svc.spec.database.delete_with_data else await pg.holds_rows(plan)
+        if full:
+            await pg.retire(plan)
+            shown = ", ".join(full[:5]) + (f" and {len(full) - 5} more" if len(full) > 5 else "")
+            emit(
+                body,
+                "Warning",
+                "DatabaseKept",
+                f"Kept database {plan.database} and its role (which may no longer log in): tables {shown} hold "
+                "rows. Set database.deleteWithData to drop them with their data.",
+            )
+            return
+        dropped = await pg.drop(plan)
+    except PostgresUnavailable as exc:
+        emit(body, "Warning", "CleanupBlocked", _blocked("PostgreSQL", exc))
+        raise CleanupBlocked(_blocked("PostgreSQL", exc)) from exc
+    except PostgresRefused as exc:
+        why = (
+            f"PostgreSQL refused a deletion ({exc}); deletion waits. To release the PlatformService and leave "
+            f"the database in place, annotate it with {SKIP_ANNOTATION}=true."
+        )
+        emit(body, "Warning", "CleanupBlocked", why)
+        raise CleanupBlocked(why) from exc
+    if dropped:
+        emit(body, "Normal", "DatabaseDeleted", f"PostgreSQL: dropped {' and '.join(dropped)}.")
 
 
 def _blocked(system: str, exc: Exception) -> str:

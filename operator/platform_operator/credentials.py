@@ -1,4 +1,4 @@
-"""Passwords of a service's broker and Redis users: generated once, kept, rotated on request.
+"""Passwords of a service's broker, Redis and database users: generated once, kept, rotated on request.
 
 Pure apart from the random generator. The live credentials Secret is the only store: passwords
 are read back from its URLs, so they survive resyncs and operator restarts. Setting the annotation
@@ -29,6 +29,7 @@ class Credentials:
     rabbitmq_password: str
     redis_password: str
     rotation: str  # the rotation token these passwords were generated for ("" before any rotation)
+    database_password: str = ""  # only where the operator provisions the service's database
 
 
 def new_password() -> str:
@@ -45,8 +46,11 @@ def _password_in(url_b64: str | None) -> str | None:
     return unquote(password) if password else None
 
 
-def resolve(psvc_annotations: Mapping[str, str], live_secret: Mapping[str, Any] | None) -> Credentials:
-    """The passwords to use now: those in the live Secret, unless missing or a rotation is asked."""
+def resolve(
+    psvc_annotations: Mapping[str, str], live_secret: Mapping[str, Any] | None, *, database: bool = False
+) -> Credentials:
+    """The passwords to use now: those in the live Secret, unless missing or a rotation is asked.
+    A database password only for a service the operator provisions a database for."""
     wanted_rotation = psvc_annotations.get(ROTATE_ANNOTATION, "")
     data = (live_secret or {}).get("data") or {}
     done_rotation = ((live_secret or {}).get("metadata", {}).get("annotations") or {}).get(ROTATED_FOR_ANNOTATION, "")
@@ -54,10 +58,12 @@ def resolve(psvc_annotations: Mapping[str, str], live_secret: Mapping[str, Any] 
     rotate = bool(wanted_rotation) and wanted_rotation != done_rotation
     rabbit = None if rotate else _password_in(data.get("RABBITMQ_URL"))
     redis = None if rotate else _password_in(data.get("REDIS_URL"))
+    db = None if rotate else _password_in(data.get("DATABASE_URL"))
     return Credentials(
         rabbitmq_password=rabbit or new_password(),
         redis_password=redis or new_password(),
         rotation=wanted_rotation or done_rotation,
+        database_password=(db or new_password()) if database else "",
     )
 
 
@@ -66,7 +72,7 @@ def unsettled(wanted_secret: Mapping[str, Any], live_secret: Mapping[str, Any] |
     so it must win a precondition before anyone is given it."""
     wanted = wanted_secret.get("data") or {}
     live = (live_secret or {}).get("data") or {}
-    for key in ("RABBITMQ_URL", "REDIS_URL"):
+    for key in ("RABBITMQ_URL", "REDIS_URL", "DATABASE_URL"):
         password = _password_in(wanted.get(key))
         if password is not None and password != _password_in(live.get(key)):
             return True

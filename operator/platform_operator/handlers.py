@@ -17,10 +17,11 @@ from typing import Any
 
 import kopf
 
-from platform_operator import builders, cache, cleanup, messaging, reconcile
+from platform_operator import builders, cache, cleanup, database, messaging, reconcile
 from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, UnavailableError
 from platform_operator.model import GROUP, PLURAL, VERSION, PlatformService
+from platform_operator.postgres import Postgres
 from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.recovery import BrokerWatch
 from platform_operator.redis_store import CacheUnavailable, RedisStore
@@ -82,6 +83,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             else None
         ),
         redis=RedisStore(ours.redis_url, password=ours.redis_admin_password) if ours.redis_url else None,
+        postgres=(
+            Postgres(
+                ours.postgres_admin_url, password=ours.postgres_admin_password, timeout=ours.postgres_timeout_seconds
+            )
+            if ours.postgres_admin_url
+            else None
+        ),
         settings=ours,
     )
     # kopf gives each object's handlers a shallow copy of this memo: what they record for the
@@ -99,9 +107,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         )
     memo.sweep = UserSweep(memo.backends.rabbitmq, memo.backends.redis, ours.sweep_seconds, tuple(ours.namespace_list))
     log.info(
-        "RabbitMQ %s; Redis %s.",
+        "RabbitMQ %s; Redis %s; PostgreSQL %s.",
         f"managed at {ours.rabbitmq_management_url}" if ours.rabbitmq_management_url else "not managed",
         "managed" if ours.redis_url else "not managed",
+        "managed" if ours.postgres_admin_url else "not managed",
     )
 
 
@@ -119,6 +128,8 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         await memo.backends.rabbitmq.close()
     if memo.backends.redis is not None:
         await memo.backends.redis.close()
+    if memo.backends.postgres is not None:
+        await memo.backends.postgres.close()
 
 
 # The index functions are async although they do no I/O: kopf runs sync handlers in a thread pool,
@@ -175,7 +186,8 @@ async def tenancy_claims(
     namespace: str | None, name: str, body: kopf.Body, meta: kopf.Meta, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str, str]]:
     """Who holds which Redis prefix (cache.prefix_claims), who publishes to which exchange (the
-    oldest publisher owns it) and with which namespaces each publisher shares it."""
+    oldest publisher owns it), with which namespaces each publisher shares it, and which database
+    name (the oldest holder keeps it)."""
     try:
         svc = PlatformService.from_body(body)
     except ValueError:  # a spec the model cannot read claims nothing
@@ -183,6 +195,9 @@ async def tenancy_claims(
     holder = (str(meta.get("creationTimestamp", "")), namespace or "", name)
     prefix_holder = (cache.prefix_order(body, svc.key_prefix), namespace or "", name)
     out: dict[tuple[str, str], tuple[str, str, str]] = dict.fromkeys(cache.prefix_claims(svc.key_prefix), prefix_holder)
+    db_plan = database.plan(svc)
+    if db_plan is not None:
+        out[("database", db_plan.database)] = holder
     for exchange in svc.spec.messaging.publishes:
         broker_name = messaging.broker_name(svc.namespace, exchange.name)
         out[("exchange", broker_name)] = holder
@@ -384,6 +399,7 @@ async def delete_service(
 
     # A prefix refused to this service (KeyPrefixClaimed) is another's: its keys are not ours to delete.
     prefix_taken = reconcile.prefix_conflict(svc, cache.prefix_order(body, svc.key_prefix), claims) is not None
+    database_taken = reconcile.database_conflict(svc, database.plan(svc), claims) is not None
     try:
         await cleanup.cleanup(
             svc,
@@ -392,6 +408,7 @@ async def delete_service(
             others_using=others_using,
             held_by_another=held_by_another,
             prefix_taken=prefix_taken,
+            database_taken=database_taken,
             emit=_post_event,
         )
     except cleanup.CleanupBlocked as exc:

@@ -42,7 +42,10 @@ class BotTokenSecretRef(SecretKeyRef):
 
 class Database(_Model):
     engine: Literal["postgres", "mongo"]
-    secret_ref: DatabaseSecretRef
+    # Bring your own (a Secret holding the DSN), or, for postgres, one the operator provisions.
+    secret_ref: DatabaseSecretRef | None = None
+    provision: bool = False
+    delete_with_data: bool = False
 
 
 class Health(_Model):

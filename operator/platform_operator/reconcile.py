@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from platform_operator import builders, cache, conditions, credentials, messaging, observability
+from platform_operator import builders, cache, conditions, credentials, database, messaging, observability
 from platform_operator.conditions import Condition
 from platform_operator.drift import drifted_paths, holds
 from platform_operator.kube import ConflictError, Kube, NamespaceTerminatingError, RefusedError, UnavailableError
 from platform_operator.model import API_VERSION, KIND, PlatformService
+from platform_operator.postgres import NameTaken, Postgres, PostgresRefused, PostgresUnavailable
 from platform_operator.rabbitmq import BrokerRefused, BrokerUnavailable, RabbitMQ, reserved_names
 from platform_operator.redis_store import CacheUnavailable, RedisStore
 from platform_operator.settings import OperatorSettings
@@ -212,6 +213,17 @@ def queue_conflicts(svc: PlatformService, topology: messaging.Topology, claims: 
     return out
 
 
+def database_conflict(svc: PlatformService, plan: database.DatabasePlan | None, claims: ClaimLookup) -> str | None:
+    """The older PlatformService holding this one's database name, if any. Names derive from the
+    namespace and a digest, so only a service of the same namespace and name could (a recreated one)."""
+    if plan is None:
+        return None
+    holders = sorted(claims(("database", plan.database)))
+    if holders and (holders[0][1], holders[0][2]) != (svc.namespace, svc.name):
+        return f"{holders[0][1]}/{holders[0][2]}"
+    return None
+
+
 def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -> tuple[Condition, int]:
     """DeploymentReady from the Deployment's own status, and its ready replica count."""
     if live is None:
@@ -281,6 +293,7 @@ def desired_status(
     *,
     queues: list[dict[str, Any]] | None = None,
     redis_user: str = "",
+    database_plan: database.DatabasePlan | None = None,
 ) -> dict[str, Any]:
     aspects = list(aspects)
     summary = conditions.summarize(aspects)
@@ -296,6 +309,7 @@ def desired_status(
         "credentialsSecret": svc.secret_name,
         "redis": {"keyPrefix": svc.key_prefix, **({"user": redis_user} if redis_user else {})},
         "queues": queues or [],
+        **({"database": {"name": database_plan.database, "user": database_plan.role}} if database_plan else {}),
     }
 
 
@@ -305,6 +319,7 @@ class Backends:
 
     rabbitmq: RabbitMQ | None = None
     redis: RedisStore | None = None
+    postgres: Postgres | None = None
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     # At most settings.max_concurrent_reconciles at once of each sort: those that visit RabbitMQ
     # and Redis, and those that only look at the children (a Deployment's pods became ready). Two
@@ -405,13 +420,15 @@ async def settle_credentials(
     live: dict[str, Any] | None,
     kube: Kube,
     settings_for: Callable[[credentials.Credentials], dict[str, str]],
+    *,
+    database: bool = False,
 ) -> SettledSecret:
     """The passwords the Secret holds; new ones (no Secret yet, a rotation asked) are written to it
     before anything else, only if it is still as read: absent (create), or the same version. Another
     replica that wrote first wins, and its passwords are read back and used: RabbitMQ and Redis are
     only ever given what the Secret holds."""
     for _ in range(SETTLE_ATTEMPTS):
-        creds = credentials.resolve(annotations, live)
+        creds = credentials.resolve(annotations, live, database=database)
         if live is not None and not _owned_by(live, svc):
             return SettledSecret(creds, live)  # not ours: refused by the caller, nothing written
         wanted = stamp(builders.build_secret(svc, settings_for(creds), creds.rotation))
@@ -440,6 +457,7 @@ def provisioning_digest(
     cache_plan: cache.CachePlan,
     creds: credentials.Credentials,
     prefix_holder: tuple[str, str, str] | None,
+    database_plan: database.DatabasePlan | None = None,
 ) -> str:
     """What RabbitMQ and Redis were last asked to hold, as a digest: equal, they need no visit but
     the resync's (which looks for drift). The credentials count by their rotation token: new
@@ -449,17 +467,19 @@ def provisioning_digest(
         "cache": dataclasses.asdict(cache_plan),
         "rotation": creds.rotation,
         "prefix_holder": prefix_holder,
+        **({"database": dataclasses.asdict(database_plan)} if database_plan else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def provisioned_before(previous: Mapping[str, Any], digest: str) -> dict[str, Mapping[str, Any]] | None:
-    """The QueuesReady and CacheReady conditions a previous reconcile recorded for this same digest,
-    or None when RabbitMQ and Redis must be visited (never provisioned, or for other sections)."""
+    """The QueuesReady, CacheReady and DatabaseReady conditions a previous reconcile recorded for this
+    same digest, or None when RabbitMQ, Redis and PostgreSQL must be visited (never provisioned, or
+    for other sections)."""
     if not digest or previous.get("provisionedDigest") != digest:
         return None
     found = {}
-    for type_ in (conditions.QUEUES_READY, conditions.CACHE_READY):
+    for type_ in (conditions.QUEUES_READY, conditions.CACHE_READY, conditions.DATABASE_READY):
         cond = conditions.find(previous.get("conditions") or [], type_)
         if cond is None or cond.get("status") != "True":
             return None
@@ -505,10 +525,26 @@ async def _reconcile(
             if backends.redis is not None and prefix_holder is None  # a refused prefix: no Redis user, no URL
             else ""
         )
-        return builders.secret_settings(svc, cfg.otel_endpoint, rabbitmq_url=rabbitmq_url, redis_url=redis_url)
+        database_url = (
+            database.database_url(
+                db_plan,
+                creds.database_password,
+                cfg.postgres_service_host or backends.postgres.host,
+                cfg.postgres_service_port or backends.postgres.port,
+            )
+            if db_plan is not None and db_holder is None and backends.postgres is not None
+            else ""
+        )
+        return builders.secret_settings(
+            svc, cfg.otel_endpoint, rabbitmq_url=rabbitmq_url, redis_url=redis_url, database_url=database_url
+        )
 
     live_secret = await kube.read("v1", "Secret", svc.namespace, svc.secret_name)
-    settled = await settle_credentials(svc, body["metadata"].get("annotations") or {}, live_secret, kube, settings_for)
+    db_plan = database.plan(svc)
+    db_holder = database_conflict(svc, db_plan, claims)
+    settled = await settle_credentials(
+        svc, body["metadata"].get("annotations") or {}, live_secret, kube, settings_for, database=db_plan is not None
+    )
     creds = settled.creds
     settings = settings_for(creds)
     host_holder = host_conflict(svc, claims, cfg.shared_ingress_host_list)
@@ -562,7 +598,7 @@ async def _reconcile(
         elif kind == "Secret" and creds.rotation != (
             (live.get("metadata", {}).get("annotations") or {}).get(credentials.ROTATED_FOR_ANNOTATION, "")
         ):
-            say("Normal", "CredentialsRotated", f"New broker and Redis passwords in Secret {name}; pods roll.")
+            say("Normal", "CredentialsRotated", f"New passwords in Secret {name}; pods roll.")
         else:
             paths = [p for p in drifted_paths(obj, live) if APPLIED_HASH_ANNOTATION not in p]
             if paths:
@@ -591,7 +627,7 @@ async def _reconcile(
     # finds the same passwords on its next run (no second user, no lost password).
     secret_in_place = "Secret" not in outcome.refused
     previous = dict(body.get("status") or {})
-    digest = provisioning_digest(topology, cache_plan, creds, prefix_holder)
+    digest = provisioning_digest(topology, cache_plan, creds, prefix_holder, db_plan)
     before = (
         None if external or f"Secret/{svc.secret_name}" in outcome.written else provisioned_before(previous, digest)
     )
@@ -620,17 +656,26 @@ async def _reconcile(
     else:
         cache_cond = await _provision_cache(cache_plan, backends.redis, creds, secret_in_place, outcome, say)
 
+    if before is not None and conditions.DATABASE_READY in before:
+        database_cond = Condition.from_dict(before[conditions.DATABASE_READY])
+    else:
+        database_cond = await _provision_database(
+            svc, db_plan, db_holder, backends.postgres, creds, secret_in_place, outcome, say
+        )
+
     deployment_cond, ready = deployment_condition(svc, live_by_kind.get("Deployment"))
     ingress_cond = ingress_condition(svc, conflict, live_by_kind.get("Ingress"), host_holder)
     if "Ingress" in outcome.refused:
         ingress_cond = Condition.false(conditions.INGRESS_READY, "IngressRefused", outcome.refused["Ingress"])
     # Children the API server refused; RabbitMQ's refusals are QueuesReady's own.
-    workload_refusals = [msg for kind, msg in outcome.refused.items() if kind not in ("Ingress", "RabbitMQ")]
+    workload_refusals = [
+        msg for kind, msg in outcome.refused.items() if kind not in ("Ingress", "RabbitMQ", "PostgreSQL")
+    ]
     if workload_refusals:
         deployment_cond = Condition.false(
             conditions.DEPLOYMENT_READY, "ChildRefused", "; ".join(workload_refusals)[:1000]
         )
-    aspects = [deployment_cond, queues_cond, cache_cond, ingress_cond]
+    aspects = [deployment_cond, queues_cond, cache_cond, ingress_cond, database_cond]
 
     status = desired_status(
         svc,
@@ -640,8 +685,9 @@ async def _reconcile(
         conditions.now_rfc3339(),
         queues=queues,
         redis_user=cache_plan.user if backends.redis is not None and prefix_holder is None else "",
+        database_plan=db_plan if database_cond.status == "True" else None,
     )
-    provisioned = all(c.status == "True" for c in (queues_cond, cache_cond))
+    provisioned = all(c.status == "True" for c in (queues_cond, cache_cond, database_cond))
     status["provisionedDigest"] = digest if provisioned else ""
     changes = conditions.status_changes(previous, status)
     if changes:
@@ -807,6 +853,70 @@ async def _provision_cache(
         outcome.written.append(f"redis seeded {seeded} keys")
     return Condition.true(
         conditions.CACHE_READY, "Provisioned", f"Redis user {plan.user} may use keys {plan.key_pattern} only."
+    )
+
+
+async def _provision_database(
+    svc: PlatformService,
+    plan: database.DatabasePlan | None,
+    holder: str | None,
+    pg: Postgres | None,
+    creds: credentials.Credentials,
+    secret_in_place: bool,
+    outcome: Outcome,
+    say: Callable[[str, str, str], None],
+) -> Condition:
+    db = svc.spec.database
+    if plan is None:
+        if db is not None and db.provision:  # the CRD allows provision for postgres only
+            return Condition.false(
+                conditions.DATABASE_READY,
+                "EngineNotProvisioned",
+                f"The operator provisions PostgreSQL only, not {db.engine}.",
+            )
+        why = "Its DATABASE_URL comes from the Secret it names." if db is not None else "This service has no database."
+        return Condition.true(conditions.DATABASE_READY, "NotRequired", why)
+    if holder is not None:
+        why = f"database {plan.database} belongs to PlatformService {holder}."
+        outcome.refused["PostgreSQL"] = why
+        return Condition.false(conditions.DATABASE_READY, "DatabaseClaimed", why)
+    if pg is None:
+        return Condition.false(
+            conditions.DATABASE_READY,
+            "NotConfigured",
+            "The operator is not configured with a PostgreSQL server to provision (PLATFORM_POSTGRES_ADMIN_URL).",
+        )
+    if not secret_in_place:
+        return Condition.false(
+            conditions.DATABASE_READY, "CredentialsSecretRefused", "The credentials Secret could not be written."
+        )
+    try:
+        result = await pg.ensure(plan, creds.database_password)
+    except PostgresUnavailable as exc:
+        outcome.retry.append(str(exc))
+        return Condition.false(conditions.DATABASE_READY, "PostgresUnavailable", f"{exc}; retrying with backoff.")
+    except NameTaken as exc:
+        outcome.refused["PostgreSQL"] = str(exc)
+        return Condition.false(
+            conditions.DATABASE_READY,
+            "DatabaseNameTaken",
+            f"{exc}; the operator never takes over what it did not make. Drop or rename it (retried every minute).",
+        )
+    except PostgresRefused as exc:
+        outcome.refused["PostgreSQL"] = str(exc)
+        return Condition.false(
+            conditions.DATABASE_READY,
+            "DatabaseRefused",
+            f"{exc}. Retrying the same cannot succeed; rename the service or ask the database's owner "
+            "(retried every minute).",
+        )
+    if result.written:
+        outcome.written.extend(f"postgres {w}" for w in result.written)
+        say("Normal", "DatabaseProvisioned", f"PostgreSQL: {', '.join(result.written)}.")
+    return Condition.true(
+        conditions.DATABASE_READY,
+        "Provisioned",
+        f"Database {plan.database} owned by role {plan.role}, which may connect to it alone.",
     )
 
 

@@ -104,6 +104,27 @@ class OperatorSettings(BaseSettings):
     redis_service_port: int = Field(6379)
     redis_db: int = Field(0)
 
+    # PostgreSQL: the operator makes a role and a database per data service that asks for one
+    # (spec.database.provision) with an admin role; services connect as their own role.
+    postgres_admin_url: str = Field(
+        "",
+        repr=False,
+        description="Admin connection, e.g. postgresql://platform_admin@postgres:5432/postgres, as a role with "
+        "CREATEDB and CREATEROLE (a superuser is not needed); empty: databases not provisioned.",
+    )
+    postgres_admin_password: str = Field(
+        "",
+        repr=False,
+        description="The admin password, when PLATFORM_POSTGRES_ADMIN_URL holds none (the chart gives it apart).",
+    )
+    postgres_service_host: str = Field(
+        "", description="The PostgreSQL host services connect to; empty: the admin URL's host."
+    )
+    postgres_service_port: int = Field(0, description="Its port; 0: the admin URL's port.")
+    postgres_timeout_seconds: float = Field(
+        10.0, gt=0, description="Deadline of each connection and statement; a call as a whole gets three times it."
+    )
+
     @property
     def amqp_url(self) -> str:
         if self.rabbitmq_amqp_url:

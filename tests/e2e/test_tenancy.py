@@ -366,3 +366,39 @@ def test_users_of_a_service_whose_finalizer_was_removed_by_hand_stop_working(
     with pytest.raises(AMQPConnectionError):  # its user is gone: the login is refused
         asyncio.run(aio_pika.connect(urls["RABBITMQ_URL"]))
     assert mq.get(f"/queues/%2F/{ns}.notifier.orders").status_code == 200  # the data itself stays
+
+
+def test_a_database_of_the_same_name_is_the_attackers_own_and_the_victims_is_closed_to_it(ns: str, evil: str):
+    """The attacker names its data service like the victim's: it gets a database of its own namespace,
+    and its own credentials do not open the victim's."""
+    import asyncpg
+
+    def data(name: str) -> dict[str, Any]:
+        return psvc(name, type="data", image="users-data:e2e", database={"engine": "postgres", "provision": True})
+
+    def database_url(name: str, namespace: str) -> str:
+        secret = get("secret", f"{name}-platform", namespace)
+        assert secret is not None
+        return base64.b64decode(secret["data"]["DATABASE_URL"]).decode()
+
+    async def connect_to(url: str, dbname: str | None = None) -> str:
+        conn = await asyncpg.connect(url, database=dbname, timeout=10) if dbname else await asyncpg.connect(url)
+        try:
+            return str(await conn.fetchval("SELECT current_database()"))
+        finally:
+            await conn.close()
+
+    apply(data("users"), ns)
+    victim = wait_ready("users", ns)
+    apply(data("users"), evil)
+    attacker = wait_ready("users", evil)
+    victim_db, attacker_db = victim["status"]["database"]["name"], attacker["status"]["database"]["name"]
+    assert victim_db != attacker_db and attacker_db.startswith(evil.replace("-", "_") + "_users_")
+
+    evil_url = database_url("users", evil)
+    assert asyncio.run(connect_to(evil_url)) == attacker_db
+    with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+        asyncio.run(connect_to(evil_url, victim_db))
+    # The attacker deleted under Delete takes only its own database with it.
+    delete_under_delete_policy("users", evil)
+    assert asyncio.run(connect_to(database_url("users", ns))) == victim_db

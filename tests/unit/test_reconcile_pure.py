@@ -514,6 +514,7 @@ def _status(generation: int, queues: str = "True", cache_: str = "True", digest:
     svc_conds = [
         Condition(conditions.QUEUES_READY, queues, "Provisioned", "in place"),
         Condition(conditions.CACHE_READY, cache_, "Provisioned", "in place"),
+        Condition(conditions.DATABASE_READY, "True", "NotRequired", "no database"),
     ]
     return {
         "observedGeneration": generation,
