@@ -60,6 +60,7 @@ _RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1", "ingresses"),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     (API_VERSION, "PlatformService"): (f"/apis/{API_VERSION}", PLURAL),
 }
 
@@ -398,14 +399,14 @@ class Kube:
             self.observe(live)  # the watch reports ours only: an object of someone else's stays unknown
         return live
 
-    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         result = await self._call(
             "PATCH",
             path,
             body=dict(obj),
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true"), ("fieldValidation", "Strict")],
+            query=[("fieldManager", field_manager), ("force", "true"), ("fieldValidation", "Strict")],
             content_type="application/apply-patch+yaml",
         )
         if result is None:
