@@ -80,7 +80,14 @@ def test_create_gives_exactly_the_children_and_turns_ready(ns: str, name: str, s
     assert status["replicaSummary"] == "1/1"
     assert status["credentialsSecret"] == f"{name}-platform"
     types = {c["type"]: c for c in status["conditions"]}
-    assert set(types) == {"Ready", "DeploymentReady", "QueuesReady", "CacheReady", "IngressReady"}
+    assert set(types) == {
+        "Ready",
+        "DeploymentReady",
+        "QueuesReady",
+        "CacheReady",
+        "IngressReady",
+        "DependenciesReady",
+    }
     assert all(c["reason"] and c["message"] and c["lastTransitionTime"] for c in types.values())
     assert types["DeploymentReady"]["status"] == "True"
     reasons = {e["reason"] for e in json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]}
