@@ -230,7 +230,7 @@ def build_deployment(svc: PlatformService, config_digest: str) -> dict[str, Any]
         "kind": "Deployment",
         "metadata": _metadata(svc),
         "spec": {
-            "replicas": spec.replicas,
+            **({} if spec.autoscaling is not None else {"replicas": spec.replicas}),
             "selector": {"matchLabels": selector_labels(svc)},
             "template": {
                 "metadata": {
@@ -251,6 +251,48 @@ def build_deployment(svc: PlatformService, config_digest: str) -> dict[str, Any]
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
                 },
             },
+        },
+    }
+
+
+# What a HorizontalPodAutoscaler aims at when it is given no metric (its own default, written out
+# so that the object says what it does).
+DEFAULT_CPU_UTILIZATION = 80
+
+
+def pod_selector(svc: PlatformService) -> str:
+    """The label selector of the service's pods as a string (status.selector, for the scale subresource)."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(svc).items())
+
+
+def build_hpa(svc: PlatformService) -> dict[str, Any] | None:
+    """An autoscaling/v2 HorizontalPodAutoscaler of the Deployment, when spec.autoscaling is set.
+
+    The Deployment then carries no replicas of ours (build_deployment leaves the field out): the
+    HorizontalPodAutoscaler alone sets it."""
+    scaling = svc.spec.autoscaling
+    if scaling is None:
+        return None
+    targets = {
+        "cpu": scaling.target_cpu_utilization_percentage,
+        "memory": scaling.target_memory_utilization_percentage,
+    }
+    if not any(targets.values()):
+        targets["cpu"] = DEFAULT_CPU_UTILIZATION
+    metrics = [
+        {"type": "Resource", "resource": {"name": name, "target": {"type": "Utilization", "averageUtilization": pct}}}
+        for name, pct in targets.items()
+        if pct
+    ]
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(svc),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": svc.name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": metrics,
         },
     }
 

@@ -20,7 +20,7 @@ import kopf
 from platform_operator import builders, cache, cleanup, database, messaging, reconcile
 from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, UnavailableError
-from platform_operator.model import GROUP, PLURAL, VERSION, PlatformService
+from platform_operator.model import GROUP, PAUSED_ANNOTATION, PLURAL, VERSION, PlatformService, is_paused
 from platform_operator.postgres import Postgres
 from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.recovery import BrokerWatch
@@ -37,6 +37,7 @@ CHILDREN = (
     ("", "v1", "services", "Service"),
     ("networking.k8s.io", "v1", "ingresses", "Ingress"),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
 )
 FINALIZER = "platform.dev/finalizer"
 
@@ -49,7 +50,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     ours = OPERATOR_SETTINGS
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="platform.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = PausedAwareDiffBaseStorage(
         prefix="platform.dev", key="last-handled-configuration"
     )
     # Only warnings and errors from kopf's own log become Events; ours are posted explicitly.
@@ -114,13 +115,29 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
 
 
+class PausedAwareDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf records the last handled spec on the object after every change, handled or not. While
+    a service is paused it records nothing (the operator writes nothing for it): the change is
+    still pending when the pause ends, and the update handlers see it then."""
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        if is_paused(body.metadata.annotations) and self.fetch(body=body) is not None:
+            return
+        super().store(body=body, patch=patch, essence=essence)
+
+
+def _not_paused(annotations: Mapping[str, str], **_: Any) -> bool:
+    return not is_paused(annotations)
+
+
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     if memo.redis_watch is not None:
         memo.redis_watch.cancel()
-        for task in memo.seen.again:
-            task.cancel()
-        await asyncio.gather(memo.redis_watch, *memo.seen.again, return_exceptions=True)
+    for task in memo.seen.again:
+        task.cancel()
+    watch = [memo.redis_watch] if memo.redis_watch is not None else []
+    await asyncio.gather(*watch, *memo.seen.again, return_exceptions=True)
     if memo.get("broker_watch") is not None:
         await memo.broker_watch.stop()
     await memo.kube.close()
@@ -220,6 +237,21 @@ async def exchange_users(namespace: str | None, name: str, body: kopf.Body, **_:
 
 
 @kopf.index(*PSVC)
+async def service_types(
+    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """The type of every PlatformService, for DependenciesReady (reconcile.type_lookup)."""
+    holder = (str(meta.get("creationTimestamp", "")), namespace or "", str(spec.get("type", "")))
+    return {reconcile.service_type_key(namespace or "", name): holder}
+
+
+@kopf.index(*PSVC)
+async def dependents(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[tuple[str, str], str]:
+    """Who lists each service in dependsOn: they are reconciled when it appears or goes."""
+    return {(namespace or "", str(dep)): name for dep in spec.get("dependsOn") or []}
+
+
+@kopf.index(*PSVC)
 async def known_services(namespace: str | None, name: str, **_: Any) -> dict[tuple[str, str], bool]:
     """Every PlatformService there is: the sweep removes users only of those not here."""
     return {(namespace or "", name): True}
@@ -293,15 +325,16 @@ async def reconcile_service(
     tenancy_claims: kopf.Index[Any, Any] | None = None,
     live_ingress_hosts: kopf.Index[Any, Any] | None = None,
     known_services: kopf.Index[Any, Any] | None = None,
+    service_types: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
     _attach_broker_watch(memo, indices, known_services)
     await _run(namespace, name, memo, indices, retry)
 
 
-@kopf.on.update(*PSVC, field="spec")
-@kopf.on.update(*PSVC, field=("metadata", "annotations", ROTATE_ANNOTATION))
+@kopf.on.update(*PSVC, field="spec", when=_not_paused)
+@kopf.on.update(*PSVC, field=("metadata", "annotations", ROTATE_ANNOTATION), when=_not_paused)
 async def update_service(
     namespace: str | None,
     name: str,
@@ -312,12 +345,13 @@ async def update_service(
     tenancy_claims: kopf.Index[Any, Any] | None = None,
     live_ingress_hosts: kopf.Index[Any, Any] | None = None,
     known_services: kopf.Index[Any, Any] | None = None,
+    service_types: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
     """A spec change visits RabbitMQ and Redis only when what they hold must change (reconcile's
     digest): an image or replica change is the Kubernetes side's alone."""
     memo.seen.known = known_services
-    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
     await _run(namespace, name, memo, indices, retry, external=False)
 
 
@@ -332,6 +366,7 @@ async def resync(
     tenancy_claims: kopf.Index[Any, Any] | None = None,
     live_ingress_hosts: kopf.Index[Any, Any] | None = None,
     known_services: kopf.Index[Any, Any] | None = None,
+    service_types: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
     """Level-triggered safety net: repairs what no event told us about, refreshes status.
@@ -343,7 +378,7 @@ async def resync(
 
     The first resync after each `sweep_seconds` also removes users whose PlatformService is gone
     (sweep.py): a timer runs only on the replica that acts, with kopf's indexes filled."""
-    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts)
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
     memo.seen.known = known_services
     _attach_broker_watch(memo, indices, known_services)
     if known_services is not None and memo.sweep.due():
@@ -381,7 +416,13 @@ async def delete_service(
     live_ingress_hosts: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    """Children go by garbage collection; what lives outside Kubernetes is handled here."""
+    """Children go by garbage collection; what lives outside Kubernetes is handled here.
+
+    A paused service keeps its finalizer: nothing is removed until the pause ends."""
+    if is_paused(body.get("metadata", {}).get("annotations")):
+        raise kopf.TemporaryError(
+            f"Deletion waits: paused by {PAUSED_ANNOTATION}; remove the annotation to let it proceed.", delay=10
+        )
     svc = PlatformService.from_body(body)
     users = exchange_users if exchange_users is not None else {}
     queues = queue_claims if queue_claims is not None else {}
@@ -422,6 +463,70 @@ async def forget_deleted(type: str | None, namespace: str | None, name: str, **_
     """A PlatformService gone for good, whatever removed its finalizer: this process forgets it."""
     if type == "DELETED":
         reconcile.forget(namespace or "", name)
+
+
+@kopf.on.event(*PSVC, id="pause")
+async def pause_or_resume(
+    type: str | None,
+    namespace: str | None,
+    name: str,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    ingress_claims: kopf.Index[Any, Any] | None = None,
+    queue_claims: kopf.Index[Any, Any] | None = None,
+    tenancy_claims: kopf.Index[Any, Any] | None = None,
+    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+    service_types: kopf.Index[Any, Any] | None = None,
+    **_: Any,
+) -> None:
+    """platform.dev/paused set or removed: the status says so at once, and on resume everything is
+    reconciled (RabbitMQ and Redis too). An event handler, not an update handler, so that kopf
+    records nothing on the object while it is paused (PausedAwareDiffBaseStorage)."""
+    if type is None or type == "DELETED" or namespace is None or meta.get("deletionTimestamp"):
+        return
+    ready: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    shown = ready.get("reason") == "Paused"
+    paused = is_paused(meta.get("annotations"))
+    if paused == shown:
+        return
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
+    try:
+        await _run(namespace, name, memo, indices, external=not paused)
+    except kopf.TemporaryError as exc:  # the resync retries
+        log.warning(f"Reconcile of {namespace}/{name} after {'pausing' if paused else 'resuming'}: {exc}")
+
+
+@kopf.on.event(*PSVC, id="wake-dependents")
+async def wake_dependents(
+    type: str | None,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    dependents: kopf.Index[Any, Any] | None = None,
+    ingress_claims: kopf.Index[Any, Any] | None = None,
+    queue_claims: kopf.Index[Any, Any] | None = None,
+    tenancy_claims: kopf.Index[Any, Any] | None = None,
+    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+    service_types: kopf.Index[Any, Any] | None = None,
+    **_: Any,
+) -> None:
+    """A PlatformService appeared or is gone: those that depend on it learn it now (DependenciesReady),
+    not at their next resync. In the background, like the Redis watch's reconciles: this one's own
+    events are not held up by its dependents'."""
+    if type not in ("ADDED", "DELETED") or namespace is None or dependents is None:
+        return
+    waiting = sorted(set(dependents.get((namespace, name), [])))
+    if not waiting:
+        return
+    came = "is gone" if type == "DELETED" else "appeared"
+    log.info(f"{namespace}/{name} {came}: reconciling its dependents {', '.join(waiting)}.")
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
+    for dependent in waiting:
+        again = _again(namespace, dependent, memo, indices, why=f"{name} came or went", external=False)
+        task = asyncio.ensure_future(again)
+        memo.seen.again.add(task)
+        task.add_done_callback(memo.seen.again.discard)
 
 
 @dataclass
@@ -466,11 +571,19 @@ async def _watch_redis(memo: kopf.Memo, interval: float) -> None:
             task.add_done_callback(seen.again.discard)
 
 
-async def _again(namespace: str, name: str, memo: kopf.Memo) -> None:
+async def _again(
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    indices: tuple[kopf.Index[Any, Any] | None, ...] | None = None,
+    why: str = "Redis lost its users",
+    *,
+    external: bool = True,
+) -> None:
     try:
-        await _run(namespace, name, memo, memo.seen.indices)
+        await _run(namespace, name, memo, indices if indices is not None else memo.seen.indices, external=external)
     except kopf.TemporaryError as exc:
-        log.warning(f"Reconcile of {namespace}/{name} after Redis lost its users: {exc}")
+        log.warning(f"Reconcile of {namespace}/{name} after {why}: {exc}")
 
 
 def _owner(meta: kopf.Meta) -> str | None:
@@ -492,6 +605,7 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
         queue_claims: kopf.Index[Any, Any] | None = None,
         tenancy_claims: kopf.Index[Any, Any] | None = None,
         live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+        service_types: kopf.Index[Any, Any] | None = None,
         **_: Any,
     ) -> None:
         """A child was edited, deleted or changed status: reconcile its owner now, not at the next resync.
@@ -513,7 +627,7 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
                 namespace,
                 owner,
                 memo,
-                (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts),
+                (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types),
                 external=False,
             )
         except kopf.TemporaryError as exc:

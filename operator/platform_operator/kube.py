@@ -63,6 +63,7 @@ _RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1", "ingresses"),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     (API_VERSION, "PlatformService"): (f"/apis/{API_VERSION}", PLURAL),
 }
 
@@ -429,7 +430,9 @@ class Kube:
             self.observe(live)  # the watch reports ours only: an object of someone else's stays unknown
         return live
 
-    async def apply(self, obj: Mapping[str, Any], *, if_version: str | None = None) -> dict[str, Any]:
+    async def apply(
+        self, obj: Mapping[str, Any], *, if_version: str | None = None, field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
         """Server-side apply; with if_version, only onto that resourceVersion (else `ConflictError`)."""
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
@@ -440,7 +443,7 @@ class Kube:
             "PATCH",
             path,
             body=body,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true"), ("fieldValidation", "Strict")],
+            query=[("fieldManager", field_manager), ("force", "true"), ("fieldValidation", "Strict")],
             content_type="application/apply-patch+yaml",
         )
         if result is None:

@@ -19,6 +19,13 @@ KIND = "PlatformService"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 ServiceType = Literal["data", "api", "bot", "worker"]
+# "true" on a PlatformService: the operator writes nothing for it (children, broker, Redis, status
+# beyond saying it is paused) until the annotation is removed or set to anything else.
+PAUSED_ANNOTATION = "platform.dev/paused"
+
+
+def is_paused(annotations: Any) -> bool:
+    return str((annotations or {}).get(PAUSED_ANNOTATION, "")).lower() == "true"
 
 
 class _Model(BaseModel):
@@ -123,10 +130,18 @@ class Bot(_Model):
     token_secret_ref: BotTokenSecretRef
 
 
+class Autoscaling(_Model):
+    min_replicas: int = 1
+    max_replicas: int
+    target_cpu_utilization_percentage: int | None = Field(default=None, alias="targetCPUUtilizationPercentage")
+    target_memory_utilization_percentage: int | None = Field(default=None, alias="targetMemoryUtilizationPercentage")
+
+
 class Spec(_Model):
     type: ServiceType
     image: str
     replicas: int = 1
+    autoscaling: Autoscaling | None = None
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     env: tuple[dict[str, Any], ...] = ()

@@ -19,8 +19,15 @@ from typing import Any
 from platform_operator import builders, cache, conditions, credentials, database, messaging, observability
 from platform_operator.conditions import Condition
 from platform_operator.drift import drifted_paths, holds
-from platform_operator.kube import ConflictError, Kube, NamespaceTerminatingError, RefusedError, UnavailableError
-from platform_operator.model import API_VERSION, KIND, PlatformService
+from platform_operator.kube import (
+    FIELD_MANAGER,
+    ConflictError,
+    Kube,
+    NamespaceTerminatingError,
+    RefusedError,
+    UnavailableError,
+)
+from platform_operator.model import API_VERSION, KIND, PlatformService, is_paused
 from platform_operator.postgres import NameTaken, Postgres, PostgresRefused, PostgresUnavailable
 from platform_operator.rabbitmq import BrokerRefused, BrokerUnavailable, RabbitMQ, reserved_names
 from platform_operator.redis_store import CacheUnavailable, RedisStore
@@ -31,10 +38,18 @@ APPLIED_HASH_ANNOTATION = "platform.dev/applied-hash"
 
 # Children that exist for some specs and not for others: when the spec stops asking for one
 # (an ingress removed, a bot switched to polling), the one we made is deleted. (A NetworkPolicy
-# comes with the type, which never changes.)
+# comes with the type, which never changes.) The HorizontalPodAutoscaler comes with spec.autoscaling.
 OPTIONAL_KINDS = (
     ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+)
+# Takes spec.replicas of a Deployment over from the operator when autoscaling is switched on (see
+# owns_replicas): the HorizontalPodAutoscaler's own updates take it from there.
+HANDOVER_MANAGER = "platform-operator-handover"
+PAUSED_MESSAGE = (
+    "Paused by the annotation platform.dev/paused=true: the operator changes nothing of this service "
+    "(children, broker, Redis) until the annotation is removed; the other conditions are as last seen."
 )
 
 # Who claims a name that only one service may hold: (host, path) of an ingress, ("host", host),
@@ -224,12 +239,84 @@ def database_conflict(svc: PlatformService, plan: database.DatabasePlan | None, 
     return None
 
 
+def desired_replicas(svc: PlatformService, live: Mapping[str, Any] | None) -> int:
+    """How many pods the service should have: its spec's count, or under autoscaling what the
+    HorizontalPodAutoscaler last set on the Deployment (its minimum before it has set any)."""
+    if svc.spec.autoscaling is None:
+        return svc.spec.replicas
+    replicas = ((live or {}).get("spec") or {}).get("replicas")
+    return int(replicas) if replicas is not None else svc.spec.autoscaling.min_replicas
+
+
+def owns_replicas(live: Mapping[str, Any], manager: str = FIELD_MANAGER) -> bool:
+    """Whether `manager`'s server-side apply owns spec.replicas of this object (its managedFields).
+
+    An apply that leaves out a field its manager alone owned removes it, and the Deployment falls
+    back to 1 replica: before the operator stops applying replicas, another manager must share it."""
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") != manager or entry.get("operation") != "Apply":
+            continue
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {}):
+            return True
+    return False
+
+
+def dependencies_condition(svc: PlatformService, type_of: Callable[[str], str | None]) -> Condition:
+    """DependenciesReady: every dependsOn entry names a PlatformService of type data in this namespace.
+    `type_of(name)` is the type of the PlatformService of that name here, None when there is none."""
+    deps = svc.spec.depends_on
+    if not deps:
+        return Condition.true(conditions.DEPENDENCIES_READY, "NotRequired", "This service depends on no data service.")
+    missing = [d for d in deps if type_of(d) is None]
+    not_data = [f"{d} (type {type_of(d)})" for d in deps if type_of(d) not in (None, "data")]
+    problems = []
+    if missing:
+        problems.append(f"no PlatformService named {', '.join(missing)} in namespace {svc.namespace}")
+    if not_data:
+        problems.append(f"not of type data: {', '.join(not_data)}")
+    if problems:
+        return Condition.false(
+            conditions.DEPENDENCIES_READY,
+            "DependencyNotFound" if missing else "DependencyNotData",
+            "dependsOn: " + "; ".join(problems) + ". Only data services can be depended on; this turns True "
+            "by itself once they exist.",
+        )
+    return Condition.true(conditions.DEPENDENCIES_READY, "Found", f"Data services {', '.join(deps)} exist.")
+
+
+def type_lookup(namespace: str, claims: ClaimLookup) -> Callable[[str], str | None]:
+    """The type of a PlatformService by name in `namespace`, from the service-type index (handlers.py)."""
+
+    def type_of(name: str) -> str | None:
+        holders = claims(service_type_key(namespace, name))
+        return holders[0][2] if holders else None
+
+    return type_of
+
+
+def service_type_key(namespace: str, name: str) -> tuple[str, str]:
+    return ("service-type", f"{namespace}/{name}")
+
+
+def paused_conditions(previous: Mapping[str, Any], generation: int, now: str) -> list[dict[str, Any]] | None:
+    """The conditions of a paused service: Ready Unknown with reason Paused, the others as they were.
+    None when the status already says so (nothing to write)."""
+    before = list(previous.get("conditions") or [])
+    ready = conditions.find(before, conditions.READY)
+    if ready is not None and ready.get("reason") == "Paused" and ready.get("status") == "Unknown":
+        return None
+    paused = conditions.merge_conditions(
+        [ready] if ready else [], [Condition.unknown(conditions.READY, "Paused", PAUSED_MESSAGE)], generation, now
+    )
+    return paused + [c for c in before if c.get("type") != conditions.READY]
+
+
 def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -> tuple[Condition, int]:
     """DeploymentReady from the Deployment's own status, and its ready replica count."""
     if live is None:
         return Condition.unknown(conditions.DEPLOYMENT_READY, "Pending", "The Deployment is being created."), 0
     status = live.get("status") or {}
-    want = svc.spec.replicas
+    want = desired_replicas(svc, live)
     ready = int(status.get("readyReplicas") or 0)
     updated = int(status.get("updatedReplicas") or 0)
     total = int(status.get("replicas") or 0)  # old pods of a rollout count here until they are gone
@@ -294,17 +381,22 @@ def desired_status(
     queues: list[dict[str, Any]] | None = None,
     redis_user: str = "",
     database_plan: database.DatabasePlan | None = None,
+    deployment: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The status as it should be. replicas is the Deployment's current pod count (the scale
+    subresource reports it), replicaSummary ready out of desired."""
     aspects = list(aspects)
     summary = conditions.summarize(aspects)
+    current = int(((deployment or {}).get("status") or {}).get("replicas") or 0)
     return {
         "observedGeneration": svc.generation,
         "conditions": conditions.merge_conditions(
             previous.get("conditions") or [], [summary, *aspects], svc.generation, now
         ),
-        "replicas": svc.spec.replicas,
+        "replicas": current,
         "readyReplicas": ready_replicas,
-        "replicaSummary": f"{ready_replicas}/{svc.spec.replicas}",
+        "replicaSummary": f"{ready_replicas}/{desired_replicas(svc, deployment)}",
+        "selector": builders.pod_selector(svc),
         "url": builders.service_url(svc),
         "credentialsSecret": svc.secret_name,
         "redis": {"keyPrefix": svc.key_prefix, **({"user": redis_user} if redis_user else {})},
@@ -387,6 +479,8 @@ async def _reconcile_locked(
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     svc = PlatformService.from_body(body)
+    if is_paused(body["metadata"].get("annotations")):
+        return await _pause(svc, body, kube, emit)
     async with observability.reconciling(namespace, name, svc.spec.type) as result:
         try:
             outcome = await _reconcile(svc, body, kube, backends, claims=claims, emit=emit, external=external)
@@ -450,6 +544,20 @@ async def settle_credentials(
     raise UnavailableError(
         f"Secret {svc.namespace}/{svc.secret_name} changed under each of {SETTLE_ATTEMPTS} writes of new passwords"
     )
+
+
+async def _pause(svc: PlatformService, body: Mapping[str, Any], kube: Kube, emit: EventSink) -> Outcome:
+    """A paused service: its status says so once (and an Event), nothing else is written."""
+    previous = dict(body.get("status") or {})
+    paused = paused_conditions(previous, svc.generation, conditions.now_rfc3339())
+    outcome = Outcome(status=previous)
+    if paused is not None:
+        await kube.patch_status(svc.namespace, svc.name, {"conditions": paused})
+        outcome.status_written = True
+        outcome.status = {**previous, "conditions": paused}
+        emit(body, "Normal", "Paused", PAUSED_MESSAGE)
+        log.info(f"Paused {svc.namespace}/{svc.name}: nothing is written for it until the annotation is removed.")
+    return outcome
 
 
 def provisioning_digest(
@@ -554,6 +662,7 @@ async def _reconcile(
         builders.build_deployment(svc, builders.config_hash(settings)),
     ]
     for optional in (
+        builders.build_hpa(svc),
         builders.build_service(svc),
         builders.build_network_policy(svc),
         None if conflict or host_holder else builders.build_ingress(svc),
@@ -579,9 +688,12 @@ async def _reconcile(
             outcome.refused[kind] = settled.refused
             live_by_kind[kind] = live
             continue
+        handed_over = False
+        if kind == "Deployment" and live is not None and svc.spec.autoscaling is not None and not holds(obj, live):
+            handed_over = await _hand_over_replicas(kube, obj, outcome)
         if kind == "Secret" and settled.written is not None:
             applied = live_by_kind[kind] = settled.written  # new passwords, written first (settle_credentials)
-        elif live is not None and holds(obj, live):
+        elif live is not None and not handed_over and holds(obj, live):
             live_by_kind[kind] = live
             continue
         else:
@@ -675,7 +787,8 @@ async def _reconcile(
         deployment_cond = Condition.false(
             conditions.DEPLOYMENT_READY, "ChildRefused", "; ".join(workload_refusals)[:1000]
         )
-    aspects = [deployment_cond, queues_cond, cache_cond, ingress_cond, database_cond]
+    dependencies_cond = dependencies_condition(svc, type_lookup(svc.namespace, claims))
+    aspects = [deployment_cond, queues_cond, cache_cond, ingress_cond, database_cond, dependencies_cond]
 
     status = desired_status(
         svc,
@@ -686,6 +799,7 @@ async def _reconcile(
         queues=queues,
         redis_user=cache_plan.user if backends.redis is not None and prefix_holder is None else "",
         database_plan=db_plan if database_cond.status == "True" else None,
+        deployment=live_by_kind.get("Deployment"),
     )
     provisioned = all(c.status == "True" for c in (queues_cond, cache_cond, database_cond))
     status["provisionedDigest"] = digest if provisioned else ""
@@ -696,6 +810,27 @@ async def _reconcile(
         _emit_transitions(previous, status, say)
     outcome.status = status
     return outcome
+
+
+async def _hand_over_replicas(kube: Kube, obj: Mapping[str, Any], outcome: Outcome) -> bool:
+    """Before the first apply without spec.replicas (autoscaling switched on): if the operator's
+    apply owns the field, another manager takes a share of it at its current value, so that
+    leaving it out keeps the count instead of resetting it to 1. True when it did (the Deployment
+    must then be applied, to give up the operator's share)."""
+    meta = obj["metadata"]
+    fresh = await kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])  # with managedFields
+    if fresh is None or not owns_replicas(fresh):
+        return False
+    replicas = (fresh.get("spec") or {}).get("replicas")
+    share = {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"replicas": replicas},
+    }
+    await kube.apply(share, field_manager=HANDOVER_MANAGER)
+    outcome.written.append(f"Deployment/{meta['name']} replicas handed to the HorizontalPodAutoscaler")
+    return True
 
 
 def dropped_queues(

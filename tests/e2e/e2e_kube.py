@@ -251,3 +251,26 @@ def remember_passwords(namespace: str) -> None:
                 password = urlsplit(base64.b64decode(value).decode()).password
                 if password:
                     SEEN_PASSWORDS.add(unquote(password))
+
+
+def writes_by_operator(audit_log: str, namespace: str, since: float) -> list[str]:
+    """Writes in the namespace (from the API server's audit log) by anything but kubectl (the tests)
+    and the cluster's own controllers: the operator's."""
+    writes = []
+    with open(audit_log) as f:
+        for line in f:
+            ev = json.loads(line)
+            if ev.get("stage") != "ResponseComplete" or ev.get("verb") in ("get", "list", "watch"):
+                continue
+            ref = ev.get("objectRef") or {}
+            if ref.get("namespace") != namespace:
+                continue
+            agent = ev.get("userAgent", "")
+            if agent.startswith(("kubectl", "kube-controller-manager", "kube-scheduler", "kwok")):
+                continue
+            when = datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00")).timestamp()
+            if when >= since:
+                writes.append(
+                    f"{ev['verb']} {ref.get('resource')}/{ref.get('subresource', '')} {ref.get('name')} by {agent}"
+                )
+    return writes

@@ -20,6 +20,7 @@ from e2e_kube import (
     list_names,
     psvc,
     wait_ready,
+    writes_by_operator,
 )
 
 BOT_SECRET = {"bot": {"mode": "polling", "tokenSecretRef": {"name": "bot-token"}}}
@@ -79,7 +80,15 @@ def test_create_gives_exactly_the_children_and_turns_ready(ns: str, name: str, s
     assert status["replicaSummary"] == "1/1"
     assert status["credentialsSecret"] == f"{name}-platform"
     types = {c["type"]: c for c in status["conditions"]}
-    assert set(types) == {"Ready", "DeploymentReady", "QueuesReady", "CacheReady", "IngressReady", "DatabaseReady"}
+    assert set(types) == {
+        "Ready",
+        "DeploymentReady",
+        "QueuesReady",
+        "CacheReady",
+        "IngressReady",
+        "DatabaseReady",
+        "DependenciesReady",
+    }
     assert all(c["reason"] and c["message"] and c["lastTransitionTime"] for c in types.values())
     assert types["DeploymentReady"]["status"] == "True"
     reasons = {e["reason"] for e in json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]}
@@ -158,30 +167,6 @@ def test_delete_garbage_collects_every_child(ns: str):
     eventually(gone, timeout=60, what="garbage collection of the children")
 
 
-def _writes_by_operator(audit_log: str, namespace: str, since: float) -> list[str]:
-    """Writes in the namespace by anything but kubectl (the tests) and the cluster's own controllers."""
-    from datetime import datetime
-
-    writes = []
-    with open(audit_log) as f:
-        for line in f:
-            ev = json.loads(line)
-            if ev.get("stage") != "ResponseComplete" or ev.get("verb") in ("get", "list", "watch"):
-                continue
-            ref = ev.get("objectRef") or {}
-            if ref.get("namespace") != namespace:
-                continue
-            agent = ev.get("userAgent", "")
-            if agent.startswith(("kubectl", "kube-controller-manager", "kube-scheduler", "kwok")):
-                continue
-            when = datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00")).timestamp()
-            if when >= since:
-                writes.append(
-                    f"{ev['verb']} {ref.get('resource')}/{ref.get('subresource', '')} {ref.get('name')} by {agent}"
-                )
-    return writes
-
-
 def test_resync_with_nothing_changed_writes_nothing(
     ns: str, operator: OperatorProcess | InClusterOperator, audit_log: str | None
 ):
@@ -199,7 +184,7 @@ def test_resync_with_nothing_changed_writes_nothing(
     assert after == before
     assert f"Reconciled {ns}/orders: wrote" not in operator.log_since(log_mark)
     if audit_log:  # the local control plane keeps one; a remote cluster may not expose it
-        assert _writes_by_operator(audit_log, ns, start) == []
+        assert writes_by_operator(audit_log, ns, start) == []
 
 
 def test_switching_a_bot_to_polling_deletes_its_service_and_ingress(ns: str):

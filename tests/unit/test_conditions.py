@@ -207,5 +207,12 @@ def test_now_is_rfc3339_utc():
 
 
 def test_aspect_names_are_the_contract():
-    assert conditions.ASPECTS == ("DeploymentReady", "QueuesReady", "CacheReady", "IngressReady", "DatabaseReady")
+    assert conditions.ASPECTS == (
+        "DeploymentReady",
+        "QueuesReady",
+        "CacheReady",
+        "IngressReady",
+        "DatabaseReady",
+        "DependenciesReady",
+    )
     assert conditions.READY == "Ready"

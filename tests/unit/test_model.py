@@ -171,6 +171,7 @@ def test_every_crd_default_is_also_the_models():
                 "redis": {},
                 "ingress": {"host": "h.example.com"},
                 "bot": {"tokenSecretRef": {"name": "t"}},
+                "autoscaling": {"maxReplicas": 3},
             },
         }
     ).model_dump(by_alias=True)["spec"]
