@@ -77,12 +77,8 @@ async def cleanup(
             emit(body, "Warning", "CleanupBlocked", _blocked("RabbitMQ", exc))
             raise CleanupBlocked(_blocked("RabbitMQ", exc)) from exc
         except BrokerRefused as exc:
-            why = (
-                f"RabbitMQ refused a deletion ({exc}); deletion waits. To release the PlatformService and "
-                f"leave the rest on the broker, annotate it with {SKIP_ANNOTATION}=true."
-            )
-            emit(body, "Warning", "CleanupBlocked", why)
-            raise CleanupBlocked(why) from exc
+            emit(body, "Warning", "CleanupBlocked", _refused("RabbitMQ", exc, "leave the rest on the broker"))
+            raise CleanupBlocked(_refused("RabbitMQ", exc, "leave the rest on the broker")) from exc
         if result.deleted:
             emit(body, "Normal", "QueuesDeleted", f"RabbitMQ: deleted {', '.join(result.deleted)}.")
         if result.kept:
@@ -169,14 +165,17 @@ async def _drop_database(
         emit(body, "Warning", "CleanupBlocked", _blocked("PostgreSQL", exc))
         raise CleanupBlocked(_blocked("PostgreSQL", exc)) from exc
     except PostgresRefused as exc:
-        why = (
-            f"PostgreSQL refused a deletion ({exc}); deletion waits. To release the PlatformService and leave "
-            f"the database in place, annotate it with {SKIP_ANNOTATION}=true."
-        )
-        emit(body, "Warning", "CleanupBlocked", why)
-        raise CleanupBlocked(why) from exc
+        emit(body, "Warning", "CleanupBlocked", _refused("PostgreSQL", exc, "leave the database in place"))
+        raise CleanupBlocked(_refused("PostgreSQL", exc, "leave the database in place")) from exc
     if dropped:
         emit(body, "Normal", "DatabaseDeleted", f"PostgreSQL: dropped {' and '.join(dropped)}.")
+
+
+def _refused(system: str, exc: Exception, left: str) -> str:
+    return (
+        f"{system} refused a deletion ({exc}); deletion waits. To release the PlatformService and {left}, "
+        f"annotate it with {SKIP_ANNOTATION}=true."
+    )
 
 
 def _blocked(system: str, exc: Exception) -> str:
