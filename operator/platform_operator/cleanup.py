@@ -24,7 +24,7 @@ from platform_operator.model import PlatformService
 from platform_operator.postgres import PostgresError, PostgresRefused, PostgresUnavailable
 from platform_operator.rabbitmq import BrokerError, BrokerRefused, BrokerUnavailable
 from platform_operator.reconcile import Backends, EventSink
-from platform_operator.redis_store import CacheUnavailable
+from platform_operator.redis_store import CacheError, CacheRefused, CacheUnavailable
 
 SKIP_ANNOTATION = "platform.dev/skip-external-cleanup"
 # Under Retain nothing holds the deletion: a server slower than this leaves the user to the sweep.
@@ -99,6 +99,9 @@ async def cleanup(
         except CacheUnavailable as exc:
             emit(body, "Warning", "CleanupBlocked", _blocked("Redis", exc))
             raise CleanupBlocked(_blocked("Redis", exc)) from exc
+        except CacheRefused as exc:
+            emit(body, "Warning", "CleanupBlocked", _refused("Redis", exc, "leave its keys in place"))
+            raise CleanupBlocked(_refused("Redis", exc, "leave its keys in place")) from exc
         emit(
             body, "Normal", "CacheDeleted", f"Redis: deleted user {plan.user} and {removed} keys under {plan.prefix}:."
         )
@@ -121,7 +124,7 @@ async def _remove_users(svc: PlatformService, backends: Backends, body: Mapping[
         try:
             if await asyncio.wait_for(backends.redis.delete_user(cache.user_name(svc)), RETAIN_USER_REMOVAL_SECONDS):
                 removed.append(f"Redis user {cache.user_name(svc)}")
-        except (CacheUnavailable, TimeoutError):
+        except (CacheError, TimeoutError):
             waiting.append("Redis")
     plan = database.plan(svc)
     if backends.postgres is not None and plan is not None:

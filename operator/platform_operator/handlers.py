@@ -24,7 +24,7 @@ from platform_operator.model import GROUP, PAUSED_ANNOTATION, PLURAL, VERSION, P
 from platform_operator.postgres import Postgres
 from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.recovery import BrokerWatch
-from platform_operator.redis_store import CacheUnavailable, RedisStore
+from platform_operator.redis_store import CacheError, RedisStore
 from platform_operator.settings import OperatorSettings
 from platform_operator.sweep import UserSweep
 
@@ -557,7 +557,7 @@ async def _watch_redis(memo: kopf.Memo, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             lost = await store.users_lost()
-        except CacheUnavailable:
+        except CacheError:
             continue  # down: each reconcile reports it; checked again once it answers
         seen = memo.seen
         if not lost or not _acting(memo) or seen.known is None or seen.indices is None:

@@ -30,7 +30,7 @@ from platform_operator.kube import (
 from platform_operator.model import API_VERSION, KIND, PlatformService, is_paused
 from platform_operator.postgres import NameTaken, Postgres, PostgresRefused, PostgresUnavailable
 from platform_operator.rabbitmq import BrokerRefused, BrokerUnavailable, RabbitMQ, reserved_names
-from platform_operator.redis_store import CacheUnavailable, RedisStore
+from platform_operator.redis_store import CacheRefused, CacheUnavailable, RedisStore
 from platform_operator.settings import OperatorSettings
 
 log = logging.getLogger("platform_operator")
@@ -956,6 +956,8 @@ async def _refuse_cache(
                 outcome.written.append(f"redis removed user {plan.user}")
         except CacheUnavailable as exc:
             outcome.retry.append(str(exc))
+        except CacheRefused as exc:
+            outcome.refused["Redis"] = str(exc)
     return Condition.false(conditions.CACHE_READY, "KeyPrefixClaimed", message)
 
 
@@ -981,6 +983,13 @@ async def _provision_cache(
     except CacheUnavailable as exc:
         outcome.retry.append(str(exc))
         return Condition.false(conditions.CACHE_READY, "RedisUnavailable", f"{exc}; retrying with backoff.")
+    except CacheRefused as exc:
+        outcome.refused["Redis"] = str(exc)
+        return Condition.false(
+            conditions.CACHE_READY,
+            "RedisRefused",
+            f"{exc}. Retrying the same call cannot succeed; change the spec (retried every minute).",
+        )
     if wrote:
         outcome.written.append(f"redis user {plan.user}")
         say("Normal", "CacheProvisioned", f"Redis user {plan.user} limited to {plan.key_pattern}.")

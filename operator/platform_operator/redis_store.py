@@ -2,6 +2,13 @@
 
 Reads first and writes only what differs: an ACL user already in the wanted shape is left alone.
 Seeded keys are written with SET NX, so user data is never overwritten.
+
+Every answer is sorted here, once (`_sorted`): done; `CacheRefused` when Redis rejects what was asked
+for good (a rule or argument it does not accept: the same call cannot succeed, no fast retry);
+`CacheUnavailable` for everything a retry may cure (unreachable, no answer within the deadline,
+loading, read-only replica, out of memory, busy, and the operator's own admin credentials or
+rights refused: fixed by the operator's configuration, not by the service's spec). Each call has
+an overall deadline (3 x the socket timeout), however redis-py retries inside it.
 """
 
 from __future__ import annotations
@@ -12,7 +19,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from platform_operator import observability
@@ -25,8 +39,41 @@ log = logging.getLogger("platform_operator")
 MARKER_USER = "platform-operator-marker"
 
 
-class CacheUnavailable(Exception):
-    """Redis could not be reached or failed."""
+class CacheError(Exception):
+    """Any failed call to Redis: CacheUnavailable or CacheRefused."""
+
+
+class CacheUnavailable(CacheError):
+    """Redis could not be reached, did not answer in time, or cannot serve now: retried with back-off."""
+
+
+class CacheRefused(CacheError):
+    """Redis rejected the call itself (a rule or argument it does not accept): retrying the same
+    call cannot succeed."""
+
+
+# Error codes of answers that a retry may cure: the server is loading, busy, a read-only replica,
+# out of memory, or in a cluster state that passes.
+_PASSING = ("LOADING", "BUSY", "READONLY", "OOM", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS")
+
+
+def _sorted(exc: BaseException, command: str) -> CacheError:
+    """The one place that sorts a failed call: unavailable (retry) or refused (the spec must change).
+    Messages are the operator's own words; Redis's answer goes to the operator's log only (tenants
+    read the conditions and Events)."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):  # TimeoutError is an OSError
+        return CacheUnavailable(f"Redis unreachable ({type(exc).__name__})")
+    if isinstance(exc, NoPermissionError):
+        return CacheUnavailable(
+            f"Redis refused {command} to the operator's admin user (NOPERM); give that user the rights "
+            "the chart's redis values describe"
+        )
+    code = str(exc).split(" ", 1)[0].upper() if str(exc) else ""
+    if isinstance(exc, ReadOnlyError | OutOfMemoryError | TryAgainError) or code in _PASSING:
+        return CacheUnavailable(f"Redis cannot serve {command} now ({code or type(exc).__name__})")
+    if isinstance(exc, ResponseError):
+        return CacheRefused(f"Redis refused {command} as given; the operator's log has its answer")
+    return CacheUnavailable(f"Redis failed {command} ({type(exc).__name__})")
 
 
 def _as_list_lines(value: Any) -> list[str]:
@@ -42,8 +89,10 @@ def _as_list(value: Any) -> list[str]:
 
 
 class RedisStore:
-    def __init__(self, url: str, *, password: str = "", timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, password: str = "", timeout: float = 5.0, deadline: float | None = None) -> None:
         self.url = url
+        # However long each read takes, and however often redis-py retries a connection inside it.
+        self._deadline = deadline if deadline is not None else 3 * timeout
         # A password given apart is used where the URL holds none (a URL's own password wins).
         self._redis = aioredis.from_url(
             url,
@@ -82,22 +131,22 @@ class RedisStore:
         await asyncio.sleep(0.2)  # the changes of one burst of reconciles, in one save
         try:
             await self._do("ACL", "SAVE")
-        except CacheUnavailable as exc:
+        except CacheError as exc:
             log.warning(f"ACL SAVE failed ({exc}); the users are saved with the next change")
 
     async def _do(self, *args: Any) -> Any:
+        command = " ".join(str(a) for a in args[:2])
         try:
             with observability.outside_call("redis", str(args[0])):
-                return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            log.warning("Redis %s: %r", args[0], exc)
-            raise CacheUnavailable(f"Redis unreachable ({type(exc).__name__})") from exc
-        except RedisError as exc:
-            # Its answer goes to the operator's log; status and Events (tenants read them) get ours.
-            log.warning("Redis refused %s: %s", " ".join(str(a) for a in args[:2]), exc)
-            raise CacheUnavailable(
-                f"Redis refused {' '.join(str(a) for a in args[:2])}; the operator's log has its answer"
-            ) from exc
+                async with asyncio.timeout(self._deadline):
+                    return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+        except TimeoutError as exc:  # the deadline (redis-py's own timeouts are RedisTimeoutError)
+            log.warning("Redis %s: no answer within %ss", command, self._deadline)
+            raise CacheUnavailable(f"Redis did not answer {command} within {self._deadline:g}s") from exc
+        except (RedisError, OSError) as exc:
+            sorted_ = _sorted(exc, command)
+            log.warning("Redis %s: %r (%s)", command, exc, type(sorted_).__name__)
+            raise sorted_ from exc
 
     async def get_user(self, user: str) -> dict[str, Any] | None:
         raw = await self._do("ACL", "GETUSER", user)

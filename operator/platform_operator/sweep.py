@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from platform_operator.rabbitmq import BrokerError, RabbitMQ
-from platform_operator.redis_store import CacheUnavailable, RedisStore
+from platform_operator.redis_store import CacheError, RedisStore
 
 log = logging.getLogger("platform_operator")
 
@@ -77,7 +77,7 @@ class UserSweep:
                 for user in orphans(await self.redis.service_users(), exists, self.namespaces):
                     if await self.redis.delete_user(user):
                         removed.append(f"redis {user}")
-            except CacheUnavailable as exc:
+            except CacheError as exc:
                 log.warning(f"Sweep of Redis users skipped: {exc}")
         if removed:
             log.warning(f"Removed users whose PlatformService is gone: {', '.join(removed)}.")

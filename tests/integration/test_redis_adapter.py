@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
 
 import pytest
@@ -10,7 +13,7 @@ from it_helpers import make_service, require_env
 from redis.exceptions import AuthenticationError, NoPermissionError
 
 from platform_operator import cache
-from platform_operator.redis_store import CacheUnavailable, RedisStore
+from platform_operator.redis_store import CacheRefused, CacheUnavailable, RedisStore
 
 
 def connect_as(user: str, password: str) -> aioredis.Redis:
@@ -189,3 +192,64 @@ async def test_users_are_saved_to_the_acl_file_of_a_server_that_has_one(tmp_path
         await store.close()
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_a_call_redis_rejects_is_refused_not_retried(store: RedisStore):
+    """An error reply to the call itself (here a user name Redis does not accept) cannot succeed
+    on a retry: CacheRefused, in the operator's words, without Redis's answer (tenants read it)."""
+    plan = cache.CachePlan(user="no spaces allowed", prefix=f"it-{uuid.uuid4().hex[:8]}", seeds=())
+    with pytest.raises(CacheRefused, match="Redis refused ACL SETUSER as given") as caught:
+        await store.ensure_user(plan, "pw")
+    assert "spaces" not in str(caught.value)
+    assert "spaces" in str(caught.value.__cause__).lower()  # the log gets Redis's answer
+
+
+async def test_an_admin_without_the_rights_is_unavailable_not_refused(admin: aioredis.Redis):
+    """NOPERM to the operator's own admin user is its configuration, not the service's spec: retried
+    with back-off (CacheUnavailable) and named as such."""
+    env = require_env("PLATFORM_REDIS_SERVICE_HOST", "PLATFORM_REDIS_SERVICE_PORT")
+    user, password = f"weak-{uuid.uuid4().hex[:6]}", "weak-pw"
+    await admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@read"])
+    host, port = env["PLATFORM_REDIS_SERVICE_HOST"], env["PLATFORM_REDIS_SERVICE_PORT"]
+    weak = RedisStore(f"redis://{user}:{password}@{host}:{port}/0")
+    try:
+        with pytest.raises(CacheUnavailable, match="NOPERM"):
+            await weak.ensure_user(cache.plan(make_service(type="api", image="x")), "pw")
+    finally:
+        await weak.close()
+        await admin.acl_deluser(user)
+
+
+async def test_a_redis_slower_than_the_deadline_is_unavailable():
+    """A proxy that passes the real server's answer on one byte every 0.3 s: no read ever reaches
+    the socket timeout (5 s); the call's deadline is reached."""
+    env = require_env("PLATFORM_REDIS_URL", "PLATFORM_REDIS_SERVICE_HOST", "PLATFORM_REDIS_SERVICE_PORT")
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while data := await reader.read(1 if delay else 65536):
+                writer.write(data)
+                await writer.drain()
+                await asyncio.sleep(delay)
+        writer.close()
+
+    async def trickle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        host, port = env["PLATFORM_REDIS_SERVICE_HOST"], int(env["PLATFORM_REDIS_SERVICE_PORT"])
+        up_r, up_w = await asyncio.open_connection(host, port)
+        await asyncio.gather(pipe(client_r, up_w, 0), pipe(up_r, client_w, 0.3))
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = env["PLATFORM_REDIS_URL"].replace(
+        f"{env['PLATFORM_REDIS_SERVICE_HOST']}:{env['PLATFORM_REDIS_SERVICE_PORT']}", f"127.0.0.1:{port}"
+    )
+    assert f":{port}" in url
+    slow = RedisStore(url, timeout=5, deadline=2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(CacheUnavailable, match="did not answer ACL LIST within 2s"):
+            await slow.service_users()
+        assert time.monotonic() - started < 4
+    finally:
+        await slow.close()
+        server.close()
