@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from platform_operator import client_imports
 
-import kopf
+# First, before kopf: the Kubernetes client's thousand generated modules are imported as used.
+client_imports.defer()
 
-from platform_operator import handlers, observability  # noqa: F401  (handlers registers them)
-from platform_operator.settings import OperatorSettings
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+
+import kopf  # noqa: E402
+
+from platform_operator import handlers, observability  # noqa: E402, F401  (handlers registers them)
+from platform_operator.settings import OperatorSettings  # noqa: E402
 
 
 def main() -> None:
