@@ -95,6 +95,7 @@ chart-crds: ## Copy crds/ (the source of truth) into the chart's crds/ folder.
 
 ##@ Bench
 
+BENCH_MEMORY_N ?= 1000
 BENCH_SIZES ?= 100,300,1000,3000
 
 .PHONY: bench
@@ -102,6 +103,12 @@ bench: setup tools ## Operator vs direct apply at N=$(BENCH_SIZES); writes bench
 	CLUSTER_NAME=platform-bench BACKENDS_NAME=platform-bench REDIS_PORT=6396 RABBITMQ_PORT=5696 \
 	  RABBITMQ_MANAGEMENT_PORT=15696 POSTGRES_PORT=5446 FERRETDB_PORT=27096 \
 	  hack/with-cluster.sh $(UV) run --locked --all-packages --group bench python bench/run.py --sizes $(BENCH_SIZES)
+
+.PHONY: bench-memory
+bench-memory: setup tools ## Where the operator's memory goes at N=$(BENCH_MEMORY_N) (tracemalloc); writes bench/results/memory-profile.md.
+	CLUSTER_NAME=platform-bench-memory BACKENDS_NAME=platform-bench-memory REDIS_PORT=6397 RABBITMQ_PORT=5697 \
+	  RABBITMQ_MANAGEMENT_PORT=15697 POSTGRES_PORT=5447 FERRETDB_PORT=27097 \
+	  hack/with-cluster.sh $(UV) run --locked --all-packages --group bench python bench/memory.py -n $(BENCH_MEMORY_N)
 
 ##@ Backends
 

@@ -128,9 +128,17 @@ def wait_all_ready(ns: str, n: int, timeout: float) -> float:
 
 
 class Operator:
-    def __init__(self, logfile: Path, resync: float) -> None:
+    def __init__(
+        self,
+        logfile: Path,
+        resync: float,
+        command: list[str] | None = None,
+        start_seconds: float = 60.0,
+        **extra_env: str,
+    ) -> None:
         env = {
             **os.environ,
+            **extra_env,
             "PLATFORM_RESYNC_SECONDS": str(resync),
             "PLATFORM_METRICS_PORT": str(METRICS_PORT),
             "PLATFORM_LIVENESS_PORT": str(LIVENESS_PORT),
@@ -145,9 +153,10 @@ class Operator:
                     )
         self.out = logfile.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "platform_operator"], env=env, stdout=self.out, stderr=subprocess.STDOUT
+            command or [sys.executable, "-m", "platform_operator"], env=env, stdout=self.out, stderr=subprocess.STDOUT
         )
-        for _ in range(120):
+        deadline = time.monotonic() + start_seconds
+        while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the operator exited ({self.proc.returncode}): see {logfile}")
             try:
@@ -155,7 +164,8 @@ class Operator:
                 return
             except OSError:
                 time.sleep(0.5)
-        raise RuntimeError("operator did not start")
+        self.stop()  # not left running against a cluster that is about to go
+        raise RuntimeError(f"the operator did not answer on /healthz within {start_seconds:.0f}s: see {logfile}")
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
