@@ -76,6 +76,7 @@ cluster-up: ## Start the local control plane ($(DEMO_CLUSTER)); prints the KUBEC
 cluster-down: ## Stop the operator started by `make demo`, delete the local control plane and the local servers.
 	-hack/operator.sh stop $(DEMO_CLUSTER)
 	CLUSTER_NAME=$(DEMO_CLUSTER) hack/cluster.sh down
+	hack/postgres.sh down
 	hack/backends.sh down
 
 .PHONY: install-crd
@@ -124,9 +125,11 @@ backends-down: ## Stop the local Redis and RabbitMQ and delete their data.
 ##@ Demo
 
 .PHONY: demo
-demo: setup cluster-up backends-up ## Local control plane, RabbitMQ, Redis, CRD, operator, samples/; waits until all are Ready.
+demo: setup cluster-up backends-up ## Local control plane, RabbitMQ, Redis, PostgreSQL, CRD, operator, samples/; waits until all are Ready.
+	hack/postgres.sh up
 	@export KUBECONFIG=$(CACHE)/kubeconfig-$(DEMO_CLUSTER) PATH=$(BIN):$$PATH; \
 	eval "$$(hack/backends.sh env)"; \
+	eval "$$(hack/postgres.sh env)"; \
 	echo "[demo] installing the CRD"; \
 	$(MAKE) --no-print-directory install-crd; \
 	echo "[demo] starting the operator (log: $(CACHE)/operator-$(DEMO_CLUSTER).log)"; \
@@ -141,6 +144,8 @@ demo: setup cluster-up backends-up ## Local control plane, RabbitMQ, Redis, CRD,
 	hack/backends.sh ctl -q list_queues name messages consumers; \
 	echo; echo "[demo] Redis users (ACL LIST, password hashes elided):"; \
 	hack/backends.sh redis-cli ACL LIST | sed -E 's/#[0-9a-f]{64}/#<sha256>/g'; \
+	echo; echo "[demo] PostgreSQL databases the operator provisioned (hack/postgres.sh, owner = the service's role):"; \
+	hack/postgres.sh psql -X -c "SELECT datname AS database, pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname LIKE '$(subst -,_,$(DEMO_NAMESPACE))\_%'"; \
 	echo; echo "[demo] done. export KUBECONFIG=$(CACHE)/kubeconfig-$(DEMO_CLUSTER) to look around; make cluster-down to stop."
 
 .PHONY: run

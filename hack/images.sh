@@ -4,20 +4,20 @@
 #   hack/images.sh base       the Python base image, from Debian packages (debootstrap), cached
 #   hack/images.sh operator   platform-operator:dev       (operator/Dockerfile)
 #   hack/images.sh services   platform/<name>:dev for every services/*/Dockerfile
-#   hack/images.sh dev-servers  platform/redis:7-bookworm, platform/rabbitmq:3-management-bookworm
-#                             (hack/images/*.Dockerfile): the chart's development Redis and RabbitMQ
-#   hack/images.sh demo-databases  platform/postgres:15-bookworm (Debian's postgresql-15) and
-#                             platform/ferretdb:$FERRETDB_VERSION (hack/ferretdb.sh's binary, SQLite backend):
-#                             the data samples' databases in kind (hack/kind-demo/demo-databases.yaml, which
-#                             names exactly these tags: checked here; Go builds FerretDB unless cached)
+#   hack/images.sh dev-servers  platform/redis:7-bookworm, platform/rabbitmq:3-management-bookworm,
+#                             platform/postgres:15-bookworm (hack/images/*.Dockerfile, Debian's packages):
+#                             the chart's development Redis, RabbitMQ and PostgreSQL
+#   hack/images.sh demo-databases  platform/ferretdb:$FERRETDB_VERSION (hack/ferretdb.sh's binary, SQLite
+#                             backend): catalog-data's database in kind (hack/kind-demo/demo-databases.yaml,
+#                             which names exactly this tag: checked here; Go builds FerretDB unless cached)
 #   hack/images.sh all        base, operator, services, dev-servers, demo-databases, then check
 #   hack/images.sh check      run each image: the operator's and each service's package imports as uid 10001;
-#                             the dev servers start as the chart runs them and answer (PING, /api/overview);
-#                             the demo databases start as demo-databases.yaml runs them and answer (SQL, OP_MSG)
+#                             the dev servers start as the chart runs them and answer (PING, /api/overview, SQL);
+#                             the demo database starts as demo-databases.yaml runs it and answers (OP_MSG)
 #   hack/images.sh save [DIR] each image as DIR/<name>.tar (for `kind load image-archive`); prints the paths
 #   hack/images.sh base-tag   print the base image's tag (building nothing)
-#   hack/images.sh chart-values  print the helm --set flags that point the chart's redis and rabbitmq
-#                             at the dev-server images (building nothing)
+#   hack/images.sh chart-values  print the helm --set flags that point the chart's redis, rabbitmq and
+#                             postgres at the dev-server images (building nothing)
 #   Several of base, operator, services, dev-servers, demo-databases, check in one call run one after
 #   another, as given.
 #
@@ -71,15 +71,16 @@ EXTRA_CA_DIR=${BASE_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}
 VERBOSE=${IMAGES_VERBOSE:-0}
 BASE_REPO=platform/python-base
 OPERATOR_IMAGE=platform-operator:dev
-# The chart's development servers (charts/templates/redis.yaml, rabbitmq.yaml) from Debian's packages,
-# built on the base: Docker Hub's redis:7-alpine and rabbitmq:3.13-management cannot be pulled here.
-# Only the chart's image.repository/image.tag values change (chart-values).
+# The chart's development servers (charts/templates/redis.yaml, rabbitmq.yaml, postgres.yaml) from
+# Debian's packages, built on the base: Docker Hub's redis:7-alpine, rabbitmq:3.13-management and
+# postgres:16-alpine cannot be pulled here. Only the chart's image.repository/image.tag values change
+# (chart-values).
 REDIS_IMAGE=platform/redis:7-bookworm
 RABBITMQ_IMAGE=platform/rabbitmq:3-management-bookworm
-DEV_SERVERS_DIR="$here/images"
-# The data samples' databases in kind (hack/kind-demo/demo-databases.yaml names these tags): PostgreSQL
-# from Debian's packages on the base, FerretDB v1 (MongoDB wire, SQLite) from hack/ferretdb.sh's binary.
 POSTGRES_IMAGE=platform/postgres:15-bookworm
+DEV_SERVERS_DIR="$here/images"
+# catalog-data's database in kind (hack/kind-demo/demo-databases.yaml names this tag): FerretDB v1
+# (MongoDB wire, SQLite) from hack/ferretdb.sh's binary.
 FERRETDB_IMAGE=platform/ferretdb:$FERRETDB_VERSION
 DEMO_DATABASES_MANIFEST="$here/kind-demo/demo-databases.yaml"
 # python-is-python3: the Dockerfiles run `python -m ...`. passwd (groupadd, useradd) is in minbase
@@ -381,13 +382,15 @@ build_dev_servers() {
   base=$(base_image)
   build_dockerfile "$DEV_SERVERS_DIR/redis.Dockerfile" "$REDIS_IMAGE" "$base" "$DEV_SERVERS_DIR"
   build_dockerfile "$DEV_SERVERS_DIR/rabbitmq.Dockerfile" "$RABBITMQ_IMAGE" "$base" "$DEV_SERVERS_DIR"
+  build_dockerfile "$DEV_SERVERS_DIR/postgres.Dockerfile" "$POSTGRES_IMAGE" "$base" "$DEV_SERVERS_DIR"
 }
 
-dev_server_images() { printf '%s\n' "$REDIS_IMAGE" "$RABBITMQ_IMAGE"; }
+dev_server_images() { printf '%s\n' "$REDIS_IMAGE" "$RABBITMQ_IMAGE" "$POSTGRES_IMAGE"; }
 
 chart_values() {
   echo "--set redis.image.repository=${REDIS_IMAGE%:*} --set redis.image.tag=${REDIS_IMAGE##*:}" \
-    "--set rabbitmq.image.repository=${RABBITMQ_IMAGE%:*} --set rabbitmq.image.tag=${RABBITMQ_IMAGE##*:}"
+    "--set rabbitmq.image.repository=${RABBITMQ_IMAGE%:*} --set rabbitmq.image.tag=${RABBITMQ_IMAGE##*:}" \
+    "--set postgres.image.repository=${POSTGRES_IMAGE%:*} --set postgres.image.tag=${POSTGRES_IMAGE##*:}"
 }
 
 # FerretDB's Dockerfile gets a context of its own holding only the binary (built by hack/ferretdb.sh
@@ -395,7 +398,6 @@ chart_values() {
 build_demo_databases() {
   local base binary context image
   base=$(base_image)
-  build_dockerfile "$DEV_SERVERS_DIR/postgres.Dockerfile" "$POSTGRES_IMAGE" "$base" "$DEV_SERVERS_DIR"
   binary=$(FERRETDB_VERSION=$FERRETDB_VERSION "$here/ferretdb.sh" build | tail -n 1)
   [ -x "$binary" ] || die "hack/ferretdb.sh build gave no binary"
   context=$(mktemp -d)
@@ -410,7 +412,7 @@ build_demo_databases() {
   done
 }
 
-demo_database_images() { printf '%s\n' "$POSTGRES_IMAGE" "$FERRETDB_IMAGE"; }
+demo_database_images() { printf '%s\n' "$FERRETDB_IMAGE"; }
 
 # --- checks and archives --------------------------------------------------------------------------
 
@@ -572,6 +574,7 @@ check_dev_servers() {
   done
   check_redis || failed=1
   check_rabbitmq || failed=1
+  check_postgres || failed=1
   [ "$failed" = 0 ] || die "a dev server image does not work as the chart runs it"
 }
 
@@ -601,21 +604,24 @@ demo_database_stopped() {
   docker_ inspect --format '{{.State.ExitCode}}' "$name"
 }
 
-# PostgreSQL as demo-databases.yaml runs it: uid 999, the volume at /var/lib/postgresql/data, the
-# socket directory an empty one. Ready (pg_isready on TCP, the readiness probe), then password logins
+# PostgreSQL as the chart runs it (charts/templates/postgres.yaml): uid 999, the volume at
+# /var/lib/postgresql/data with PGDATA inside it, the socket directory (/var/run/postgresql) an empty
+# one, the superuser platform_admin (the operator's admin role) with the database postgres. Ready (pg_isready on TCP, the readiness probe), then password logins
 # over TCP: the right password gets the database, a wrong one is refused; `docker stop` (the image's
 # STOPSIGNAL, as the kubelet stops it) shuts it down cleanly (exit 0), and a second start on the same
 # volume keeps the data (no second initdb).
 check_postgres() {
   local name=platform-check-postgres-$$ password=check-$RANDOM$RANDOM out="" refused="" started rc=1 flags code
-  flags=$(demo_database_run_flags /var/lib/postgresql/data 999 "$name" /run/postgresql) || return 1
+  flags=$(demo_database_run_flags /var/lib/postgresql/data 999 "$name" /var/run/postgresql) || return 1
   mapfile -t flags <<<"$flags"
-  local env=(-e POSTGRES_USER=users -e "POSTGRES_PASSWORD=$password" -e POSTGRES_DB=users)
+  local user=platform_admin
+  local env=(-e "POSTGRES_USER=$user" -e "POSTGRES_PASSWORD=$password" -e POSTGRES_DB=postgres
+    -e PGDATA=/var/lib/postgresql/data/pgdata)
   started=$(date +%s)
   docker_ run "${flags[@]}" --name "$name" "${env[@]}" "$POSTGRES_IMAGE" >/dev/null ||
     { dev_server_remove "$name" "$name"; return 1; }
   for _ in $(seq 1 60); do
-    if docker_ exec "$name" pg_isready -q -h 127.0.0.1 -p 5432 -U users -d users 2>/dev/null; then
+    if docker_ exec "$name" pg_isready -q -h 127.0.0.1 -p 5432 -U "$user" -d postgres 2>/dev/null; then
       rc=0
       break
     fi
@@ -623,14 +629,14 @@ check_postgres() {
     sleep 1
   done
   if [ "$rc" = 0 ]; then
-    out=$(docker_ exec -e "PGPASSWORD=$password" "$name" psql -X -At -h 127.0.0.1 -U users -d users \
+    out=$(docker_ exec -e "PGPASSWORD=$password" "$name" psql -X -At -h 127.0.0.1 -U "$user" -d postgres \
       -c 'CREATE TABLE t (x int); INSERT INTO t VALUES (42)' \
       -c "SELECT current_user || ' ' || current_database() || ' ' || current_setting('server_version') || ' ' || current_setting('listen_addresses')" 2>&1) ||
       { log "FAILED: $POSTGRES_IMAGE: a password login over TCP: $out"; rc=1; }
   fi
   if [ "$rc" = 0 ]; then
     # (Not `psql ... | grep -q`: psql fails, as it should, and pipefail would take that.)
-    refused=$(docker_ exec -e PGPASSWORD=wrong "$name" psql -X -At -h 127.0.0.1 -U users -d users -c 'SELECT 1' 2>&1 || true)
+    refused=$(docker_ exec -e PGPASSWORD=wrong "$name" psql -X -At -h 127.0.0.1 -U "$user" -d postgres -c 'SELECT 1' 2>&1 || true)
     if grep -q 'password authentication failed' <<<"$refused"; then
       log "ok: $POSTGRES_IMAGE, as uid 999 on a read-only root: ready after $(($(date +%s) - started))s; over TCP with the password: $(tail -n 1 <<<"$out"); a wrong password is refused"
     else
@@ -648,7 +654,7 @@ check_postgres() {
       docker_ start "$name" >/dev/null
       out=""
       for _ in $(seq 1 30); do
-        out=$(docker_ exec -e "PGPASSWORD=$password" "$name" psql -X -At -h 127.0.0.1 -U users -d users -c 'SELECT x FROM t' 2>/dev/null) && break
+        out=$(docker_ exec -e "PGPASSWORD=$password" "$name" psql -X -At -h 127.0.0.1 -U "$user" -d postgres -c 'SELECT x FROM t' 2>/dev/null) && break
         sleep 1
       done
       if [ "$out" = 42 ] && [ "$(docker_ logs "$name" 2>&1 | grep -c 'initializing')" = 1 ]; then
@@ -777,9 +783,8 @@ check_demo_databases() {
   for image in $(demo_database_images); do
     image_exists "$image" || die "$image is not built (hack/images.sh demo-databases)"
   done
-  check_postgres || failed=1
   check_ferretdb || failed=1
-  [ "$failed" = 0 ] || die "a demo database image does not work as demo-databases.yaml runs it"
+  [ "$failed" = 0 ] || die "the demo database image does not work as demo-databases.yaml runs it"
 }
 
 save_images() {

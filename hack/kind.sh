@@ -5,9 +5,11 @@
 #
 #   hack/kind.sh up        create the cluster from kind-config.yaml (or reuse it), install ingress-nginx
 #   hack/kind.sh images    build the operator image and every services/*/Dockerfile, load them into kind
-#   hack/kind.sh install   helm upgrade --install platform charts/ with the in-cluster RabbitMQ and Redis
+#   hack/kind.sh install   helm upgrade --install platform charts/ with the in-cluster RabbitMQ, Redis and
+#                          PostgreSQL (the operator provisions data services' databases on the last)
 #   hack/kind.sh test      e2e, samples, ingress (below), each run even when one before failed
-#   hack/kind.sh e2e         the e2e suite (tests/e2e) against the cluster, operator in-cluster
+#   hack/kind.sh e2e [ARGS]  the e2e suite (tests/e2e) against the cluster, operator in-cluster; ARGS go
+#                          to pytest (e.g. tests/e2e/test_database.py -x: one file while iterating)
 #   hack/kind.sh samples     samples/ in namespace kind-demo, until the operator has provisioned them
 #   hack/kind.sh ingress     the api sample through the ingress on localhost (once it has an image)
 #   hack/kind.sh down      delete the cluster
@@ -15,8 +17,10 @@
 #                          the cluster is kept, and how to delete it is printed.
 #
 # Settings: KIND_CLUSTER (platform), KEEP_KIND (0), KIND_IMAGE (node image; default KIND_NODE_IMAGE
-# of versions.env, "default" for kind's own), BASE_IMAGE (base of the operator image). The cluster's
-# kubeconfig is a file of its own (printed by `up`); ~/.kube/config is left alone.
+# of versions.env, "default" for kind's own), BASE_IMAGE (base of the operator image), KIND_HTTP_PORT
+# and KIND_HTTPS_PORT (80, 443: the loopback ports the ingress controller is reached on; another
+# cluster beside the first needs others, e.g. KIND_CLUSTER=mine KIND_HTTP_PORT=8081 KIND_HTTPS_PORT=8444).
+# The cluster's kubeconfig is a file of its own (printed by `up`); ~/.kube/config is left alone.
 #
 # Offline (KIND_OFFLINE=1; detected when registry-1.docker.io does not answer, KIND_OFFLINE=0 turns
 # detection off): the project's build machines reach package registries only, so every image comes
@@ -37,6 +41,8 @@ root=$(dirname "$here")
 source "$here/versions.env"
 
 CLUSTER=${KIND_CLUSTER:-platform}
+HTTP_PORT=${KIND_HTTP_PORT:-80}
+HTTPS_PORT=${KIND_HTTPS_PORT:-443}
 CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
 # kubectl and helm built by `make tools`, for whoever has no others.
 PATH="$PATH:$CACHE/bin/current"
@@ -174,8 +180,11 @@ cmd_up() {
   else
     local image=${KIND_IMAGE:-$KIND_NODE_IMAGE} image_args=()
     [ "$image" = default ] || image_args=(--image "$image")
-    log "creating cluster $CLUSTER (kind-config.yaml, node image ${image})"
-    kind create cluster --name "$CLUSTER" --config "$root/kind-config.yaml" --kubeconfig "$KUBECONFIG" \
+    # kind-config.yaml with the host ports of KIND_HTTP_PORT and KIND_HTTPS_PORT.
+    sed -e "s/^\([[:space:]]*hostPort:[[:space:]]*\)80\$/\1$HTTP_PORT/" \
+      -e "s/^\([[:space:]]*hostPort:[[:space:]]*\)443\$/\1$HTTPS_PORT/" "$root/kind-config.yaml" >"$WORK/kind-config.yaml"
+    log "creating cluster $CLUSTER (kind-config.yaml, node image ${image}, ingress on 127.0.0.1:$HTTP_PORT and :$HTTPS_PORT)"
+    kind create cluster --name "$CLUSTER" --config "$WORK/kind-config.yaml" --kubeconfig "$KUBECONFIG" \
       --wait 3m ${image_args[@]+"${image_args[@]}"} >&2
   fi
   if [ "$KIND_OFFLINE" = 1 ]; then
@@ -256,7 +265,7 @@ e2e_images() {
   log "loaded $E2E_APP_IMAGE as $(wc -w <<<"$names") e2e image name(s)"
 }
 
-# The samples' PostgreSQL and FerretDB (built by hack/images.sh demo-databases), as the manifest names them.
+# catalog-data's FerretDB (built by hack/images.sh demo-databases), as the manifest names it.
 demo_database_images() {
   local image
   # shellcheck disable=SC2013 # one image name per line, no spaces
@@ -277,7 +286,7 @@ cmd_images_offline() {
     load_image "platform/$service:dev"
     n=$((n + 1))
   done
-  # The images chart-values points the chart at: repository=... then tag=..., for redis and rabbitmq.
+  # The images chart-values points the chart at: repository=... then tag=..., for redis, rabbitmq, postgres.
   for image in $("$here/images.sh" chart-values | tr ' ' '\n' | sed -n 's/^[a-z]*\.image\.\(repository\|tag\)=//p' | paste -d: - -); do
     load_image "$image"
   done
@@ -306,8 +315,8 @@ cmd_images() {
     load_image "platform/$service:dev"
     n=$((n + 1))
   done
-  # On Debian bookworm, whose packages the Dockerfiles install (postgresql-15); they need no Python.
-  log "building the samples' demo databases (hack/images.sh demo-databases, on debian:bookworm-slim; FerretDB needs Go)"
+  # FerretDB's image needs no Python: on debian:bookworm-slim. (The chart's PostgreSQL is postgres:16-alpine here.)
+  log "building the samples' demo database (hack/images.sh demo-databases, on debian:bookworm-slim; FerretDB needs Go)"
   BASE_IMAGE=debian:bookworm-slim DOCKER_CLI=docker "$here/images.sh" demo-databases
   demo_database_images
   e2e_images
@@ -321,7 +330,7 @@ cmd_install() {
   require_cluster
   local offline_values=()
   if [ "$KIND_OFFLINE" = 1 ]; then
-    # The dev Redis and RabbitMQ images built from Debian's packages instead of Docker Hub's.
+    # The dev Redis, RabbitMQ and PostgreSQL images built from Debian's packages instead of Docker Hub's.
     read -r -a offline_values <<<"$("$here/images.sh" chart-values)"
   fi
   local upgrade=0
@@ -331,10 +340,11 @@ cmd_install() {
   kubectl create namespace "$RELEASE_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl -n "$RELEASE_NAMESPACE" create secret generic "$E2E_REDIS_ADMIN_SECRET" \
     --from-literal=password="$E2E_REDIS_ADMIN_PASSWORD" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  log "helm upgrade --install $RELEASE charts/ (namespace $RELEASE_NAMESPACE, in-cluster RabbitMQ and Redis)"
+  log "helm upgrade --install $RELEASE charts/ (namespace $RELEASE_NAMESPACE, in-cluster RabbitMQ, Redis and PostgreSQL)"
   helm upgrade --install "$RELEASE" "$root/charts" -n "$RELEASE_NAMESPACE" --create-namespace \
     --set image.repository=platform-operator --set image.tag=dev --set image.pullPolicy=Never \
-    --set redis.enabled=true --set rabbitmq.enabled=true ${offline_values[@]+"${offline_values[@]}"} \
+    --set redis.enabled=true --set rabbitmq.enabled=true --set postgres.enabled=true \
+    ${offline_values[@]+"${offline_values[@]}"} \
     --set redis.existingSecret="$E2E_REDIS_ADMIN_SECRET" \
     --set resyncSeconds="$E2E_RESYNC_SECONDS" --set userSweepSeconds="$E2E_SWEEP_SECONDS" \
     --wait --timeout 5m >&2
@@ -428,18 +438,18 @@ reach() {
   ADDRESS="127.0.0.1:$FORWARDED_PORT"
 }
 
-# The suite checks queues and Redis users itself, with the PLATFORM_* settings `make test-e2e` gets
-# from hack/backends.sh. Here they are the in-cluster operator's own, read from its pod, with the
-# in-cluster servers forwarded to local ports.
+# The suite checks queues, Redis users and databases itself, with the PLATFORM_* settings `make
+# test-e2e` gets from hack/backends.sh and hack/postgres.sh. Here they are the in-cluster operator's
+# own, read from its pod, with the in-cluster servers forwarded to local ports.
 forward_backends() {
-  log "reading the operator's RabbitMQ and Redis settings from its pod"
+  log "reading the operator's RabbitMQ, Redis and PostgreSQL settings from its pod"
   local settings line key value
   settings=$(kubectl -n "$RELEASE_NAMESPACE" exec "deployment/$OPERATOR_DEPLOYMENT" -- python -c '
 import os
 for key, value in sorted(os.environ.items()):
-    if key.startswith(("PLATFORM_RABBITMQ_", "PLATFORM_REDIS_")) and "\n" not in value:
+    if key.startswith(("PLATFORM_RABBITMQ_", "PLATFORM_REDIS_", "PLATFORM_POSTGRES_")) and "\n" not in value:
         print(f"{key}={value}")')
-  local mgmt="" redis="" amqp_host="" amqp_port=5672 redis_host="" redis_port=6379
+  local mgmt="" redis="" amqp_host="" amqp_port=5672 redis_host="" redis_port=6379 pg_admin="" pg_host="" pg_port=""
   while IFS= read -r line; do
     [ -n "$line" ] || continue
     key=${line%%=*} value=${line#*=}
@@ -450,6 +460,9 @@ for key, value in sorted(os.environ.items()):
       PLATFORM_RABBITMQ_SERVICE_PORT) amqp_port=$value ;;
       PLATFORM_REDIS_SERVICE_HOST) redis_host=$value ;;
       PLATFORM_REDIS_SERVICE_PORT) redis_port=$value ;;
+      PLATFORM_POSTGRES_ADMIN_URL) pg_admin=$value ;;
+      PLATFORM_POSTGRES_SERVICE_HOST) pg_host=$value ;;
+      PLATFORM_POSTGRES_SERVICE_PORT) pg_port=$value ;;
       *) export "$key=$value" ;;
     esac
   done <<<"$settings"
@@ -480,6 +493,22 @@ for key, value in sorted(os.environ.items()):
     reach "$redis_host" "$redis_port"
     export PLATFORM_E2E_REDIS_ADDRESS=$ADDRESS PLATFORM_REDIS_SERVICE_HOST=$redis_host PLATFORM_REDIS_SERVICE_PORT=$redis_port
   fi
+  if [ -n "$pg_admin" ]; then
+    # The admin URL holds no password (the chart gives it apart: PLATFORM_POSTGRES_ADMIN_PASSWORD,
+    # exported above, which the suite passes on as it is).
+    read -r host port <<<"$(url_address "$pg_admin" 5432)"
+    reach "$host" "$port"
+    local scheme=${pg_admin%%://*} rest=${pg_admin#*://} userinfo="" path=""
+    case $rest in *@*) userinfo="${rest%@*}@" rest=${rest##*@} ;; esac
+    case $rest in */*) path="/${rest#*/}" ;; esac
+    export PLATFORM_POSTGRES_ADMIN_URL="$scheme://$userinfo$ADDRESS$path"
+    log "PostgreSQL (admin): $host:$port -> $ADDRESS"
+  fi
+  if [ -n "$pg_host" ]; then
+    # Where a test logs in with a service's own DATABASE_URL (which names the in-cluster host).
+    reach "$pg_host" "${pg_port:-5432}"
+    export PLATFORM_E2E_POSTGRES_ADDRESS=$ADDRESS
+  fi
 }
 
 cmd_e2e() {
@@ -492,8 +521,10 @@ cmd_e2e() {
   cd "$root"
   local helm_args="--set image.repository=${OPERATOR_IMAGE%:*} --set image.tag=${OPERATOR_IMAGE##*:} --set image.pullPolicy=Never"
   [ "$KIND_OFFLINE" != 1 ] || helm_args="$helm_args $("$here/images.sh" chart-values)"
+  local args=("$@")
+  [ ${#args[@]} -gt 0 ] || args=(tests/e2e)
   PLATFORM_E2E_TARGET=kind PLATFORM_E2E_OPERATOR=in-cluster PLATFORM_E2E_HELM_ARGS="$helm_args" \
-    uv run --locked --all-packages pytest tests/e2e -q
+    uv run --locked --all-packages pytest -q "${args[@]}"
 }
 
 # samples/ as one stream, each sample whose service image was built here pointed at that image.
@@ -504,7 +535,7 @@ render_samples() {
   done
   for file in "$root"/samples/*.yaml; do
     if [ "$(basename "$file")" = 00-secrets.yaml ]; then
-      # The data samples' DSNs point at the demo databases of hack/kind-demo/demo-databases.yaml;
+      # catalog-data's DSN points at the FerretDB of hack/kind-demo/demo-databases.yaml;
       # the other users' Secrets (the bot token) stay as samples/ has them.
       demo_secret_names | without_secrets "$file"
       printf -- '---\n'
@@ -538,16 +569,17 @@ cmd_samples() {
   require_cluster
   kubectl create namespace "$DEMO_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl label namespace "$DEMO_NAMESPACE" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
-  log "what the samples talk to: PostgreSQL, FerretDB (demo-databases.yaml), a Bot API stand-in (telegram-api.yaml)"
+  log "what the samples talk to: FerretDB (demo-databases.yaml), a Bot API stand-in (telegram-api.yaml);" \
+    "users-data's PostgreSQL database is the operator's to provision, on the chart's PostgreSQL"
   kubectl -n "$DEMO_NAMESPACE" apply -f "$here/kind-demo/demo-databases.yaml" >&2
   kubectl -n "$DEMO_NAMESPACE" apply -f "$here/kind-demo/telegram-api.yaml" >&2
-  kubectl -n "$DEMO_NAMESPACE" rollout status deployment/postgres deployment/mongo deployment/telegram-api \
-    --timeout=180s >&2
+  kubectl -n "$DEMO_NAMESPACE" rollout status deployment/mongo deployment/telegram-api --timeout=180s >&2
   log "applying samples/ to namespace $DEMO_NAMESPACE"
   render_samples | kubectl -n "$DEMO_NAMESPACE" apply -f - >&2
-  log "waiting until the operator has provisioned every sample (QueuesReady, CacheReady)"
+  log "waiting until the operator has provisioned every sample (QueuesReady, CacheReady, DatabaseReady)"
   kubectl -n "$DEMO_NAMESPACE" wait psvc --all --for=condition=QueuesReady --timeout=180s >&2
   kubectl -n "$DEMO_NAMESPACE" wait psvc --all --for=condition=CacheReady --timeout=180s >&2
+  kubectl -n "$DEMO_NAMESPACE" wait psvc --all --for=condition=DatabaseReady --timeout=180s >&2
   # Ready needs the pods running, so an image: only samples whose image was built here get there.
   local samples name image service not_ready=""
   samples=$(kubectl -n "$DEMO_NAMESPACE" get psvc -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.spec.image}{"\n"}{end}')
@@ -566,7 +598,33 @@ cmd_samples() {
     fi
   done <<<"$samples"
   kubectl -n "$DEMO_NAMESPACE" get psvc -o wide >&2
+  show_provisioned_database users-data || not_ready="$not_ready users-data(database)"
   [ -z "$not_ready" ] || die "samples not Ready:$not_ready"
+}
+
+# The database the operator provisioned for data service $1 (status.database), as the chart's
+# PostgreSQL holds it: its owner, and the tables its migrations made with the DATABASE_URL of
+# $1-platform (read as the admin over the pod's Unix socket).
+show_provisioned_database() {
+  local name=$1 database found
+  database=$(kubectl -n "$DEMO_NAMESPACE" get "psvc/$name" -o jsonpath='{.status.database.name}')
+  [ -n "$database" ] || { log "$name: no status.database (not provisioned)"; return 1; }
+  kubectl -n "$DEMO_NAMESPACE" get secret "$name-platform" -o jsonpath='{.data.DATABASE_URL}' | grep -q . ||
+    { log "$name: no DATABASE_URL in Secret $name-platform"; return 1; }
+  found=$(postgres_admin_sql "$database" <<'EOF'
+SELECT 'owner ' || pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database();
+SELECT 'tables ' || string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public';
+SELECT 'migration ' || version_num FROM alembic_version;
+EOF
+  ) || { log "$name: its migrations have not run in database $database: $found"; return 1; }
+  log "$name: database $database on the chart's PostgreSQL: $(tr '\n' ' ' <<<"$found")"
+}
+
+# psql as the admin role in the chart's PostgreSQL pod (its Unix socket), on database $1; SQL on stdin.
+postgres_admin_sql() {
+  # shellcheck disable=SC2016 # $POSTGRES_USER is the pod's own, expanded by its shell
+  kubectl -n "$RELEASE_NAMESPACE" exec -i "deployment/$OPERATOR_DEPLOYMENT-postgres" -- \
+    sh -c 'exec psql -X -At -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$0"' "$1" 2>&1
 }
 
 # The reference flow through the ingress, as tests/flow runs it with processes: a user in
@@ -576,14 +634,14 @@ cmd_samples() {
 cmd_ingress() {
   need curl python3
   require_cluster
-  local host="orders.localtest.me" body user_id order_id again key worker_key value
-  log "the api sample through the ingress: curl -H 'Host: $host' http://localhost/health"
+  local host="orders.localtest.me" base="http://localhost:$HTTP_PORT" body user_id order_id again key worker_key value
+  log "the api sample through the ingress: curl -H 'Host: $host' $base/health"
   for _ in $(seq 1 30); do
-    if curl -fsS --max-time 5 -H "Host: $host" http://localhost/health >/dev/null; then break; fi
+    if curl -fsS --max-time 5 -H "Host: $host"  "$base/health" >/dev/null; then break; fi
     sleep 2
   done
-  curl -fsS --max-time 5 -H "Host: $host" http://localhost/health >&2 \
-    || die "no answer from http://localhost/health (Host: $host)"
+  curl -fsS --max-time 5 -H "Host: $host"  "$base/health" >&2 \
+    || die "no answer from $base/health (Host: $host)"
   echo >&2
   forward "$DEMO_NAMESPACE" users-data 80
   body=$(curl -fsS --max-time 10 -H 'Content-Type: application/json' \
@@ -594,10 +652,10 @@ cmd_ingress() {
   key="kind-$(date +%s%N)"
   body=$(curl -fsS --max-time 10 -H "Host: $host" -H 'Content-Type: application/json' -H "Idempotency-Key: $key" \
     -H 'X-Request-ID: kind-flow-1' -d "{\"user_id\": \"$user_id\", \"item\": \"book\", \"quantity\": 2}" \
-    http://localhost/orders) || die "orders-api refused POST /orders through the ingress"
+    "$base/orders") || die "orders-api refused POST /orders through the ingress"
   order_id=$(json_field id <<<"$body")
   again=$(curl -fsS --max-time 10 -H "Host: $host" -H 'Content-Type: application/json' -H "Idempotency-Key: $key" \
-    -d "{\"user_id\": \"$user_id\", \"item\": \"book\", \"quantity\": 2}" http://localhost/orders)
+    -d "{\"user_id\": \"$user_id\", \"item\": \"book\", \"quantity\": 2}" "$base/orders")
   [ "$(json_field id <<<"$again")" = "$order_id" ] || die "the same Idempotency-Key gave another order: $again"
   log "orders-api (through the ingress): order $order_id, the same on the repeated POST"
   worker_key="$DEMO_NAMESPACE:notifier-worker:notifications:$order_id"
@@ -647,7 +705,11 @@ cmd_all() {
 }
 
 case $MODE in
-  up | down | images | install | test | e2e | samples | ingress | all) "cmd_$MODE" ;;
+  e2e)
+    shift
+    cmd_e2e "$@"
+    ;;
+  up | down | images | install | test | samples | ingress | all) "cmd_$MODE" ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2

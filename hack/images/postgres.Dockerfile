@@ -1,6 +1,6 @@
-# A development PostgreSQL from Debian's packages, for the data samples in kind (users-data:
-# hack/kind-demo/demo-databases.yaml) where Docker Hub's postgres:15 cannot be pulled. Built by
-# `hack/images.sh demo-databases`:
+# A development PostgreSQL from Debian's packages: the chart's (postgres.enabled, charts/templates/
+# postgres.yaml) in kind, where Docker Hub's postgres image cannot be pulled; the operator provisions
+# data services' databases on it. Built by `hack/images.sh dev-servers`:
 #
 #   docker build -f hack/images/postgres.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
 #     -t platform/postgres:15-bookworm hack/images

@@ -75,13 +75,17 @@ def eventually(fn: Callable[[], T | None], *, timeout: float = 60, interval: flo
 
 
 def reachable(url: str) -> str:
-    """A service's RABBITMQ_URL or REDIS_URL, pointed where this process reaches the server. On kind
-    the URLs name in-cluster hosts; hack/kind.sh forwards them and says where
-    (PLATFORM_E2E_RABBITMQ_ADDRESS, PLATFORM_E2E_REDIS_ADDRESS). Elsewhere the URL is kept."""
+    """A service's RABBITMQ_URL, REDIS_URL or DATABASE_URL, pointed where this process reaches the
+    server. On kind the URLs name in-cluster hosts; hack/kind.sh forwards them and says where
+    (PLATFORM_E2E_RABBITMQ_ADDRESS, PLATFORM_E2E_REDIS_ADDRESS, PLATFORM_E2E_POSTGRES_ADDRESS).
+    Elsewhere the URL is kept."""
     parts = urlsplit(url)
-    address = os.environ.get(
-        "PLATFORM_E2E_RABBITMQ_ADDRESS" if parts.scheme.startswith("amqp") else "PLATFORM_E2E_REDIS_ADDRESS", ""
-    )
+    server = next(
+        (name for prefix, name in (("amqp", "RABBITMQ"), ("redis", "REDIS"), ("postgres", "POSTGRES"))
+         if parts.scheme.startswith(prefix)),
+        "",
+    )  # fmt: skip
+    address = os.environ.get(f"PLATFORM_E2E_{server}_ADDRESS", "") if server else ""
     if not address:
         return url
     userinfo = parts.netloc.rpartition("@")[0]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -369,22 +368,18 @@ def test_users_of_a_service_whose_finalizer_was_removed_by_hand_stop_working(
     assert mq.get(f"/queues/%2F/{ns}.notifier.orders").status_code == 200  # the data itself stays
 
 
-@pytest.mark.skipif(
-    os.environ.get("PLATFORM_E2E_TARGET") == "kind",
-    reason="kind: the chart is installed without PostgreSQL (postgres.enabled), so nothing is provisioned",
-)
 def test_a_database_of_the_same_name_is_the_attackers_own_and_the_victims_is_closed_to_it(ns: str, evil: str):
     """The attacker names its data service like the victim's: it gets a database of its own namespace,
     and its own credentials do not open the victim's."""
     import asyncpg
 
     def data(name: str) -> dict[str, Any]:
-        return psvc(name, type="data", image="users-data:e2e", database={"engine": "postgres", "provision": True})
+        return psvc(name, type="data", image="example/users:1", database={"engine": "postgres", "provision": True})
 
     def database_url(name: str, namespace: str) -> str:
         secret = get("secret", f"{name}-platform", namespace)
         assert secret is not None
-        return base64.b64decode(secret["data"]["DATABASE_URL"]).decode()
+        return reachable(base64.b64decode(secret["data"]["DATABASE_URL"]).decode())
 
     async def connect_to(url: str, dbname: str | None = None) -> str:
         conn = await asyncpg.connect(url, database=dbname, timeout=10) if dbname else await asyncpg.connect(url)

@@ -24,7 +24,7 @@ def test_database_url_becomes_an_asyncpg_url(dsn: str, expected: str) -> None:
 
 
 def test_missing_database_url_says_where_it_comes_from() -> None:
-    with pytest.raises(ConfigurationError, match=r"DATABASE_URL is not set.*spec\.database\.secretRef"):
+    with pytest.raises(ConfigurationError, match=r"DATABASE_URL is not set.*\(provision: true, or secretRef\)"):
         async_database_url("")
 
 

@@ -1,8 +1,8 @@
 """The service's settings: the platform's (PlatformSettings) plus the database and its own knobs.
 
-DATABASE_URL and DATABASE_ENGINE are put on the Deployment by the operator (from
-spec.database.secretRef and spec.database.engine); everything else here has a default and may be
-set through spec.env.
+DATABASE_URL and DATABASE_ENGINE are put on the Deployment by the operator (DATABASE_URL from the
+database it provisions, spec.database.provision, or from spec.database.secretRef; DATABASE_ENGINE
+from spec.database.engine); everything else here has a default and may be set through spec.env.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def async_database_url(dsn: str) -> URL:
     so the driver is rewritten to asyncpg and `sslmode`, which asyncpg does not know, becomes `ssl`.
     """
     if not dsn:
-        raise ConfigurationError("DATABASE_URL is not set: the operator sets it from spec.database.secretRef")
+        raise ConfigurationError(
+            "DATABASE_URL is not set: the operator sets it from spec.database (provision: true, or secretRef)"
+        )
     try:
         url = make_url(dsn)
     except ArgumentError:
