@@ -105,13 +105,17 @@ go_install() { # name version package...
 
 build_kwok() { go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl; }
 build_helm() { go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
+# The linters of `make lint`: small builds (a minute or two each when cold), cached like the rest.
+build_helm-docs() { go_install helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-docs; }
+build_kube-score() { go_install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score; }
 
 tools=("$@"); [ ${#tools[@]} -gt 0 ] || tools=(etcd kwok helm kubernetes)
 for t in "${tools[@]}"; do "build_$t"; done
 
 # One folder on PATH for the Makefile and tests: symlinks to the pinned versions.
 link="$BIN/current"; mkdir -p "$link"
-for f in "$BIN/kube-$KUBE_VERSION"/* "$BIN/etcd-$ETCD_VERSION"/* "$BIN/kwok-$KWOK_VERSION"/* "$BIN/helm-$HELM_VERSION"/*; do
+for f in "$BIN/kube-$KUBE_VERSION"/* "$BIN/etcd-$ETCD_VERSION"/* "$BIN/kwok-$KWOK_VERSION"/* "$BIN/helm-$HELM_VERSION"/* \
+         "$BIN/helm-docs-$HELM_DOCS_VERSION"/* "$BIN/kube-score-$KUBE_SCORE_VERSION"/*; do
   [ -x "$f" ] && ln -sf "$f" "$link/$(basename "$f")"
 done
 echo "$link"
