@@ -125,7 +125,7 @@ build_helm() {
 build_helm-docs() { go_install helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-docs; }
 build_kube-score() { go_install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score; }
 
-tools=("$@"); [ ${#tools[@]} -gt 0 ] || tools=(etcd kwok helm kubernetes)
+tools=("$@"); [ ${#tools[@]} -gt 0 ] || tools=(etcd kwok helm helm-docs kube-score kubernetes)
 for t in "${tools[@]}"; do "build_$t"; done
 
 # One folder on PATH for the Makefile and tests: symlinks to the pinned versions.
