@@ -35,18 +35,27 @@ setup: uv ## Install the locked Python dependencies into .venv (uv sync --locked
 	$(UV) sync --locked --all-packages
 
 .PHONY: tools
-tools: ## Build etcd, kube-*, kubectl, kwok(ctl) and helm from source into $(CACHE)/bin (cached by version).
+tools: ## Build etcd, kube-*, kubectl, kwok(ctl), helm, helm-docs and kube-score from source into $(CACHE)/bin (cached by version).
 	hack/build-cluster-tools.sh
+
+.PHONY: lint-tools
+lint-tools: ## Build only what the chart's lint needs: helm, helm-docs, kube-score (cached by version; seconds when warm).
+	hack/build-cluster-tools.sh helm helm-docs kube-score >/dev/null
 
 ##@ Lint
 
 .PHONY: lint
-lint: setup ## ruff, mypy (strict), bandit and the import layering contract.
+lint: setup ## ruff, mypy (strict), bandit, the import layering contract, then chart-lint and kube-score.
 	$(PY) ruff check .
 	$(PY) ruff format --check .
 	$(PY) mypy
 	$(PY) bandit -q -c pyproject.toml -r operator
 	$(PY) lint-imports
+	$(MAKE) --no-print-directory chart-lint kube-score
+
+.PHONY: kube-score
+kube-score: setup lint-tools ## kube-score on the rendered chart (no CRITICAL) and on the builders' children of samples/ (hack/kube-score.sh).
+	PATH=$(BIN):$$PATH hack/kube-score.sh
 
 .PHONY: fmt
 fmt: ## Format and autofix with ruff.
@@ -86,9 +95,18 @@ install-crd: ## Apply crds/ to the cluster in KUBECONFIG and wait until it is es
 
 ##@ Chart
 
+HELM_DOCS := $(BIN)/helm-docs --chart-search-root charts --sort-values-order file --skip-version-footer
+
 .PHONY: chart-lint
-chart-lint: tools ## helm lint --strict the chart in charts/ (values checked by values.schema.json).
+chart-lint: lint-tools ## helm lint --strict the chart (values checked by values.schema.json); charts/README.md is current.
 	$(BIN)/helm lint --strict charts/
+	@$(HELM_DOCS) --dry-run 2>/dev/null | diff -u charts/README.md - \
+	  || { echo "charts/README.md is not what values.yaml generates: run make chart-docs" >&2; exit 1; }
+	@echo "charts/README.md is current (helm-docs $(HELM_DOCS_VERSION))"
+
+.PHONY: chart-docs
+chart-docs: lint-tools ## Regenerate charts/README.md (every value) from values.yaml's `# --` comments with helm-docs.
+	$(HELM_DOCS)
 
 .PHONY: chart-crds
 chart-crds: ## Copy crds/ (the source of truth) into the chart's crds/ folder.

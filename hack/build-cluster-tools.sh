@@ -99,19 +99,39 @@ go_install() { # name version package...
   mkdir -p "$out"
   for p in "$@"; do
     log "$name $ver: building $(basename "$p")"
-    GOBIN="$out" go install -trimpath -ldflags "-s -w" "$p@$ver"
+    GOBIN="$out" go install -trimpath -ldflags "-s -w ${EXTRA_LDFLAGS:-}" "$p@$ver"
   done
 }
 
 build_kwok() { go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl; }
-build_helm() { go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm; }
+# helm's own Makefile stamps the Kubernetes version of its client-go into the binary: the default
+# .Capabilities.KubeVersion of `helm template` and `helm lint`. A plain go install leaves v1.20,
+# which the chart's kubeVersion (>=1.29) refuses. The .k8s-version file marks a binary built so
+# (one built before it is rebuilt once).
+build_helm() {
+  local out="$BIN/helm-$HELM_VERSION" gomod minor
+  [ -f "$out/.k8s-version" ] || rm -f "$out/helm"
+  gomod=$(cd "$WORK" && go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  minor=$(awk '$1 == "k8s.io/client-go" {print $2}' "$gomod" | cut -d. -f2)
+  local ld="" pkg
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  EXTRA_LDFLAGS="$ld -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+  echo "v1.$minor" > "$out/.k8s-version"
+}
+# The linters of `make lint`: small builds (a minute or two each when cold), cached like the rest.
+build_helm-docs() { go_install helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs/cmd/helm-docs; }
+build_kube-score() { go_install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score; }
 
-tools=("$@"); [ ${#tools[@]} -gt 0 ] || tools=(etcd kwok helm kubernetes)
+tools=("$@"); [ ${#tools[@]} -gt 0 ] || tools=(etcd kwok helm helm-docs kube-score kubernetes)
 for t in "${tools[@]}"; do "build_$t"; done
 
 # One folder on PATH for the Makefile and tests: symlinks to the pinned versions.
 link="$BIN/current"; mkdir -p "$link"
-for f in "$BIN/kube-$KUBE_VERSION"/* "$BIN/etcd-$ETCD_VERSION"/* "$BIN/kwok-$KWOK_VERSION"/* "$BIN/helm-$HELM_VERSION"/*; do
+for f in "$BIN/kube-$KUBE_VERSION"/* "$BIN/etcd-$ETCD_VERSION"/* "$BIN/kwok-$KWOK_VERSION"/* "$BIN/helm-$HELM_VERSION"/* \
+         "$BIN/helm-docs-$HELM_DOCS_VERSION"/* "$BIN/kube-score-$KUBE_SCORE_VERSION"/*; do
   [ -x "$f" ] && ln -sf "$f" "$link/$(basename "$f")"
 done
 echo "$link"

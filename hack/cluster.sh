@@ -72,6 +72,9 @@ up() {
   "$kubectl" get --raw /readyz >/dev/null
   [ "${started_existing:-0}" = 1 ] && release_node_leases
   "$kubectl" apply -f "$here/kwok-node.yaml" >/dev/null
+  # apply leaves an existing node's status alone: give it what kwok-node.yaml added since.
+  "$kubectl" patch node kwok-node-0 --subresource=status --type=merge >/dev/null \
+    -p '{"status":{"capacity":{"ephemeral-storage":"1Ti"},"allocatable":{"ephemeral-storage":"1Ti"}}}'
   log "ready: export KUBECONFIG=$KUBECONFIG_FILE"
 }
 

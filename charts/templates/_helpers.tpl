@@ -144,3 +144,83 @@ seccompProfile:
 {{- .Values.postgres.host }}
 {{- end }}
 {{- end }}
+
+{{/* The operator container's environment, before extraEnv (deployment.yaml drops what it replaces). */}}
+{{- define "platform-operator.env" -}}
+{{- $fullname := include "platform-operator.fullname" . }}
+- name: PLATFORM_STANDALONE
+  value: "false"
+- name: PLATFORM_PEERING_NAME
+  value: {{ $fullname }}
+- name: PLATFORM_NAMESPACES
+  value: {{ join "," .Values.watchNamespaces | quote }}
+- name: PLATFORM_RESYNC_SECONDS
+  value: {{ .Values.resyncSeconds | quote }}
+- name: PLATFORM_SHARED_INGRESS_HOSTS
+  value: {{ join "," .Values.sharedIngressHosts | quote }}
+- name: PLATFORM_SWEEP_SECONDS
+  value: {{ .Values.userSweepSeconds | quote }}
+- name: PLATFORM_MAX_CONCURRENT_RECONCILES
+  value: {{ .Values.maxConcurrentReconciles | quote }}
+- name: PLATFORM_LIVENESS_PORT
+  value: "8080"
+- name: PLATFORM_METRICS_PORT
+  value: {{ .Values.metrics.port | quote }}
+- name: PLATFORM_OTEL_ENDPOINT
+  value: {{ .Values.otelEndpoint | quote }}
+- name: PLATFORM_LOG_LEVEL
+  value: {{ .Values.logLevel | upper | quote }}
+{{- $mgmt := include "platform-operator.rabbitmqManagementUrl" . }}
+{{- if $mgmt }}
+- name: PLATFORM_RABBITMQ_MANAGEMENT_URL
+  value: {{ $mgmt | quote }}
+- name: PLATFORM_RABBITMQ_ADMIN_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "platform-operator.rabbitmqSecret" . }}
+      key: username
+- name: PLATFORM_RABBITMQ_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "platform-operator.rabbitmqSecret" . }}
+      key: password
+- name: PLATFORM_RABBITMQ_VHOST
+  value: {{ .Values.rabbitmq.vhost | quote }}
+- name: PLATFORM_RABBITMQ_SERVICE_HOST
+  value: {{ include "platform-operator.rabbitmqHost" . | quote }}
+- name: PLATFORM_RABBITMQ_SERVICE_PORT
+  value: {{ .Values.rabbitmq.port | quote }}
+{{- end }}
+{{- $redisHost := include "platform-operator.redisHost" . }}
+{{- if $redisHost }}
+{{- /* The password stays apart from the URL: any character it holds (@ / # %) reaches the
+operator intact, where a URL would need it percent-encoded. */}}
+- name: PLATFORM_REDIS_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "platform-operator.redisSecret" . }}
+      key: password
+- name: PLATFORM_REDIS_URL
+  value: "redis://{{ $redisHost }}:{{ .Values.redis.port }}/{{ .Values.redis.db }}"
+- name: PLATFORM_REDIS_SERVICE_HOST
+  value: {{ $redisHost | quote }}
+- name: PLATFORM_REDIS_SERVICE_PORT
+  value: {{ .Values.redis.port | quote }}
+- name: PLATFORM_REDIS_DB
+  value: {{ .Values.redis.db | quote }}
+{{- end }}
+{{- $postgresHost := include "platform-operator.postgresHost" . }}
+{{- if $postgresHost }}
+- name: PLATFORM_POSTGRES_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "platform-operator.postgresSecret" . }}
+      key: password
+- name: PLATFORM_POSTGRES_ADMIN_URL
+  value: "postgresql://{{ .Values.postgres.adminUser }}@{{ $postgresHost }}:{{ .Values.postgres.port }}/{{ .Values.postgres.database }}"
+- name: PLATFORM_POSTGRES_SERVICE_HOST
+  value: {{ $postgresHost | quote }}
+- name: PLATFORM_POSTGRES_SERVICE_PORT
+  value: {{ .Values.postgres.port | quote }}
+{{- end }}
+{{- end }}

@@ -18,7 +18,7 @@ from platform_operator.settings import OperatorSettings  # noqa: E402
 
 def main() -> None:
     settings = OperatorSettings()
-    observability.setup_logging(logging.INFO)
+    observability.setup_logging(logging.getLevelNamesMapping()[settings.log_level])
     observability.setup(settings.metrics_port)
     namespaces = settings.namespace_list
     # kopf reads an empty namespace list as "no namespace at all": pass it only when scoped.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -12,6 +14,9 @@ class OperatorSettings(BaseSettings):
     resync_seconds: float = Field(60.0, gt=0, description="How often every service is checked for drift.")
     namespaces: str = Field("", description="Comma-separated namespaces to watch; empty watches all.")
     otel_endpoint: str = Field("", description="OTLP endpoint given to services as OTEL_EXPORTER_OTLP_ENDPOINT.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="The least severe log records written (any case: debug, info, warning, error)."
+    )
     liveness_port: int = Field(8080, description="Port of kopf's liveness endpoint (/healthz).")
     metrics_port: int = Field(9090, description="Port of the Prometheus metrics (/metrics); 0 disables them.")
     standalone: bool = Field(True, description="Run without peering (one replica).")
@@ -124,6 +129,11 @@ class OperatorSettings(BaseSettings):
     postgres_timeout_seconds: float = Field(
         10.0, gt=0, description="Deadline of each connection and statement; a call as a whole gets three times it."
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def amqp_url(self) -> str:

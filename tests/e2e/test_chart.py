@@ -23,6 +23,15 @@ VALUE_SETS = {
         "--set", "redis.host=redis.example",
     ],
     "namespaced": ["--set", "watchNamespaces={team-a,team-b}", "--set", "metrics.serviceMonitor.enabled=false"],
+    "tuned": [
+        "--set", "logLevel=debug", "--set", "extraEnv[0].name=PLATFORM_RESYNC_SECONDS",
+        "--set-string", "extraEnv[0].value=15", "--set", "extraArgs={-X,faulthandler}",
+        "--set", "topologySpreadConstraints[0].maxSkew=1",
+        "--set", "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+        "--set", "topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule",
+        "--set", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+        "--set", "podSecurityContext.runAsUser=20000", "--set", "global.imageRegistry=registry.example",
+    ],
 }  # fmt: skip
 # Where pods really run (kind), the values that point the chart at the images loaded there: the
 # operator's local tag, and offline the dev servers' images (hack/kind.sh sets this).
