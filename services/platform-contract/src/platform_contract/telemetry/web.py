@@ -46,6 +46,8 @@ class RequestContextMiddleware:
         status, response_started = 500, False
         started = time.perf_counter()
         span = trace.get_current_span()  # the instrumentation's server span
+        # Now, not at the end: the instrumentation ends its span as soon as the response is sent.
+        span.set_attribute("request.id", rid)
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal status, response_started
@@ -70,7 +72,6 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
-            span.set_attribute("request.id", rid)
             self.metrics.observe(method, route, status, elapsed)
             self.log.log(
                 logging.DEBUG if path in QUIET_PATHS else logging.INFO,
