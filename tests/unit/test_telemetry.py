@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from platform_contract import telemetry
-from platform_contract.telemetry.clients import instrument_httpx
+from platform_contract.telemetry.clients import instrument_httpx, instrument_redis
 from platform_contract.telemetry.logs import JsonFormatter, configure_logging
 from platform_contract.telemetry.metrics import HttpMetrics, new_registry
 from platform_contract.telemetry.web import instrument_app
@@ -280,3 +280,22 @@ async def test_an_outgoing_call_carries_the_request_id_and_continues_the_trace(
     assert int(parent_span, 16) == client_span.context.span_id  # the callee's spans hang under the call
     assert client_span.parent.span_id == parent.get_span_context().span_id
     assert client_span.attributes["http.response.status_code"] == 200
+
+
+async def test_every_redis_command_is_a_client_span_of_the_work_in_hand(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # Nothing listens on port 9: the command fails, and its span says so.
+    client = instrument_redis(
+        aioredis.Redis(port=9, socket_connect_timeout=0.5, retry_on_error=[]), tracer_provider=spans[0]
+    )
+    with spans[0].get_tracer("t").start_as_current_span("handle") as parent, pytest.raises(RedisConnectionError):
+        await client.get("orders:o-1")
+    await client.aclose()
+
+    (command,) = [s for s in spans[1].get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
+    assert command.name == "GET" and command.parent.span_id == parent.get_span_context().span_id
+    assert command.status.status_code is trace.StatusCode.ERROR

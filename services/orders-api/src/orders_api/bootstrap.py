@@ -21,7 +21,7 @@ from orders_api.observability import Metrics
 from orders_api.service_layer.ports import StoreUnavailable
 from orders_api.service_layer.services import OrderService
 from platform_contract import telemetry
-from platform_contract.telemetry.clients import instrument_httpx
+from platform_contract.telemetry.clients import instrument_httpx, instrument_redis
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Container:
 
 def bootstrap(settings: Settings) -> Container:
     settings.check()
-    redis = redis_store.connect(settings.redis_url, timeout=settings.ready_timeout_seconds)
+    redis = instrument_redis(redis_store.connect(settings.redis_url, timeout=settings.ready_timeout_seconds))
     # Client spans, traceparent and the request id on every call to users-data.
     http = instrument_httpx(
         httpx.AsyncClient(base_url=settings.users_data_url, timeout=settings.users_data_timeout_seconds),
