@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from catalog_data.adapters.database import ITEMS, Database
 from catalog_data.config import Settings
-from catalog_data.entrypoints.observability import JsonFormatter
+from platform_contract.telemetry.logs import JsonFormatter
 
 if TYPE_CHECKING:  # conftest is pytest's to import; only its type is needed here
     from conftest import RunningApp

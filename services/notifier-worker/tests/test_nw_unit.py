@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from notifier_worker.config import Settings
 from notifier_worker.domain.model import PoisonMessage, notification_for, parse_order_created
 from notifier_worker.entrypoints.consumer import AfterFailure, after_failure, retry_count, text_headers
-from notifier_worker.observability import JsonFormatter
 from platform_contract import Consume
 from platform_contract.telemetry import request_id
+from platform_contract.telemetry.logs import JsonFormatter
 
 ORDER = {
     "order_id": "o-1",

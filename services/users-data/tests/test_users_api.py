@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from platform_contract.telemetry.logs import JsonFormatter
 from users_data.config import Settings
-from users_data.entrypoints.observability import JsonFormatter
 
 if TYPE_CHECKING:  # conftest is pytest's to import; only its type is needed here
     from conftest import RunningApp

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from catalog_data.adapters import database
 from catalog_data.bootstrap import build_app
 from catalog_data.config import ConfigurationError, Settings
-from catalog_data.entrypoints.observability import configure_logging
 from platform_contract.telemetry import setup_tracing
+from platform_contract.telemetry.logs import configure_logging
 
 log = logging.getLogger("catalog_data")
 

@@ -8,22 +8,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from catalog_data.adapters import database
 from catalog_data.adapters.repository import ItemRepository
 from catalog_data.config import Settings
 from catalog_data.entrypoints.api import create_app
-from catalog_data.entrypoints.observability import HttpMetrics
+from platform_contract.telemetry.metrics import HttpMetrics, new_registry
 
 
 def build_app(settings: Settings) -> FastAPI:
     client = database.create_client(settings)  # connects lazily: building the app needs no database
     db = database.database(client, settings)
     # A registry per app (not the global one), so that every app built in one process counts alone.
-    registry = CollectorRegistry()
-    for collector in (ProcessCollector, PlatformCollector, GCCollector):
-        collector(registry=registry)
+    registry = new_registry()
     indexes = database.StartupIndexes(db) if settings.migrate_on_startup else None
 
     async def ready() -> str:

@@ -10,18 +10,24 @@ from pydantic import ValidationError
 
 from notifier_worker.bootstrap import Worker
 from notifier_worker.config import Settings
-from notifier_worker.observability import setup_logging
 from platform_contract.telemetry import setup_tracing
+from platform_contract.telemetry.logs import configure_logging
+
+
+def _setup_logging(level: str, service: str) -> None:
+    configure_logging(service, level)
+    # aiormq logs every reconnect attempt at length; its summary in our own lines is enough.
+    logging.getLogger("aiormq").setLevel(logging.WARNING)
 
 
 async def main() -> None:
     try:
         settings = Settings()
     except ValidationError as exc:
-        setup_logging()
+        _setup_logging("INFO", "notifier-worker")
         logging.getLogger("notifier_worker").critical("invalid settings: %s", exc)
         raise SystemExit(2) from None
-    setup_logging(settings.log_level, settings.service_name)
+    _setup_logging(settings.log_level, settings.service_name)
     provider = setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
     try:
         worker = Worker(settings, tracer=provider.get_tracer("notifier_worker"))

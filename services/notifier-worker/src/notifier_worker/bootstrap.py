@@ -21,6 +21,7 @@ from notifier_worker.entrypoints.http import ProbeServer
 from notifier_worker.observability import Metrics
 from notifier_worker.service_layer.handlers import Outcome, notify_order_created
 from notifier_worker.service_layer.ports import Notifier
+from platform_contract.telemetry.clients import instrument_redis
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class Worker:
         self.consumes = settings.consumes()
         if not self.consumes:
             raise RuntimeError("RABBITMQ_CONSUMES lists no queue: add one to spec.messaging.consumes")
-        self.redis = redis_store.connect(settings)
+        self.redis = instrument_redis(redis_store.connect(settings))
         self.notifier: Notifier = notifier or redis_store.RedisNotifier(self.redis, settings)
         self.processed = redis_store.RedisProcessedMessages(self.redis, settings)
         self.broker = Broker(settings.rabbitmq_url, f"{settings.service_namespace}/{settings.service_name}")

@@ -1,71 +1,10 @@
-"""Structured logs and Prometheus metrics.
-
-Logs are one JSON object a line, carrying the request id of the message being handled (from its
-`x-request-id` header) and the trace and span ids, so a log line leads to its trace.
-"""
+"""The worker's Prometheus metrics. Logs, request ids and traces are platform_contract.telemetry's."""
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
-from datetime import UTC, datetime
-from typing import Any
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from opentelemetry import trace
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    gc_collector,
-    platform_collector,
-    process_collector,
-)
-
-from platform_contract.telemetry import request_id
-
-# Attributes every LogRecord has; anything else was passed with `extra=` and goes into the JSON.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
-
-
-class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str = "") -> None:
-        super().__init__()
-        self._service = service
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if self._service:
-            out["service"] = self._service
-        rid = getattr(record, "request_id", None) or request_id.get()
-        if rid:
-            out["request_id"] = rid
-        span = trace.get_current_span().get_span_context()
-        if span.is_valid:
-            out["trace_id"] = format(span.trace_id, "032x")
-            out["span_id"] = format(span.span_id, "016x")
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and key not in out:
-                out[key] = value
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
-
-
-def setup_logging(level: str = "INFO", service: str = "") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # aiormq logs every reconnect attempt at length; its summary in our own lines is enough.
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
+from platform_contract.telemetry.metrics import new_registry
 
 
 class Metrics:
@@ -73,10 +12,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         if registry is None:
-            registry = CollectorRegistry()
-            process_collector.ProcessCollector(registry=registry)
-            platform_collector.PlatformCollector(registry=registry)
-            gc_collector.GCCollector(registry=registry)
+            registry = new_registry()
         self.registry = registry
         self.processed = Counter(
             "notifier_messages_processed",

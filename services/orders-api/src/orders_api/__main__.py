@@ -13,12 +13,14 @@ import uvicorn
 
 from orders_api.bootstrap import build_app
 from orders_api.config import ConfigurationError, Settings
-from orders_api.observability import setup_logging
+from platform_contract.telemetry.logs import configure_logging
 
 
 def main() -> int:
     settings = Settings()
-    setup_logging(settings.log_level)
+    configure_logging(settings.service_name, settings.log_level, sys.stdout)
+    # The request middleware logs each request once, with its id; uvicorn's access log would repeat it.
+    logging.getLogger("uvicorn.access").disabled = True
     try:
         app = build_app(settings)
     except ConfigurationError as exc:

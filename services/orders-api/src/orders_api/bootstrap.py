@@ -11,8 +11,6 @@ from dataclasses import dataclass
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
 from orders_api.adapters import redis_store
 from orders_api.adapters.rabbitmq import RabbitPublisher
@@ -23,6 +21,7 @@ from orders_api.observability import Metrics
 from orders_api.service_layer.ports import StoreUnavailable
 from orders_api.service_layer.services import OrderService
 from platform_contract import telemetry
+from platform_contract.telemetry.clients import instrument_httpx, instrument_redis
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +59,17 @@ class Container:
         log.info("stopped: RabbitMQ, Redis and users-data connections closed")
 
 
-def setup_tracing(settings: Settings) -> None:
-    # Once per process: OpenTelemetry refuses to replace a tracer provider that was set.
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        telemetry.setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
-
-
 def bootstrap(settings: Settings) -> Container:
     settings.check()
-    redis = redis_store.connect(settings.redis_url, timeout=settings.ready_timeout_seconds)
-    http = httpx.AsyncClient(base_url=settings.users_data_url, timeout=settings.users_data_timeout_seconds)
+    redis = instrument_redis(redis_store.connect(settings.redis_url, timeout=settings.ready_timeout_seconds))
+    # Client spans, traceparent and the request id on every call to users-data.
+    http = instrument_httpx(
+        httpx.AsyncClient(base_url=settings.users_data_url, timeout=settings.users_data_timeout_seconds),
+        request_id_header=settings.request_id_header,
+    )
     publisher = RabbitPublisher(settings.rabbitmq_url, settings.events_exchange(), app_id=settings.service_name)
     service = OrderService(
-        users=UsersDataClient(http, settings.request_id_header),
+        users=UsersDataClient(http),
         orders=redis_store.RedisOrders(redis, settings.key),
         idempotency=redis_store.RedisIdempotency(redis, settings.key),
         events=publisher,
@@ -84,5 +81,5 @@ def bootstrap(settings: Settings) -> Container:
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    setup_tracing(settings)
+    telemetry.setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
     return create_app(bootstrap(settings))

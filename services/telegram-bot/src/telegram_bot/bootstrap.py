@@ -13,6 +13,7 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKey
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.fsm.storage.redis import RedisStorage
 
+from platform_contract.telemetry.clients import instrument_redis
 from telegram_bot.adapters.orders_api import HttpOrdersApi
 from telegram_bot.adapters.update_log import MemoryUpdateLog, RedisUpdateLog, UpdateLog
 from telegram_bot.config import Settings
@@ -69,7 +70,7 @@ def bootstrap(settings: Settings) -> BotApp:
     redis: aioredis.Redis | None = None
     update_log: UpdateLog
     if settings.redis_url:
-        redis = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        redis = instrument_redis(aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5))
         # Every key under "<prefix>:": the service's Redis user may touch no other.
         redis_storage = AppOwnedRedisStorage(
             redis,

@@ -12,10 +12,10 @@ import uvicorn
 from pydantic import ValidationError
 
 from platform_contract.telemetry import setup_tracing
+from platform_contract.telemetry.logs import configure_logging
 from users_data.adapters import database
 from users_data.bootstrap import build_app
 from users_data.config import ConfigurationError, Settings
-from users_data.entrypoints.observability import configure_logging
 
 log = logging.getLogger("users_data")
 

@@ -9,21 +9,18 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from platform_contract.telemetry.metrics import HttpMetrics, new_registry
 from users_data.adapters import database
 from users_data.config import Settings
 from users_data.entrypoints.api import create_app
-from users_data.entrypoints.observability import HttpMetrics
 from users_data.service_layer.unit_of_work import UnitOfWork
 
 
 def build_app(settings: Settings) -> FastAPI:
     engine = database.create_engine(settings)  # connects lazily: building the app needs no database
     # A registry per app (not the global one), so that every app built in one process counts alone.
-    registry = CollectorRegistry()
-    for collector in (ProcessCollector, PlatformCollector, GCCollector):
-        collector(registry=registry)
+    registry = new_registry()
     migrations = database.StartupMigrations(engine) if settings.migrate_on_startup else None
 
     async def ready() -> str:

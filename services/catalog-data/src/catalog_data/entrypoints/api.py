@@ -21,8 +21,9 @@ from catalog_data.adapters.database import describe
 from catalog_data.adapters.repository import ItemRepository
 from catalog_data.config import Settings
 from catalog_data.domain.model import InvalidItem, Item, ItemNotFound, SkuTaken
-from catalog_data.entrypoints.observability import HttpMetrics, ObservabilityMiddleware
 from catalog_data.service_layer import services
+from platform_contract.telemetry.metrics import HttpMetrics
+from platform_contract.telemetry.web import instrument_app
 
 log = logging.getLogger("catalog_data.api")
 
@@ -76,7 +77,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="catalog-data", version="0.1.0", lifespan=lifespan)
     app.state.items = items
-    app.add_middleware(ObservabilityMiddleware, request_id_header=settings.request_id_header, metrics=metrics)
+    instrument_app(app, request_id_header=settings.request_id_header, metrics=metrics, access_log="catalog_data.access")
 
     @app.exception_handler(ItemNotFound)
     async def not_found(_: Request, error: ItemNotFound) -> JSONResponse:

@@ -1,102 +1,30 @@
-"""The HTTP API: routes, the request-context middleware, and how failures become status codes."""
+"""The HTTP API: routes, and how failures become status codes (the request id, spans, metrics and
+access log of every request are platform_contract.telemetry.web's)."""
 
 from __future__ import annotations
 
 import logging
-import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Header, Path, Request
 from fastapi.responses import JSONResponse, Response
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orders_api.domain.model import TELEGRAM_ID_MAX, CreateOrder, Customer, Order, TelegramAccount
 from orders_api.observability import Metrics
 from orders_api.service_layer import idempotency
 from orders_api.service_layer.ports import DependencyUnavailable, UnknownUser, UserRefused
-from platform_contract import telemetry
+from platform_contract.telemetry.web import instrument_app
 
 if TYPE_CHECKING:
     from orders_api.bootstrap import Container
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
 
-# An incoming request id is trusted only in this shape: it ends up in logs and other services' headers.
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
 ORDER_ID = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 TELEGRAM_ID = Annotated[int, Path(ge=1, le=TELEGRAM_ID_MAX)]
-
-
-class RequestContext:
-    """Per request: the request id (taken from REQUEST_ID_HEADER or made up, and echoed back), a
-    server span continuing the caller's trace, the metrics, and one log line."""
-
-    def __init__(self, app: ASGIApp, *, request_id_header: str, metrics: Metrics) -> None:
-        self.app = app
-        self.header = request_id_header
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        rid = headers.get(self.header, "")
-        if not REQUEST_ID_PATTERN.match(rid):
-            rid = telemetry.new_request_id()
-        token = telemetry.request_id.set(rid)
-        method, path = scope["method"], scope["path"]
-        status = 500
-        started = time.perf_counter()
-
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                MutableHeaders(scope=message)[self.header] = rid
-            await send(message)
-
-        try:
-            with tracer.start_as_current_span(
-                f"{method} {path}", context=telemetry.extract(headers), kind=SpanKind.SERVER
-            ) as span:
-                try:
-                    await self.app(scope, receive, send_with_request_id)
-                finally:
-                    route = getattr(scope.get("route"), "path", "unmatched")
-                    span.update_name(f"{method} {route}")
-                    span.set_attribute("http.request.method", method)
-                    span.set_attribute("http.route", route)
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
-                    elapsed = time.perf_counter() - started
-                    self.metrics.requests.labels(method, route, str(status)).inc()
-                    self.metrics.latency.labels(method, route).observe(elapsed)
-                    log.log(
-                        logging.DEBUG if path in PROBE_PATHS else logging.INFO,
-                        "%s %s %s",
-                        method,
-                        path,
-                        status,
-                        extra={
-                            "method": method,
-                            "path": path,
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 1),
-                        },
-                    )
-        finally:
-            telemetry.request_id.reset(token)
 
 
 def create_app(container: Container) -> FastAPI:
@@ -109,8 +37,11 @@ def create_app(container: Container) -> FastAPI:
             await container.aclose()
 
     app = FastAPI(title="orders-api", version="0.1.0", lifespan=lifespan)
-    app.add_middleware(
-        RequestContext, request_id_header=container.settings.request_id_header, metrics=container.metrics
+    instrument_app(
+        app,
+        request_id_header=container.settings.request_id_header,
+        metrics=container.metrics.http,
+        access_log="orders_api.access",
     )
     _add_error_handlers(app, container.metrics)
     service, metrics = container.service, container.metrics

@@ -1,4 +1,5 @@
-"""The one door to orders-api: HTTP with httpx, carrying the request id and the trace context."""
+"""The one door to orders-api: HTTP with httpx, carrying the request id and the trace context
+(platform_contract.telemetry.clients: a client span per call by opentelemetry-instrumentation-httpx)."""
 
 from __future__ import annotations
 
@@ -6,53 +7,37 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from opentelemetry import trace
 
-from platform_contract import telemetry
+from platform_contract.telemetry.clients import instrument_httpx
 from telegram_bot.domain.orders import Draft, Order
 from telegram_bot.observability import ORDERS_API_REQUESTS
 from telegram_bot.service_layer.ordering import OrderRejected, OrdersUnavailable
 
-tracer = trace.get_tracer("telegram_bot")
-
 
 class HttpOrdersApi:
     def __init__(self, base_url: str, *, request_id_header: str, timeout: float) -> None:
-        self._request_id_header = request_id_header
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=timeout,
-            # Retries only failed connections, where nothing reached orders-api; a POST that may
-            # have arrived is retried by the user, under the same Idempotency-Key.
-            transport=httpx.AsyncHTTPTransport(retries=2),
+        self._client = instrument_httpx(
+            httpx.AsyncClient(
+                base_url=base_url,
+                timeout=timeout,
+                # Retries only failed connections, where nothing reached orders-api; a POST that may
+                # have arrived is retried by the user, under the same Idempotency-Key.
+                transport=httpx.AsyncHTTPTransport(retries=2),
+            ),
+            request_id_header=request_id_header,
         )
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    def _headers(self, extra: dict[str, str] | None = None) -> httpx.Headers:
-        headers = httpx.Headers(extra or {})
-        rid = telemetry.request_id.get()
-        if rid:
-            headers[self._request_id_header] = rid
-        telemetry.inject(headers)  # traceparent (and x-request-id, the same header by default)
-        return headers
-
     async def _send(
         self, operation: str, method: str, url: str, extra_headers: dict[str, str] | None = None, **kwargs: Any
     ) -> httpx.Response:
-        with tracer.start_as_current_span(
-            f"orders-api {operation}", kind=trace.SpanKind.CLIENT, attributes={"http.request.method": method}
-        ) as span:
-            # headers built inside the span, so that orders-api's spans hang under this one
-            headers = self._headers(extra_headers)
-            try:
-                response = await self._client.request(method, url, headers=headers, **kwargs)
-            except httpx.HTTPError as exc:
-                ORDERS_API_REQUESTS.labels(operation, "error").inc()
-                span.record_exception(exc)
-                raise OrdersUnavailable(f"orders-api unreachable: {type(exc).__name__}") from exc
-            span.set_attribute("http.response.status_code", response.status_code)
+        try:
+            response = await self._client.request(method, url, headers=extra_headers, **kwargs)
+        except httpx.HTTPError as exc:
+            ORDERS_API_REQUESTS.labels(operation, "error").inc()
+            raise OrdersUnavailable(f"orders-api unreachable: {type(exc).__name__}") from exc
         ORDERS_API_REQUESTS.labels(operation, str(response.status_code)).inc()
         if response.status_code >= 500:
             raise OrdersUnavailable(f"orders-api answered {response.status_code}")

@@ -12,10 +12,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from platform_contract.telemetry import setup_tracing
+from platform_contract.telemetry.logs import configure_logging
 from telegram_bot.bootstrap import BotApp, bootstrap
 from telegram_bot.config import Settings
 from telegram_bot.entrypoints.web import build_web_app
-from telegram_bot.observability import setup_logging
 
 log = logging.getLogger("telegram_bot")
 
@@ -86,14 +86,22 @@ async def _serve_polling(app: BotApp, stop: asyncio.Event) -> None:
     await app.in_flight.drained(app.settings.shutdown_grace_seconds)
 
 
+def setup_logging(service: str, level: str) -> None:
+    configure_logging(service, level, sys.stdout)
+    # One line per health probe is noise; errors still show.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiogram's own line per update says less than ours (no request or trace id)
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+
+
 def main() -> None:
     try:
         settings = Settings()
     except ValidationError as exc:
-        setup_logging("INFO")
+        setup_logging("telegram-bot", "INFO")
         log.error("invalid settings: %s", "; ".join(e["msg"] for e in exc.errors()))
         sys.exit(2)
-    setup_logging(settings.log_level)
+    setup_logging(settings.service_name, settings.log_level)
     provider = setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
     try:
         asyncio.run(run(settings))

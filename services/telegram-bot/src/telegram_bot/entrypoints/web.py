@@ -23,7 +23,7 @@ def build_web_app(app: BotApp) -> web.Application:
 
     @web.middleware
     async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
-        rid = request.headers.get(header) or telemetry.new_request_id()
+        rid = telemetry.accept_request_id(request.headers.get(header))
         token = telemetry.request_id.set(rid)
         try:
             response = await handler(request)

@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
+from platform_contract.telemetry.metrics import HttpMetrics
+from platform_contract.telemetry.web import instrument_app
 from users_data.config import Settings
 from users_data.domain.model import TELEGRAM_ID_MAX, EmailTaken, InvalidUser, User, UserNotFound
-from users_data.entrypoints.observability import HttpMetrics, ObservabilityMiddleware
 from users_data.service_layer import services
 from users_data.service_layer.unit_of_work import UnitOfWork
 
@@ -76,7 +77,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="users-data", version="0.1.0", lifespan=lifespan)
     app.state.unit_of_work = unit_of_work
-    app.add_middleware(ObservabilityMiddleware, request_id_header=settings.request_id_header, metrics=metrics)
+    instrument_app(app, request_id_header=settings.request_id_header, metrics=metrics, access_log="users_data.access")
 
     @app.exception_handler(UserNotFound)
     async def not_found(_: Request, error: UserNotFound) -> JSONResponse:
