@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -71,3 +74,28 @@ def make_broker(*, over_amqp: bool = True, **options: Any) -> RabbitMQ:
         amqp_url=admin_amqp_url() if over_amqp else "",
         **options,
     )
+
+
+@contextlib.asynccontextmanager
+async def trickling_proxy(host: str, port: int, delay: float = 0.3) -> AsyncIterator[int]:
+    """A local port that passes a real server's answers on one byte every `delay` seconds (the
+    requests at full speed): no read ever waits long enough for a socket timeout, so only a
+    deadline over the whole call ends it. Yields the port."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pause: float) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while data := await reader.read(1 if pause else 65536):
+                writer.write(data)
+                await writer.drain()
+                await asyncio.sleep(pause)
+        writer.close()
+
+    async def trickle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection(host, port)
+        await asyncio.gather(pipe(client_r, up_w, 0), pipe(up_r, client_w, delay))
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()

@@ -6,7 +6,6 @@ declares them through the management API. Tests that take the `broker` fixture r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ import aio_pika
 import httpx
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
-from it_helpers import ENV, make_broker, make_service, require_env
+from it_helpers import ENV, make_broker, make_service, require_env, trickling_proxy
 
 from platform_operator import messaging
 from platform_operator.model import PlatformService
@@ -476,34 +475,19 @@ async def test_a_management_api_slower_than_the_deadline_is_unavailable():
     httpx's timeout (5 s) is ever reached, the call's deadline is."""
     env = require_env(*ENV)
     upstream = httpx.URL(env["PLATFORM_RABBITMQ_MANAGEMENT_URL"])
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            while data := await reader.read(1 if delay else 65536):
-                writer.write(data)
-                await writer.drain()
-                await asyncio.sleep(delay)
-        writer.close()
-
-    async def trickle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        up_r, up_w = await asyncio.open_connection(upstream.host, upstream.port)
-        await asyncio.gather(pipe(client_r, up_w, 0), pipe(up_r, client_w, 0.3))
-
-    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    b = RabbitMQ(
-        f"http://127.0.0.1:{port}",
-        env["PLATFORM_RABBITMQ_ADMIN_USER"],
-        env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
-        "/",
-        timeout=5,
-        deadline=2,
-    )
-    started = time.monotonic()
-    try:
-        with pytest.raises(BrokerUnavailable, match="did not answer within 2s"):
-            await b.service_users()
-        assert time.monotonic() - started < 4
-    finally:
-        await b.close()
-        server.close()
+    async with trickling_proxy(upstream.host, upstream.port or 80) as port:
+        b = RabbitMQ(
+            f"http://127.0.0.1:{port}",
+            env["PLATFORM_RABBITMQ_ADMIN_USER"],
+            env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
+            "/",
+            timeout=5,
+            deadline=2,
+        )
+        started = time.monotonic()
+        try:
+            with pytest.raises(BrokerUnavailable, match="did not answer within 2s"):
+                await b.service_users()
+            assert time.monotonic() - started < 4
+        finally:
+            await b.close()

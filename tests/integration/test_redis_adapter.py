@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 
 import pytest
 import redis.asyncio as aioredis
-from it_helpers import make_service, require_env
+from it_helpers import make_service, require_env, trickling_proxy
 from redis.exceptions import AuthenticationError, NoPermissionError
 
 from platform_operator import cache
@@ -224,32 +222,15 @@ async def test_a_redis_slower_than_the_deadline_is_unavailable():
     """A proxy that passes the real server's answer on one byte every 0.3 s: no read ever reaches
     the socket timeout (5 s); the call's deadline is reached."""
     env = require_env("PLATFORM_REDIS_URL", "PLATFORM_REDIS_SERVICE_HOST", "PLATFORM_REDIS_SERVICE_PORT")
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            while data := await reader.read(1 if delay else 65536):
-                writer.write(data)
-                await writer.drain()
-                await asyncio.sleep(delay)
-        writer.close()
-
-    async def trickle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        host, port = env["PLATFORM_REDIS_SERVICE_HOST"], int(env["PLATFORM_REDIS_SERVICE_PORT"])
-        up_r, up_w = await asyncio.open_connection(host, port)
-        await asyncio.gather(pipe(client_r, up_w, 0), pipe(up_r, client_w, 0.3))
-
-    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    url = env["PLATFORM_REDIS_URL"].replace(
-        f"{env['PLATFORM_REDIS_SERVICE_HOST']}:{env['PLATFORM_REDIS_SERVICE_PORT']}", f"127.0.0.1:{port}"
-    )
-    assert f":{port}" in url
-    slow = RedisStore(url, timeout=5, deadline=2)
-    started = time.monotonic()
-    try:
-        with pytest.raises(CacheUnavailable, match="did not answer ACL LIST within 2s"):
-            await slow.service_users()
-        assert time.monotonic() - started < 4
-    finally:
-        await slow.close()
-        server.close()
+    host, real = env["PLATFORM_REDIS_SERVICE_HOST"], env["PLATFORM_REDIS_SERVICE_PORT"]
+    async with trickling_proxy(host, int(real)) as port:
+        url = env["PLATFORM_REDIS_URL"].replace(f"{host}:{real}", f"127.0.0.1:{port}")
+        assert f":{port}" in url
+        slow = RedisStore(url, timeout=5, deadline=2)
+        started = time.monotonic()
+        try:
+            with pytest.raises(CacheUnavailable, match="did not answer ACL LIST within 2s"):
+                await slow.service_users()
+            assert time.monotonic() - started < 4
+        finally:
+            await slow.close()
