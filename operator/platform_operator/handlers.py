@@ -38,6 +38,7 @@ CHILDREN = (
     ("networking.k8s.io", "v1", "ingresses", "Ingress"),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
 )
 FINALIZER = "platform.dev/finalizer"
 

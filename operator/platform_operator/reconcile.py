@@ -38,11 +38,13 @@ APPLIED_HASH_ANNOTATION = "platform.dev/applied-hash"
 
 # Children that exist for some specs and not for others: when the spec stops asking for one
 # (an ingress removed, a bot switched to polling), the one we made is deleted. (A NetworkPolicy
-# comes with the type, which never changes.) The HorizontalPodAutoscaler comes with spec.autoscaling.
+# comes with the type, which never changes.) The HorizontalPodAutoscaler comes with spec.autoscaling,
+# the PodDisruptionBudget with more than one replica.
 OPTIONAL_KINDS = (
     ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
 )
 # Takes spec.replicas of a Deployment over from the operator when autoscaling is switched on (see
 # owns_replicas): the HorizontalPodAutoscaler's own updates take it from there.
@@ -663,6 +665,7 @@ async def _reconcile(
     ]
     for optional in (
         builders.build_hpa(svc),
+        builders.build_pdb(svc),
         builders.build_service(svc),
         builders.build_network_policy(svc),
         None if conflict or host_holder else builders.build_ingress(svc),
