@@ -39,7 +39,15 @@ CHILDREN = (
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    # Served only where the Prometheus Operator's CRDs are installed: kopf watches them from the
+    # moment their CRDs appear (until then it logs them as unresolved).
+    ("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
+    ("monitoring.coreos.com", "v1", "podmonitors", "PodMonitor"),
 )
+MONITOR_CRDS = {
+    "servicemonitors.monitoring.coreos.com": "ServiceMonitor",
+    "podmonitors.monitoring.coreos.com": "PodMonitor",
+}
 FINALIZER = "platform.dev/finalizer"
 
 # Read once: the timer's interval needs it at import, the startup handler for everything else.
@@ -93,6 +101,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             else None
         ),
         settings=ours,
+        monitoring=await _discover_monitoring(memo.kube),
     )
     # kopf gives each object's handlers a shallow copy of this memo: what they record for the
     # Redis watch goes into one object that every copy shares.
@@ -114,6 +123,71 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         "managed" if ours.redis_url else "not managed",
         "managed" if ours.postgres_admin_url else "not managed",
     )
+
+
+async def _discover_monitoring(kube: Kube) -> reconcile.Monitoring:
+    """Whether the cluster serves ServiceMonitors and PodMonitors, asked before any service is
+    reconciled (so a restart never swaps monitors for annotations and back); the watch of their
+    CRDs (monitoring_crds) follows changes from then on."""
+    try:
+        kinds = await kube.served_kinds(builders.MONITORING_API)
+    except UnavailableError as exc:
+        log.warning(f"API discovery of {builders.MONITORING_API} failed ({exc}); the watch of its CRDs will tell.")
+        kinds = set()
+    found = reconcile.Monitoring(service_monitors="ServiceMonitor" in kinds, pod_monitors="PodMonitor" in kinds)
+    log.info(
+        "Prometheus Operator's CRDs: %s.",
+        ", ".join(k for k in ("ServiceMonitor", "PodMonitor") if found.serves(k)) or "none (pods get annotations)",
+    )
+    return found
+
+
+def _monitor_crd(name: str, **_: Any) -> bool:
+    return name in MONITOR_CRDS
+
+
+def _serves_v1(body: Mapping[str, Any]) -> bool:
+    """An established CRD, not being deleted, serving v1."""
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    established = any(
+        c.get("type") == "Established" and c.get("status") == "True"
+        for c in (body.get("status") or {}).get("conditions") or []
+    )
+    versions = (body.get("spec") or {}).get("versions") or []
+    return established and any(v.get("name") == "v1" and v.get("served") for v in versions)
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_monitor_crd, id="monitoring-crds")
+async def monitoring_crds(
+    type: str | None,
+    name: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    known_services: kopf.Index[Any, Any] | None = None,
+    ingress_claims: kopf.Index[Any, Any] | None = None,
+    queue_claims: kopf.Index[Any, Any] | None = None,
+    tenancy_claims: kopf.Index[Any, Any] | None = None,
+    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+    service_types: kopf.Index[Any, Any] | None = None,
+    **_: Any,
+) -> None:
+    """The ServiceMonitor or PodMonitor CRD installed or removed: every service is reconciled at
+    once, its monitor made (and the pods' prometheus.io annotations dropped) or the other way round."""
+    kind = MONITOR_CRDS[name]
+    served = type != "DELETED" and _serves_v1(body)
+    if not memo.backends.monitoring.set(kind, served) or known_services is None:
+        return
+    services = [key for key in known_services if isinstance(key, tuple) and len(key) == 2]
+    log.info(
+        f"{kind} is {'now served' if served else 'no longer served'}: reconciling {len(services)} services "
+        f"({'monitors' if served else 'prometheus.io annotations'} for their metrics)."
+    )
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
+    for namespace, svc_name in services:
+        task = asyncio.ensure_future(_again(namespace, svc_name, memo, indices, why=f"{name} changed", external=False))
+        memo.seen.again.add(task)
+        task.add_done_callback(memo.seen.again.discard)
 
 
 class PausedAwareDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):

@@ -91,6 +91,10 @@ class UnavailableError(KubeError):
     """The API server could not be reached or failed; retry later."""
 
 
+class NotServedError(UnavailableError):
+    """An apply answered 404: the API server does not serve the kind (its CRD was deleted)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Retry:
     """How long one call waits out an API server that answers 429 or 5xx.
@@ -385,6 +389,12 @@ class Kube:
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._call("GET", _path(api_version, kind, namespace, name))
 
+    async def served_kinds(self, api_version: str) -> set[str]:
+        """The kinds the API server serves under a group/version (API discovery; every authenticated
+        user may read it). Empty when the group/version is not served at all."""
+        found = await self._call("GET", f"/apis/{api_version}")
+        return {str(r.get("kind")) for r in (found or {}).get("resources") or [] if "/" not in str(r.get("name"))}
+
     def observe(self, obj: Mapping[str, Any]) -> None:
         """Keeps this version of a child (from its watch, or the answer to our apply)."""
         if self.max_age <= 0:
@@ -449,8 +459,8 @@ class Kube:
             query=[("fieldManager", field_manager), ("force", "true"), ("fieldValidation", "Strict")],
             content_type="application/apply-patch+yaml",
         )
-        if result is None:
-            raise UnavailableError(f"apply {path}: the API server returned nothing")
+        if result is None:  # a missing object is created by an apply: 404 is the kind itself
+            raise NotServedError(f"apply {path}: not found (is the resource served?)")
         if (obj["apiVersion"], obj["kind"]) != (API_VERSION, "PlatformService"):
             self.observe(result)
         return result
