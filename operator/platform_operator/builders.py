@@ -537,25 +537,52 @@ def build_ingress(svc: PlatformService) -> dict[str, Any] | None:
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
 
 
-def build_network_policy(svc: PlatformService) -> dict[str, Any] | None:
-    """Data services admit only pods of the services that declared them in dependsOn."""
-    if svc.spec.type != "data":
-        return None
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _metadata(svc),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(svc)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {"matchLabels": {CLIENT_LABEL_PREFIX + svc.name: "client"}}}],
-                    "ports": [{"port": "http", "protocol": "TCP"}],
-                }
-            ],
-        },
+def _ingress_controller(cluster: Cluster) -> dict[str, Any]:
+    peer: dict[str, Any] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cluster.ingress_namespace}}
     }
+    if cluster.ingress_pod_labels:
+        peer["podSelector"] = {"matchLabels": dict(cluster.ingress_pod_labels)}
+    return peer
+
+
+def network_policy_rules(svc: PlatformService, cluster: Cluster) -> list[dict[str, Any]]:
+    """Who may open a connection to the service's pods, and on which port; nobody else may.
+
+    data: the pods of the services that list it in dependsOn (never the ingress controller).
+    api: the ingress controller when it has an ingress, and the pods of the namespace's other
+    PlatformServices (a bot or an api calls it at http://<name>). webhook bot: the ingress
+    controller (Telegram calls through it). workers and polling bots: nobody. Every type with
+    metrics on: the scrapers' namespaces, on the metrics port."""
+    http = [{"port": "http", "protocol": "TCP"}]
+    rules: list[dict[str, Any]] = []
+    if svc.spec.type == "data":
+        rules.append({"from": [{"podSelector": {"matchLabels": {CLIENT_LABEL_PREFIX + svc.name: "client"}}}],
+                      "ports": http})  # fmt: skip
+    elif svc.spec.type == "api":
+        platform_pods = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": MANAGER}
+        peers = [{"podSelector": {"matchLabels": platform_pods}}]
+        if svc.wants_ingress:
+            peers.insert(0, _ingress_controller(cluster))
+        rules.append({"from": peers, "ports": http})
+    elif svc.is_webhook_bot and svc.wants_ingress:
+        rules.append({"from": [_ingress_controller(cluster)], "ports": http})
+    if svc.spec.metrics.enabled:
+        scrapers = {"matchLabels": dict(cluster.scraper_namespace_labels)} if cluster.scraper_namespace_labels else {}
+        rules.append(
+            {"from": [{"namespaceSelector": scrapers}], "ports": [{"port": metrics_port_name(svc), "protocol": "TCP"}]}
+        )
+    return rules
+
+
+def build_network_policy(svc: PlatformService, cluster: Cluster | None = None) -> dict[str, Any]:
+    """Every service's pods admit only what its spec calls for (network_policy_rules); a policy
+    with no rule admits nothing at all."""
+    spec: dict[str, Any] = {"podSelector": {"matchLabels": selector_labels(svc)}, "policyTypes": ["Ingress"]}
+    rules = network_policy_rules(svc, cluster or Cluster())
+    if rules:  # an empty list is dropped by the API server: written, every resync would differ
+        spec["ingress"] = rules
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _metadata(svc), "spec": spec}
 
 
 def ingress_claim(svc: PlatformService) -> tuple[str, str] | None:

@@ -38,8 +38,8 @@ log = logging.getLogger("platform_operator")
 APPLIED_HASH_ANNOTATION = "platform.dev/applied-hash"
 
 # Children that exist for some specs and not for others: when the spec stops asking for one
-# (an ingress removed, a bot switched to polling), the one we made is deleted. (A NetworkPolicy
-# comes with the type, which never changes.) The HorizontalPodAutoscaler comes with spec.autoscaling,
+# (an ingress removed, a bot switched to polling), the one we made is deleted. (Every service has
+# a NetworkPolicy.) The HorizontalPodAutoscaler comes with spec.autoscaling,
 # the PodDisruptionBudget with more than one replica.
 OPTIONAL_KINDS = (
     ("v1", "Service"),
@@ -712,7 +712,7 @@ async def _reconcile(
         builders.build_pdb(svc),
         builders.build_service(svc),
         builders.build_monitor(svc, cluster),
-        builders.build_network_policy(svc),
+        builders.build_network_policy(svc, cluster),
         None if conflict or host_holder else builders.build_ingress(svc),
     ):
         if optional is not None:
