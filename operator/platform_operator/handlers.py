@@ -19,7 +19,7 @@ import kopf
 
 from platform_operator import builders, cache, cleanup, database, messaging, reconcile
 from platform_operator.credentials import ROTATE_ANNOTATION
-from platform_operator.kube import Kube, UnavailableError
+from platform_operator.kube import Kube, KubeError, UnavailableError
 from platform_operator.model import GROUP, PAUSED_ANNOTATION, PLURAL, VERSION, PlatformService, is_paused
 from platform_operator.postgres import Postgres
 from platform_operator.rabbitmq import RabbitMQ
@@ -131,7 +131,7 @@ async def _discover_monitoring(kube: Kube) -> reconcile.Monitoring:
     CRDs (monitoring_crds) follows changes from then on."""
     try:
         kinds = await kube.served_kinds(builders.MONITORING_API)
-    except UnavailableError as exc:
+    except KubeError as exc:  # unreachable, or refused: the watch's first listing tells instead
         log.warning(f"API discovery of {builders.MONITORING_API} failed ({exc}); the watch of its CRDs will tell.")
         kinds = set()
     found = reconcile.Monitoring(service_monitors="ServiceMonitor" in kinds, pod_monitors="PodMonitor" in kinds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from platform_operator import builders, handlers
-from platform_operator.kube import UnavailableError
+from platform_operator.kube import RefusedError, UnavailableError
 from platform_operator.reconcile import Monitoring, cluster_view
 from platform_operator.settings import OperatorSettings
 
@@ -156,6 +156,7 @@ class FakeDiscovery:
         ({"ServiceMonitor"}, (True, False)),
         (set(), (False, False)),
         (UnavailableError("down"), (False, False)),  # the CRDs' watch tells later
+        (RefusedError("403"), (False, False)),
     ],
 )
 async def test_discovery_at_start(served, expected):
