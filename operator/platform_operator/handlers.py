@@ -456,15 +456,20 @@ async def resync(
     indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
     memo.seen.known = known_services
     _attach_broker_watch(memo, indices, known_services)
-    if known_services is not None and memo.sweep.due():
-        known = known_services
-        await memo.sweep.maybe_run(lambda ns, n: (ns, n) in known)
-    if stopped is None:
+
+    async def sweep_and_run() -> None:
+        # The sweep too is abandoned when the object goes: it may wait on the same slow Redis.
+        if known_services is not None and memo.sweep.due():
+            known = known_services
+            await memo.sweep.maybe_run(lambda ns, n: (ns, n) in known)
         await _run(namespace, name, memo, indices)
+
+    if stopped is None:
+        await sweep_and_run()
         return
     if stopped:
         return
-    work = asyncio.ensure_future(_run(namespace, name, memo, indices))
+    work = asyncio.ensure_future(sweep_and_run())
     halt = asyncio.ensure_future(stopped.wait())
     try:
         await asyncio.wait((work, halt), return_when=asyncio.FIRST_COMPLETED)
