@@ -55,6 +55,8 @@ MAX_CONNECTIONS = 16
 REQUEST_TIMEOUT = 60  # seconds for one request, answer included
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"  # on every child; the watch of children selects on it
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Kinds no watch of the operator reports (handlers.CHILDREN): never cached, read from the API server.
+UNCACHED = frozenset({"ServiceMonitor", "PodMonitor"})
 
 # apiVersion, kind -> (path prefix, plural). Only what the operator manages.
 _RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
@@ -397,7 +399,7 @@ class Kube:
 
     def observe(self, obj: Mapping[str, Any]) -> None:
         """Keeps this version of a child (from its watch, or the answer to our apply)."""
-        if self.max_age <= 0:
+        if self.max_age <= 0 or obj.get("kind") in UNCACHED:
             return
         meta = obj.get("metadata") or {}
         key = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
@@ -405,7 +407,7 @@ class Kube:
         self._seen[key] = (time.monotonic(), json.dumps(trimmed, separators=(",", ":")).encode())
 
     def observe_gone(self, kind: str, namespace: str, name: str) -> None:
-        if self.max_age <= 0:
+        if self.max_age <= 0 or kind in UNCACHED:
             return
         now = time.monotonic()
         self._seen[(kind, namespace, name)] = (now, None)
