@@ -10,6 +10,8 @@ import base64
 import hashlib
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from platform_operator import messaging
@@ -30,6 +32,43 @@ DEFAULT_RESOURCES: dict[str, dict[str, str | int]] = {
 }
 NGINX = "nginx.ingress.kubernetes.io/"
 RESERVED_ENV = frozenset({"DATABASE_URL", "DATABASE_ENGINE", "BOT_TOKEN", "BOT_MODE", "BOT_WEBHOOK_URL"})
+# Pod labels and annotations spec.pod may not set (the CRD refuses them; the builders keep ours if
+# one gets through): the labels the operator selects pods by, and what the NetworkPolicies and
+# the operator itself read.
+RESERVED_POD_LABELS = frozenset(
+    {
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+        "app.kubernetes.io/part-of",
+        "app.kubernetes.io/managed-by",
+    }
+)
+RESERVED_PREFIXES = ("platform.dev/", CLIENT_LABEL_PREFIX)
+SCRAPE_PREFIX = "prometheus.io/"
+TMP_VOLUME = "tmp"
+HOSTNAME_KEY = "kubernetes.io/hostname"
+MONITORING_API = "monitoring.coreos.com/v1"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the builders need to know beyond the spec: the operator's settings about the cluster,
+    and which of the Prometheus Operator's kinds the cluster serves."""
+
+    ingress_namespace: str = "ingress-nginx"
+    ingress_pod_labels: Mapping[str, str] = field(default_factory=dict)
+    # Namespaces whose pods may scrape the metrics port; empty: every namespace.
+    scraper_namespace_labels: Mapping[str, str] = field(
+        default_factory=lambda: {"kubernetes.io/metadata.name": "monitoring"}
+    )
+    monitor_labels: Mapping[str, str] = field(default_factory=dict)  # for a Prometheus's serviceMonitorSelector
+    service_monitors: bool = False
+    pod_monitors: bool = False
+
+
+def _reserved(key: str) -> bool:
+    return key in RESERVED_POD_LABELS or key.startswith(RESERVED_PREFIXES)
 
 
 def selector_labels(svc: PlatformService) -> dict[str, str]:
@@ -192,12 +231,99 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def build_deployment(svc: PlatformService, config_digest: str) -> dict[str, Any]:
+def metrics_port_name(svc: PlatformService) -> str:
+    """The named port Prometheus scrapes: the HTTP port itself unless spec.metrics gives another."""
+    return "http" if svc.metrics_port == svc.spec.port else "metrics"
+
+
+def _ports(svc: PlatformService) -> list[dict[str, Any]]:
+    ports = [{"name": "http", "containerPort": svc.spec.port, "protocol": "TCP"}]
+    if svc.spec.metrics.enabled and metrics_port_name(svc) == "metrics":
+        ports.append({"name": "metrics", "containerPort": svc.metrics_port, "protocol": "TCP"})
+    return ports
+
+
+def scrape_annotations(svc: PlatformService) -> dict[str, str]:
+    """The conventional prometheus.io/* pod annotations, for a Prometheus without the Prometheus Operator."""
+    if not svc.spec.metrics.enabled:
+        return {}
+    return {
+        SCRAPE_PREFIX + "scrape": "true",
+        SCRAPE_PREFIX + "port": str(svc.metrics_port),
+        SCRAPE_PREFIX + "path": svc.spec.metrics.path,
+    }
+
+
+def _volumes(svc: PlatformService) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """spec.pod.volumes as pod volumes and container mounts: ConfigMaps and Secrets read-only,
+    an emptyDir writable unless it says readOnly."""
+    volumes: list[dict[str, Any]] = [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}]
+    # A private emptyDir: the root filesystem is read-only, and Python libraries expect a /tmp.
+    mounts: list[dict[str, Any]] = [{"name": TMP_VOLUME, "mountPath": "/tmp"}]  # noqa: S108  # nosec B108
+    for entry in svc.spec.pod.volumes:
+        name = str(entry["name"])
+        if name == TMP_VOLUME:
+            continue  # ours (the CRD refuses the name)
+        source = next((k for k in ("configMap", "secret", "emptyDir") if k in entry), None)
+        if source is None:
+            continue
+        volumes.append({"name": name, source: dict(entry[source])})
+        mount: dict[str, Any] = {"name": name, "mountPath": entry["mountPath"]}
+        # The API server drops readOnly: false, so only true is written (else every resync would differ).
+        if source != "emptyDir" or entry.get("readOnly"):
+            mount["readOnly"] = True
+        mounts.append(mount)
+    return volumes, mounts
+
+
+def default_spread(svc: PlatformService) -> dict[str, Any]:
+    """Pods of one service on different nodes where the scheduler can, on one node where it cannot."""
+    return {
+        "maxSkew": 1,
+        "topologyKey": HOSTNAME_KEY,
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector_labels(svc)},
+    }
+
+
+def _spread(svc: PlatformService) -> list[dict[str, Any]]:
+    given = svc.spec.pod.topology_spread_constraints
+    if given:
+        # A constraint without a labelSelector counts this service's own pods.
+        return [{"labelSelector": {"matchLabels": selector_labels(svc)}, **c} for c in given]
+    return [default_spread(svc)] if svc.spreads else []
+
+
+def _tolerations(svc: PlatformService) -> list[dict[str, Any]]:
+    # An empty value is dropped by the API server; writing it would make every resync differ.
+    return [{k: v for k, v in t.items() if v != ""} for t in svc.spec.pod.tolerations]
+
+
+def _pod_spec_extras(svc: PlatformService) -> dict[str, Any]:
+    """The scheduling, identity and image fields of spec.pod, only those set (an empty list or map
+    is dropped by the API server, and would make every resync differ)."""
+    pod = svc.spec.pod
+    extras: dict[str, Any] = {
+        "imagePullSecrets": [dict(s) for s in pod.image_pull_secrets],
+        "serviceAccountName": pod.service_account_name,
+        "nodeSelector": dict(pod.node_selector),
+        "tolerations": _tolerations(svc),
+        "affinity": dict(pod.affinity) if pod.affinity else None,
+        "topologySpreadConstraints": _spread(svc),
+        "priorityClassName": pod.priority_class_name,
+    }
+    return {k: v for k, v in extras.items() if v}
+
+
+def build_deployment(svc: PlatformService, config_digest: str, *, scrape: bool = False) -> dict[str, Any]:
+    """The service's Deployment; `scrape`: carry the prometheus.io/* annotations (no Prometheus
+    Operator to give a ServiceMonitor or PodMonitor to)."""
     spec = svc.spec
+    volumes, mounts = _volumes(svc)
     container: dict[str, Any] = {
         "name": "app",
         "image": spec.image,
-        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "ports": _ports(svc),
         "envFrom": [{"secretRef": {"name": svc.secret_name}}],
         "resources": _resources(svc),
         "startupProbe": _probe(spec.health.liveness_path, period=2, failures=60),
@@ -210,8 +336,7 @@ def build_deployment(svc: PlatformService, config_digest: str) -> dict[str, Any]
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        # A private emptyDir: the root filesystem is read-only, and Python libraries expect a /tmp.
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108  # nosec B108
+        "volumeMounts": mounts,
     }
     env = _env(svc)
     if env:
@@ -221,9 +346,13 @@ def build_deployment(svc: PlatformService, config_digest: str) -> dict[str, Any]
     if spec.args:
         container["args"] = list(spec.args)
 
-    pod_labels = common_labels(svc)
+    pod_labels = {k: v for k, v in spec.pod.labels.items() if not _reserved(k)} | common_labels(svc)
     for dep in spec.depends_on:
         pod_labels[CLIENT_LABEL_PREFIX + dep] = "client"
+    annotations = {k: v for k, v in spec.pod.annotations.items() if not _reserved(k)}
+    if scrape:
+        annotations |= scrape_annotations(svc)
+    annotations[CONFIG_HASH_ANNOTATION] = config_digest
 
     return {
         "apiVersion": "apps/v1",
@@ -235,10 +364,11 @@ def build_deployment(svc: PlatformService, config_digest: str) -> dict[str, Any]
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_digest},
+                    "annotations": annotations,
                 },
                 "spec": {
-                    "automountServiceAccountToken": False,
+                    **_pod_spec_extras(svc),
+                    "automountServiceAccountToken": spec.pod.automount_service_account_token,
                     "enableServiceLinks": False,
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -248,7 +378,7 @@ def build_deployment(svc: PlatformService, config_digest: str) -> dict[str, Any]
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    "volumes": volumes,
                 },
             },
         },
@@ -297,19 +427,62 @@ def build_hpa(svc: PlatformService) -> dict[str, Any] | None:
     }
 
 
+def build_pdb(svc: PlatformService) -> dict[str, Any] | None:
+    """A PodDisruptionBudget (policy/v1) while the service runs more than one pod: a node drain
+    takes them one at a time. None with one pod (a budget for one pod only blocks drains)."""
+    if not svc.spreads:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(svc),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(svc)}},
+    }
+
+
 def build_service(svc: PlatformService) -> dict[str, Any] | None:
     if not svc.has_service:
         return None
+    ports = [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]
+    if svc.spec.metrics.enabled and metrics_port_name(svc) == "metrics":
+        # A ServiceMonitor names a port of the Service.
+        ports.append({"name": "metrics", "port": svc.metrics_port, "targetPort": "metrics", "protocol": "TCP"})
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(svc),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector_labels(svc),
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
+        "spec": {"type": "ClusterIP", "selector": selector_labels(svc), "ports": ports},
     }
+
+
+def monitor_kind(svc: PlatformService) -> str:
+    """A ServiceMonitor for services with a Service, a PodMonitor for workers and polling bots."""
+    return "ServiceMonitor" if svc.has_service else "PodMonitor"
+
+
+def build_monitor(svc: PlatformService, cluster: Cluster) -> dict[str, Any] | None:
+    """The Prometheus Operator's ServiceMonitor or PodMonitor of the service's metrics, when
+    spec.metrics is enabled and the cluster serves that kind (else the pods carry annotations)."""
+    if not svc.spec.metrics.enabled:
+        return None
+    kind = monitor_kind(svc)
+    if not (cluster.service_monitors if kind == "ServiceMonitor" else cluster.pod_monitors):
+        return None
+    meta = _metadata(svc)
+    meta["labels"] = dict(cluster.monitor_labels) | meta["labels"]
+    endpoint = {"port": metrics_port_name(svc), "path": svc.spec.metrics.path}
+    endpoints = "endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints"
+    return {
+        "apiVersion": MONITORING_API,
+        "kind": kind,
+        "metadata": meta,
+        "spec": {"selector": {"matchLabels": selector_labels(svc)}, endpoints: [endpoint]},
+    }
+
+
+def scraped_by_annotations(svc: PlatformService, cluster: Cluster) -> bool:
+    """Metrics on, and no ServiceMonitor or PodMonitor to carry them: the pods say it themselves."""
+    return svc.spec.metrics.enabled and build_monitor(svc, cluster) is None
 
 
 def ingress_annotations(svc: PlatformService) -> dict[str, str]:
@@ -364,25 +537,52 @@ def build_ingress(svc: PlatformService) -> dict[str, Any] | None:
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
 
 
-def build_network_policy(svc: PlatformService) -> dict[str, Any] | None:
-    """Data services admit only pods of the services that declared them in dependsOn."""
-    if svc.spec.type != "data":
-        return None
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _metadata(svc),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(svc)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {"matchLabels": {CLIENT_LABEL_PREFIX + svc.name: "client"}}}],
-                    "ports": [{"port": "http", "protocol": "TCP"}],
-                }
-            ],
-        },
+def _ingress_controller(cluster: Cluster) -> dict[str, Any]:
+    peer: dict[str, Any] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cluster.ingress_namespace}}
     }
+    if cluster.ingress_pod_labels:
+        peer["podSelector"] = {"matchLabels": dict(cluster.ingress_pod_labels)}
+    return peer
+
+
+def network_policy_rules(svc: PlatformService, cluster: Cluster) -> list[dict[str, Any]]:
+    """Who may open a connection to the service's pods, and on which port; nobody else may.
+
+    data: the pods of the services that list it in dependsOn (never the ingress controller).
+    api: the ingress controller when it has an ingress, and the pods of the namespace's other
+    PlatformServices (a bot or an api calls it at http://<name>). webhook bot: the ingress
+    controller (Telegram calls through it). workers and polling bots: nobody. Every type with
+    metrics on: the scrapers' namespaces, on the metrics port."""
+    http = [{"port": "http", "protocol": "TCP"}]
+    rules: list[dict[str, Any]] = []
+    if svc.spec.type == "data":
+        rules.append({"from": [{"podSelector": {"matchLabels": {CLIENT_LABEL_PREFIX + svc.name: "client"}}}],
+                      "ports": http})  # fmt: skip
+    elif svc.spec.type == "api":
+        platform_pods = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": MANAGER}
+        peers = [{"podSelector": {"matchLabels": platform_pods}}]
+        if svc.wants_ingress:
+            peers.insert(0, _ingress_controller(cluster))
+        rules.append({"from": peers, "ports": http})
+    elif svc.is_webhook_bot and svc.wants_ingress:
+        rules.append({"from": [_ingress_controller(cluster)], "ports": http})
+    if svc.spec.metrics.enabled:
+        scrapers = {"matchLabels": dict(cluster.scraper_namespace_labels)} if cluster.scraper_namespace_labels else {}
+        rules.append(
+            {"from": [{"namespaceSelector": scrapers}], "ports": [{"port": metrics_port_name(svc), "protocol": "TCP"}]}
+        )
+    return rules
+
+
+def build_network_policy(svc: PlatformService, cluster: Cluster | None = None) -> dict[str, Any]:
+    """Every service's pods admit only what its spec calls for (network_policy_rules); a policy
+    with no rule admits nothing at all."""
+    spec: dict[str, Any] = {"podSelector": {"matchLabels": selector_labels(svc)}, "policyTypes": ["Ingress"]}
+    rules = network_policy_rules(svc, cluster or Cluster())
+    if rules:  # an empty list is dropped by the API server: written, every resync would differ
+        spec["ingress"] = rules
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _metadata(svc), "spec": spec}
 
 
 def ingress_claim(svc: PlatformService) -> tuple[str, str] | None:

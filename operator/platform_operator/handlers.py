@@ -19,7 +19,7 @@ import kopf
 
 from platform_operator import builders, cache, cleanup, database, messaging, reconcile
 from platform_operator.credentials import ROTATE_ANNOTATION
-from platform_operator.kube import Kube, UnavailableError
+from platform_operator.kube import Kube, KubeError, UnavailableError
 from platform_operator.model import GROUP, PAUSED_ANNOTATION, PLURAL, VERSION, PlatformService, is_paused
 from platform_operator.postgres import Postgres
 from platform_operator.rabbitmq import RabbitMQ
@@ -38,7 +38,15 @@ CHILDREN = (
     ("networking.k8s.io", "v1", "ingresses", "Ingress"),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    # Not ServiceMonitors and PodMonitors: kopf's watch of a kind whose CRD is deleted while it lists
+    # can fail with a 404 that stops the whole operator (seen in the e2e suite). They are read from
+    # the API server in every reconcile instead (kube.UNCACHED), so the resync repairs them.
 )
+MONITOR_CRDS = {
+    "servicemonitors.monitoring.coreos.com": "ServiceMonitor",
+    "podmonitors.monitoring.coreos.com": "PodMonitor",
+}
 FINALIZER = "platform.dev/finalizer"
 
 # Read once: the timer's interval needs it at import, the startup handler for everything else.
@@ -92,6 +100,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             else None
         ),
         settings=ours,
+        monitoring=await _discover_monitoring(memo.kube),
     )
     # kopf gives each object's handlers a shallow copy of this memo: what they record for the
     # Redis watch goes into one object that every copy shares.
@@ -113,6 +122,71 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         "managed" if ours.redis_url else "not managed",
         "managed" if ours.postgres_admin_url else "not managed",
     )
+
+
+async def _discover_monitoring(kube: Kube) -> reconcile.Monitoring:
+    """Whether the cluster serves ServiceMonitors and PodMonitors, asked before any service is
+    reconciled (so a restart never swaps monitors for annotations and back); the watch of their
+    CRDs (monitoring_crds) follows changes from then on."""
+    try:
+        kinds = await kube.served_kinds(builders.MONITORING_API)
+    except KubeError as exc:  # unreachable, or refused: the watch's first listing tells instead
+        log.warning(f"API discovery of {builders.MONITORING_API} failed ({exc}); the watch of its CRDs will tell.")
+        kinds = set()
+    found = reconcile.Monitoring(service_monitors="ServiceMonitor" in kinds, pod_monitors="PodMonitor" in kinds)
+    log.info(
+        "Prometheus Operator's CRDs: %s.",
+        ", ".join(k for k in ("ServiceMonitor", "PodMonitor") if found.serves(k)) or "none (pods get annotations)",
+    )
+    return found
+
+
+def _monitor_crd(name: str, **_: Any) -> bool:
+    return name in MONITOR_CRDS
+
+
+def _serves_v1(body: Mapping[str, Any]) -> bool:
+    """An established CRD, not being deleted, serving v1."""
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    established = any(
+        c.get("type") == "Established" and c.get("status") == "True"
+        for c in (body.get("status") or {}).get("conditions") or []
+    )
+    versions = (body.get("spec") or {}).get("versions") or []
+    return established and any(v.get("name") == "v1" and v.get("served") for v in versions)
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_monitor_crd, id="monitoring-crds")
+async def monitoring_crds(
+    type: str | None,
+    name: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    known_services: kopf.Index[Any, Any] | None = None,
+    ingress_claims: kopf.Index[Any, Any] | None = None,
+    queue_claims: kopf.Index[Any, Any] | None = None,
+    tenancy_claims: kopf.Index[Any, Any] | None = None,
+    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
+    service_types: kopf.Index[Any, Any] | None = None,
+    **_: Any,
+) -> None:
+    """The ServiceMonitor or PodMonitor CRD installed or removed: every service is reconciled at
+    once, its monitor made (and the pods' prometheus.io annotations dropped) or the other way round."""
+    kind = MONITOR_CRDS[name]
+    served = type != "DELETED" and _serves_v1(body)
+    if not memo.backends.monitoring.set(kind, served) or known_services is None:
+        return
+    services = [key for key in known_services if isinstance(key, tuple) and len(key) == 2]
+    log.info(
+        f"{kind} is {'now served' if served else 'no longer served'}: reconciling {len(services)} services "
+        f"({'monitors' if served else 'prometheus.io annotations'} for their metrics)."
+    )
+    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
+    for namespace, svc_name in services:
+        task = asyncio.ensure_future(_again(namespace, svc_name, memo, indices, why=f"{name} changed", external=False))
+        memo.seen.again.add(task)
+        task.add_done_callback(memo.seen.again.discard)
 
 
 class PausedAwareDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -381,15 +455,20 @@ async def resync(
     indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
     memo.seen.known = known_services
     _attach_broker_watch(memo, indices, known_services)
-    if known_services is not None and memo.sweep.due():
-        known = known_services
-        await memo.sweep.maybe_run(lambda ns, n: (ns, n) in known)
-    if stopped is None:
+
+    async def sweep_and_run() -> None:
+        # The sweep too is abandoned when the object goes: it may wait on the same slow Redis.
+        if known_services is not None and memo.sweep.due():
+            known = known_services
+            await memo.sweep.maybe_run(lambda ns, n: (ns, n) in known)
         await _run(namespace, name, memo, indices)
+
+    if stopped is None:
+        await sweep_and_run()
         return
     if stopped:
         return
-    work = asyncio.ensure_future(_run(namespace, name, memo, indices))
+    work = asyncio.ensure_future(sweep_and_run())
     halt = asyncio.ensure_future(stopped.wait())
     try:
         await asyncio.wait((work, halt), return_when=asyncio.FIRST_COMPLETED)

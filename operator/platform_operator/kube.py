@@ -55,6 +55,8 @@ MAX_CONNECTIONS = 16
 REQUEST_TIMEOUT = 60  # seconds for one request, answer included
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"  # on every child; the watch of children selects on it
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Kinds no watch of the operator reports (handlers.CHILDREN): never cached, read from the API server.
+UNCACHED = frozenset({"ServiceMonitor", "PodMonitor"})
 
 # apiVersion, kind -> (path prefix, plural). Only what the operator manages.
 _RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
@@ -64,6 +66,9 @@ _RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1", "ingresses"),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): ("/apis/monitoring.coreos.com/v1", "servicemonitors"),
+    ("monitoring.coreos.com/v1", "PodMonitor"): ("/apis/monitoring.coreos.com/v1", "podmonitors"),
     (API_VERSION, "PlatformService"): (f"/apis/{API_VERSION}", PLURAL),
 }
 
@@ -86,6 +91,10 @@ class NamespaceTerminatingError(KubeError):
 
 class UnavailableError(KubeError):
     """The API server could not be reached or failed; retry later."""
+
+
+class NotServedError(UnavailableError):
+    """An apply answered 404: the API server does not serve the kind (its CRD was deleted)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,9 +391,15 @@ class Kube:
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._call("GET", _path(api_version, kind, namespace, name))
 
+    async def served_kinds(self, api_version: str) -> set[str]:
+        """The kinds the API server serves under a group/version (API discovery; every authenticated
+        user may read it). Empty when the group/version is not served at all."""
+        found = await self._call("GET", f"/apis/{api_version}")
+        return {str(r.get("kind")) for r in (found or {}).get("resources") or [] if "/" not in str(r.get("name"))}
+
     def observe(self, obj: Mapping[str, Any]) -> None:
         """Keeps this version of a child (from its watch, or the answer to our apply)."""
-        if self.max_age <= 0:
+        if self.max_age <= 0 or obj.get("kind") in UNCACHED:
             return
         meta = obj.get("metadata") or {}
         key = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
@@ -392,7 +407,7 @@ class Kube:
         self._seen[key] = (time.monotonic(), json.dumps(trimmed, separators=(",", ":")).encode())
 
     def observe_gone(self, kind: str, namespace: str, name: str) -> None:
-        if self.max_age <= 0:
+        if self.max_age <= 0 or kind in UNCACHED:
             return
         now = time.monotonic()
         self._seen[(kind, namespace, name)] = (now, None)
@@ -446,8 +461,8 @@ class Kube:
             query=[("fieldManager", field_manager), ("force", "true"), ("fieldValidation", "Strict")],
             content_type="application/apply-patch+yaml",
         )
-        if result is None:
-            raise UnavailableError(f"apply {path}: the API server returned nothing")
+        if result is None:  # a missing object is created by an apply: 404 is the kind itself
+            raise NotServedError(f"apply {path}: not found (is the resource served?)")
         if (obj["apiVersion"], obj["kind"]) != (API_VERSION, "PlatformService"):
             self.observe(result)
         return result

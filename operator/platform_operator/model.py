@@ -137,6 +137,35 @@ class Autoscaling(_Model):
     target_memory_utilization_percentage: int | None = Field(default=None, alias="targetMemoryUtilizationPercentage")
 
 
+class Pod(_Model):
+    """spec.pod: scheduling, identity, private images and volumes of the service's pods.
+
+    Tolerations, affinity, spread constraints and volumes are kept in the Kubernetes shape the CRD
+    allows (its schema lists every field, so nothing that could break the restricted Pod Security
+    profile gets this far)."""
+
+    image_pull_secrets: tuple[dict[str, Any], ...] = ()
+    service_account_name: str | None = None
+    automount_service_account_token: bool = False
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] | None = None
+    topology_spread_constraints: tuple[dict[str, Any], ...] = ()
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    volumes: tuple[dict[str, Any], ...] = ()
+    priority_class_name: str | None = None
+
+
+class Metrics(_Model):
+    """spec.metrics: where the pods serve Prometheus metrics (every reference service serves /metrics
+    on its HTTP port)."""
+
+    enabled: bool = True
+    port: int | None = None  # None: spec.port
+    path: str = "/metrics"
+
+
 class Spec(_Model):
     type: ServiceType
     image: str
@@ -155,6 +184,8 @@ class Spec(_Model):
     ingress: Ingress | None = None
     bot: Bot | None = None
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    pod: Pod = Pod()
+    metrics: Metrics = Metrics()
 
 
 class PlatformService(_Model):
@@ -196,6 +227,16 @@ class PlatformService(_Model):
     @property
     def is_webhook_bot(self) -> bool:
         return self.spec.type == "bot" and self.spec.bot is not None and self.spec.bot.mode == "webhook"
+
+    @property
+    def spreads(self) -> bool:
+        """More than one pod (now or once the HorizontalPodAutoscaler adds some): spread them over
+        nodes and keep a PodDisruptionBudget."""
+        return self.spec.autoscaling is not None or self.spec.replicas > 1
+
+    @property
+    def metrics_port(self) -> int:
+        return self.spec.metrics.port or self.spec.port
 
     @property
     def wants_ingress(self) -> bool:

@@ -24,6 +24,7 @@ from platform_operator.kube import (
     ConflictError,
     Kube,
     NamespaceTerminatingError,
+    NotServedError,
     RefusedError,
     UnavailableError,
 )
@@ -37,12 +38,14 @@ log = logging.getLogger("platform_operator")
 APPLIED_HASH_ANNOTATION = "platform.dev/applied-hash"
 
 # Children that exist for some specs and not for others: when the spec stops asking for one
-# (an ingress removed, a bot switched to polling), the one we made is deleted. (A NetworkPolicy
-# comes with the type, which never changes.) The HorizontalPodAutoscaler comes with spec.autoscaling.
+# (an ingress removed, a bot switched to polling), the one we made is deleted. (Every service has
+# a NetworkPolicy.) The HorizontalPodAutoscaler comes with spec.autoscaling,
+# the PodDisruptionBudget with more than one replica.
 OPTIONAL_KINDS = (
     ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
 )
 # Takes spec.replicas of a Deployment over from the operator when autoscaling is switched on (see
 # owns_replicas): the HorizontalPodAutoscaler's own updates take it from there.
@@ -406,6 +409,45 @@ def desired_status(
 
 
 @dataclass
+class Monitoring:
+    """Which of the Prometheus Operator's kinds the cluster serves: learnt by API discovery when the
+    operator starts, then from the watch of their CRDs (handlers.py), and from an apply that finds
+    the kind gone."""
+
+    service_monitors: bool = False
+    pod_monitors: bool = False
+
+    def serves(self, kind: str) -> bool:
+        return self.service_monitors if kind == "ServiceMonitor" else self.pod_monitors
+
+    def set(self, kind: str, served: bool) -> bool:
+        """Records whether `kind` is served; True when that changed."""
+        if self.serves(kind) == served:
+            return False
+        if kind == "ServiceMonitor":
+            self.service_monitors = served
+        else:
+            self.pod_monitors = served
+        return True
+
+    @property
+    def kinds(self) -> list[tuple[str, str]]:
+        return [(builders.MONITORING_API, k) for k in ("ServiceMonitor", "PodMonitor") if self.serves(k)]
+
+
+def cluster_view(settings: OperatorSettings, monitoring: Monitoring) -> builders.Cluster:
+    """What the builders need of the operator's settings and of the cluster."""
+    return builders.Cluster(
+        ingress_namespace=settings.ingress_controller_namespace,
+        ingress_pod_labels=settings.ingress_controller_pod_label_map,
+        scraper_namespace_labels=settings.metrics_scraper_namespace_labels,
+        monitor_labels=settings.metrics_monitor_label_map,
+        service_monitors=monitoring.service_monitors,
+        pod_monitors=monitoring.pod_monitors,
+    )
+
+
+@dataclass
 class Backends:
     """The outside systems and how services reach them; None where the operator does not manage it."""
 
@@ -413,6 +455,7 @@ class Backends:
     redis: RedisStore | None = None
     postgres: Postgres | None = None
     settings: OperatorSettings = field(default_factory=OperatorSettings)
+    monitoring: Monitoring = field(default_factory=Monitoring)
     # At most settings.max_concurrent_reconciles at once of each sort: those that visit RabbitMQ
     # and Redis, and those that only look at the children (a Deployment's pods became ready). Two
     # pools, so that a child's change is not queued behind reconciles waiting on a busy broker.
@@ -657,14 +700,19 @@ async def _reconcile(
     settings = settings_for(creds)
     host_holder = host_conflict(svc, claims, cfg.shared_ingress_host_list)
     conflict = ingress_conflict(svc, claims)
+    cluster = cluster_view(cfg, backends.monitoring)
     wanted: list[dict[str, Any]] = [
         builders.build_secret(svc, settings, creds.rotation),
-        builders.build_deployment(svc, builders.config_hash(settings)),
+        builders.build_deployment(
+            svc, builders.config_hash(settings), scrape=builders.scraped_by_annotations(svc, cluster)
+        ),
     ]
     for optional in (
         builders.build_hpa(svc),
+        builders.build_pdb(svc),
         builders.build_service(svc),
-        builders.build_network_policy(svc),
+        builders.build_monitor(svc, cluster),
+        builders.build_network_policy(svc, cluster),
         None if conflict or host_holder else builders.build_ingress(svc),
     ):
         if optional is not None:
@@ -703,6 +751,15 @@ async def _reconcile(
                 outcome.refused[kind] = str(exc)
                 live_by_kind[kind] = live
                 continue
+            except NotServedError as exc:
+                if obj["apiVersion"] != builders.MONITORING_API:
+                    raise
+                # Its CRD went while the watch was not looking (another replica acted): the pods
+                # carry the annotations instead, from the next reconcile on (soon: a retry).
+                backends.monitoring.set(kind, False)
+                outcome.retry.append(f"{kind} is no longer served: {exc}")
+                live_by_kind[kind] = None
+                continue
         _remember_write(applied)
         outcome.written.append(f"{kind}/{name}")
         if live is None:
@@ -723,7 +780,7 @@ async def _reconcile(
         say("Normal", "Created", f"Created {', '.join(made)}.")
 
     wanted_kinds = {(o["apiVersion"], o["kind"]) for o in wanted}
-    for api_version, kind in OPTIONAL_KINDS:
+    for api_version, kind in (*OPTIONAL_KINDS, *backends.monitoring.kinds):
         if (api_version, kind) in wanted_kinds:
             continue
         live = await kube.read(api_version, kind, svc.namespace, svc.name, trust_absence=True)

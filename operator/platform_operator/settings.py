@@ -45,6 +45,26 @@ class OperatorSettings(BaseSettings):
         description="Comma-separated ingress hosts any namespace may route paths of (e.g. a shared API "
         "gateway host); every other host belongs to the namespace whose PlatformService claimed it first.",
     )
+    ingress_controller_namespace: str = Field(
+        "ingress-nginx",
+        description="The namespace of the ingress controller's pods: the NetworkPolicy of an api or webhook bot "
+        "with an ingress admits them.",
+    )
+    ingress_controller_pod_labels: str = Field(
+        "",
+        description="Comma-separated key=value labels that pick the ingress controller's pods in its namespace, "
+        "e.g. app.kubernetes.io/name=ingress-nginx; empty: every pod of that namespace.",
+    )
+    metrics_scraper_namespace_selector: str = Field(
+        "kubernetes.io/metadata.name=monitoring",
+        description="Comma-separated key=value labels of the namespaces whose pods may scrape the services' "
+        "metrics port (where Prometheus runs); the NetworkPolicies admit them. Empty: every namespace.",
+    )
+    metrics_monitor_labels: str = Field(
+        "",
+        description="Comma-separated key=value labels added to every ServiceMonitor and PodMonitor, for a "
+        "Prometheus that selects monitors by label (e.g. release=kube-prometheus-stack).",
+    )
     sweep_seconds: float = Field(
         300.0,
         ge=0,
@@ -150,5 +170,23 @@ class OperatorSettings(BaseSettings):
         return [h.strip() for h in self.shared_ingress_hosts.split(",") if h.strip()]
 
     @property
+    def ingress_controller_pod_label_map(self) -> dict[str, str]:
+        return _labels(self.ingress_controller_pod_labels)
+
+    @property
+    def metrics_scraper_namespace_labels(self) -> dict[str, str]:
+        return _labels(self.metrics_scraper_namespace_selector)
+
+    @property
+    def metrics_monitor_label_map(self) -> dict[str, str]:
+        return _labels(self.metrics_monitor_labels)
+
+    @property
     def namespace_list(self) -> list[str]:
         return [n.strip() for n in self.namespaces.split(",") if n.strip()]
+
+
+def _labels(text: str) -> dict[str, str]:
+    """`a=b,c=d` as a map; a pair without `=` is a key with the empty value."""
+    pairs = (p.strip().partition("=") for p in text.split(","))
+    return {k.strip(): v.strip() for k, _, v in pairs if k.strip()}

@@ -144,6 +144,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 
 @pytest.fixture(scope="session")
+def prometheus_operator_crds() -> Path:
+    """The folder of the Prometheus Operator's CRDs, fetched into the cache once (Go module proxy)."""
+    proc = subprocess.run([str(ROOT / "hack" / "prometheus-operator-crds.sh")], capture_output=True, text=True,
+                          timeout=600, check=False)  # fmt: skip
+    if proc.returncode != 0:
+        pytest.fail(f"hack/prometheus-operator-crds.sh failed: {proc.stderr}", pytrace=False)
+    return Path(proc.stdout.strip())
+
+
+@pytest.fixture(scope="session")
 def audit_log(cluster: str) -> str | None:
     """The API server's audit log, where the cluster is local (make test-e2e sets PLATFORM_AUDIT_LOG)."""
     path = os.environ.get("PLATFORM_AUDIT_LOG")

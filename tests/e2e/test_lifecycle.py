@@ -35,10 +35,10 @@ CASES: list[tuple[str, dict[str, Any], set[str]]] = [
     (
         "orders",
         {"type": "api", "image": "example/orders:1", "ingress": {"host": "orders.example.com"}},
-        {"Service", "Ingress"},
+        {"Service", "Ingress", "NetworkPolicy"},
     ),
-    ("notifier", {"type": "worker", "image": "example/notifier:1"}, set()),
-    ("poller", {"type": "bot", "image": "example/bot:1", **BOT_SECRET}, set()),
+    ("notifier", {"type": "worker", "image": "example/notifier:1"}, {"NetworkPolicy"}),
+    ("poller", {"type": "bot", "image": "example/bot:1", **BOT_SECRET}, {"NetworkPolicy"}),
     (
         "hook",
         {
@@ -47,7 +47,7 @@ CASES: list[tuple[str, dict[str, Any], set[str]]] = [
             "bot": {"mode": "webhook", "tokenSecretRef": {"name": "bot-token"}},
             "ingress": {"host": "hook.example.com", "path": "/telegram"},
         },
-        {"Service", "Ingress"},
+        {"Service", "Ingress", "NetworkPolicy"},
     ),
 ]
 

@@ -55,10 +55,10 @@ def decoded(secret: dict[str, Any]) -> dict[str, str]:
     ("kind", "expected"),
     [
         ("data", {"Secret", "Deployment", "Service", "NetworkPolicy"}),
-        ("api", {"Secret", "Deployment", "Service"}),
-        ("bot-polling", {"Secret", "Deployment"}),
-        ("bot-webhook", {"Secret", "Deployment", "Service", "Ingress"}),
-        ("worker", {"Secret", "Deployment"}),
+        ("api", {"Secret", "Deployment", "Service", "NetworkPolicy"}),
+        ("bot-polling", {"Secret", "Deployment", "NetworkPolicy"}),
+        ("bot-webhook", {"Secret", "Deployment", "Service", "Ingress", "NetworkPolicy"}),
+        ("worker", {"Secret", "Deployment", "NetworkPolicy"}),
     ],
 )
 def test_each_kind_gets_exactly_its_children(make_kind, kind, expected):
@@ -67,7 +67,7 @@ def test_each_kind_gets_exactly_its_children(make_kind, kind, expected):
 
 def test_api_with_ingress_gets_an_ingress(make_kind):
     svc = make_kind("api", ingress={"host": "orders.example.com"})
-    assert {obj["kind"] for obj in children(svc)} == {"Secret", "Deployment", "Service", "Ingress"}
+    assert {obj["kind"] for obj in children(svc)} == {"Secret", "Deployment", "Service", "Ingress", "NetworkPolicy"}
 
 
 @pytest.mark.parametrize(
@@ -90,9 +90,9 @@ def test_service_only_for_data_api_and_webhook_bots(make_kind, kind, has_service
     assert (builders.build_service(make_kind(kind)) is not None) is has_service
 
 
-@pytest.mark.parametrize(("kind", "has_policy"), [(k, k == "data") for k in KINDS])
-def test_network_policy_only_for_data(make_kind, kind, has_policy):
-    assert (builders.build_network_policy(make_kind(kind)) is not None) is has_policy
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_type_has_a_network_policy(make_kind, kind):
+    assert builders.build_network_policy(make_kind(kind))["kind"] == "NetworkPolicy"
 
 
 # --- metadata every child carries ---------------------------------------------------------------
@@ -577,7 +577,7 @@ def test_ingress_claim_is_host_and_path(make_kind, kind, ingress, claim):
 
 
 def test_network_policy_admits_only_declared_clients(make_kind):
-    policy = builders.build_network_policy(make_kind("data"))
+    policy = builders.build_network_policy(make_kind("data", metrics={"enabled": False}))
     assert policy is not None
     assert policy["apiVersion"] == "networking.k8s.io/v1"
     assert policy["spec"] == {
