@@ -28,12 +28,16 @@ UID = "00000000-0000-0000-0000-000000000000"
 
 
 def service_builders() -> list[Callable[[PlatformService], dict[str, Any] | None]]:
-    """Every build_* of builders that takes one argument (the service), in source order."""
+    """Every build_* of builders that needs only the service (its other parameters have defaults),
+    in source order; the Secret and the Deployment are built apart (they need the settings)."""
     found = []
     for name, fn in inspect.getmembers(builders, inspect.isfunction):
         if not name.startswith("build_") or fn.__module__ != builders.__name__:
             continue
-        if len(inspect.signature(fn).parameters) == 1:
+        if name in ("build_secret", "build_deployment"):
+            continue
+        rest = list(inspect.signature(fn).parameters.values())[1:]
+        if all(p.default is not inspect.Parameter.empty for p in rest):
             found.append(fn)
     return sorted(found, key=lambda fn: fn.__code__.co_firstlineno)
 
