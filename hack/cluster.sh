@@ -73,8 +73,11 @@ up() {
   [ "${started_existing:-0}" = 1 ] && release_node_leases
   "$kubectl" apply -f "$here/kwok-node.yaml" >/dev/null
   # apply leaves an existing node's status alone: give it what kwok-node.yaml added since.
-  "$kubectl" patch node kwok-node-0 --subresource=status --type=merge >/dev/null \
-    -p '{"status":{"capacity":{"ephemeral-storage":"1Ti"},"allocatable":{"ephemeral-storage":"1Ti"}}}'
+  local node
+  for node in kwok-node-0 kwok-node-1; do
+    "$kubectl" patch node "$node" --subresource=status --type=merge >/dev/null \
+      -p '{"status":{"capacity":{"ephemeral-storage":"1Ti"},"allocatable":{"ephemeral-storage":"1Ti"}}}'
+  done
   log "ready: export KUBECONFIG=$KUBECONFIG_FILE"
 }
 

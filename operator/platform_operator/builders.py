@@ -26,9 +26,11 @@ CONFIG_HASH_ANNOTATION = "platform.dev/config-hash"
 CLIENT_LABEL_PREFIX = "data.platform.dev/"
 SERVICE_PORT = 80
 REQUEST_ID_HEADER = "X-Request-ID"
+# Ephemeral storage covers the container's logs (the kubelet keeps up to 50Mi of them by default)
+# and writable layer; /tmp is an emptyDir with its own sizeLimit.
 DEFAULT_RESOURCES: dict[str, dict[str, str | int]] = {
-    "requests": {"cpu": "50m", "memory": "64Mi"},
-    "limits": {"memory": "256Mi"},
+    "requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "64Mi"},
+    "limits": {"memory": "256Mi", "ephemeral-storage": "256Mi"},
 }
 NGINX = "nginx.ingress.kubernetes.io/"
 RESERVED_ENV = frozenset({"DATABASE_URL", "DATABASE_ENGINE", "BOT_TOKEN", "BOT_MODE", "BOT_WEBHOOK_URL"})

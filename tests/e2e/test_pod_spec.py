@@ -133,6 +133,49 @@ def test_default_spread_comes_and_goes_with_replicas(ns: str):
     eventually(lambda: get("pdb", "orders", ns) is None, what="the PodDisruptionBudget deleted")
 
 
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
+
+
+def schedulable_nodes() -> list[str]:
+    """Nodes a pod tolerating the control plane's taint may land on."""
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return [
+        n["metadata"]["name"]
+        for n in nodes
+        if not n["spec"].get("unschedulable")
+        and all(t.get("key") == CONTROL_PLANE_TAINT for t in n["spec"].get("taints", []))
+    ]
+
+
+def test_two_replicas_land_on_two_nodes_under_a_budget(ns: str):
+    """The default spread at work: kwok's two simulated nodes, or kind's control plane and worker
+    (the service tolerates the control plane's taint, as a team's spec.pod may)."""
+    nodes = schedulable_nodes()
+    assert len(nodes) >= 2, f"the spread needs two nodes, not {nodes} (hack/kwok-node.yaml, kind-config.yaml)"
+    pod = {"tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}]}
+    small = {"requests": {"cpu": "10m", "memory": "16Mi", "ephemeral-storage": "16Mi"}, "limits": {"memory": "64Mi"}}
+    apply(psvc("orders", type="worker", image="example/orders:1", replicas=2, pod=pod, resources=small), ns)
+
+    def placed() -> list[str] | None:
+        names = [p["spec"].get("nodeName") for p in pods(ns) if not p["metadata"].get("deletionTimestamp")]
+        return names if len(names) == 2 and all(names) else None
+
+    on = eventually(placed, what="two pods scheduled")
+    assert on[0] != on[1], f"both replicas on {on[0]} (nodes: {nodes})"
+    pdb = eventually(lambda: get("pdb", "orders", ns), what="the PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    labels = pods(ns)[0]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+    # The disruption controller counts both pods and wants one of them up at any time.
+    def counted() -> dict | None:  # type: ignore[type-arg]
+        st = (get("pdb", "orders", ns) or {}).get("status") or {}
+        return st if st.get("expectedPods") == 2 else None
+
+    status = eventually(counted, what="the budget counting both pods")
+    assert status["desiredHealthy"] == 1
+
+
 def refused(ns: str, pod: dict) -> str:  # type: ignore[type-arg]
     proc = apply(psvc("bad", type="api", image="example/x:1", pod=pod), ns, check=False)
     assert proc.returncode != 0, "accepted"

@@ -213,7 +213,10 @@ def _as_the_api_server_returns_it(obj: dict[str, Any]) -> dict[str, Any]:
         c.update(imagePullPolicy="IfNotPresent", terminationMessagePath="/dev/termination-log")
         c["livenessProbe"]["successThreshold"] = 1
         c["livenessProbe"]["httpGet"]["scheme"] = "HTTP"
-        c["resources"] = {"requests": {"cpu": "0.05", "memory": str(64 * 2**20)}, "limits": {"memory": "268435456"}}
+        c["resources"] = {
+            "requests": {"cpu": "0.05", "memory": str(64 * 2**20), "ephemeral-storage": "64Mi"},
+            "limits": {"memory": "268435456", "ephemeral-storage": str(256 * 2**20)},
+        }
     live["status"] = {"replicas": 1, "readyReplicas": 1}
     return live
 
