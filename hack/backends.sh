@@ -30,8 +30,9 @@ RABBIT_BIN=/usr/lib/rabbitmq/bin   # not /usr/sbin: Debian's wrapper there su's 
 RABBIT_NODE=platform-$NAME@localhost
 RABBIT_ADMIN=platform-admin
 
-log() { printf '[backends %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=backends
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Ports: the environment wins, then what `up` recorded for this instance, then the defaults.
 if [ -f "$PORTS_FILE" ]; then
@@ -73,7 +74,6 @@ alive() {  # alive PIDFILE COMM: the pid in PIDFILE if that process runs and is 
   echo "$pid"
 }
 
-port_busy() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_gone() {  # wait_gone PID SECONDS: true once PID has exited
   local deadline=$((SECONDS + $2))

@@ -18,7 +18,9 @@ WORK="$CACHE/build"
 mkdir -p "$BIN" "$WORK"
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
-log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+LOG_TAG=build
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 # The kubernetes module requires its staging modules at v0.0.0 through ./staging replaces that
 # its zip does not carry; a small module of our own points each one at the published v0.Y.Z.
@@ -62,46 +64,8 @@ build_kubernetes() {
   done
 }
 
-# `go install` of etcd's server is refused (relative replaces), so a three-line main calls etcdmain.
-build_etcd() {
-  local out="$BIN/etcd-$ETCD_VERSION"
-  [ -x "$out/etcd" ] && { log "etcd $ETCD_VERSION cached"; return; }
-  local dir="$WORK/etcd-$ETCD_VERSION"
-  mkdir -p "$dir" "$out"
-  cat > "$dir/go.mod" <<GOMOD
-module platform.dev/etcdbuild
+build_etcd() { go_build_etcd "$ETCD_VERSION" etcd; }
 
-go 1.24.0
-
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION
-GOMOD
-  cat > "$dir/main.go" <<'GO'
-package main
-
-import (
-	"os"
-
-	"go.etcd.io/etcd/server/v3/etcdmain"
-)
-
-func main() { etcdmain.Main(os.Args) }
-GO
-  log "etcd $ETCD_VERSION: building"
-  (cd "$dir" && go mod tidy >/dev/null 2>&1 && go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" .)
-  mv "$out/etcd.tmp" "$out/etcd"
-}
-
-go_install() { # name version package...
-  local name=$1 ver=$2; shift 2
-  local out="$BIN/$name-$ver" p missing=0
-  for p in "$@"; do [ -x "$out/$(basename "$p")" ] || missing=1; done
-  [ $missing = 1 ] || { log "$name $ver cached"; return; }
-  mkdir -p "$out"
-  for p in "$@"; do
-    log "$name $ver: building $(basename "$p")"
-    GOBIN="$out" go install -trimpath -ldflags "-s -w ${EXTRA_LDFLAGS:-}" "$p@$ver"
-  done
-}
 
 build_kwok() { go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl; }
 # helm's own Makefile stamps the Kubernetes version of its client-go into the binary: the default

@@ -22,7 +22,9 @@ KUBECONFIG_FILE=${PLATFORM_KUBECONFIG:-$CACHE/kubeconfig-$NAME}
 SOURCE=${PLATFORM_CLUSTER_SOURCE:-auto}
 export KWOK_KUBE_VERSION=$KUBE_VERSION
 
-log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+LOG_TAG=cluster
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 tools() {
   # kwokctl and helm are needed in any case; they come from the Go module proxy.

@@ -51,11 +51,9 @@ CLI=/usr/bin/docker
 PROBE_IMAGE=platform/probe:tini-static
 START_TIMEOUT=${PLATFORM_DOCKER_START_TIMEOUT:-90}
 
-log() { printf '[docker %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+LOG_TAG=docker
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 docker_cli() { DOCKER_HOST="unix://$SOCK" "$CLI" "$@"; }
 

@@ -34,8 +34,9 @@ LOG=$DIR/ferretdb.log
 PID_FILE=$DIR/ferretdb.pid
 PORT_FILE=$DIR/port.env
 
-log() { printf '[ferretdb %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=ferretdb
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 # The version: the environment wins, then hack/versions.env, then the pin here.
 if [ -z "${FERRETDB_VERSION:-}" ] && [ -f "$here/versions.env" ]; then
@@ -69,7 +70,6 @@ alive() {  # the pid in PID_FILE if that process runs and is ferretdb
   echo "$pid"
 }
 
-port_busy() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_gone() {  # wait_gone PID SECONDS: true once PID has exited
   local deadline=$((SECONDS + $2))

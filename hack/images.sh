@@ -95,11 +95,9 @@ BASE_CHANGES=(
   'CMD ["python3"]'
 )
 
-log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+LOG_TAG=images
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 # --- the engine and the client --------------------------------------------------------------------
 
@@ -514,26 +512,7 @@ check_redis() {
 
 # Python (the base image's) that GETs the management API's /api/overview as the default user, then
 # opens an AMQP 0-9-1 connection on 5672 (the header; the broker answers with Connection.Start).
-overview_program() {
-  cat <<'EOF'
-import base64, json, os, socket, sys, urllib.request
-auth = base64.b64encode(f"{os.environ['RABBITMQ_DEFAULT_USER']}:{os.environ['RABBITMQ_DEFAULT_PASS']}".encode()).decode()
-request = urllib.request.Request("http://localhost:15672/api/overview", headers={"Authorization": "Basic " + auth})
-try:
-    overview = json.load(urllib.request.urlopen(request, timeout=5))
-except (OSError, ValueError) as error:
-    sys.exit(f"/api/overview: {error}")
-try:
-    with socket.create_connection(("localhost", 5672), timeout=5) as amqp:
-        amqp.sendall(b"AMQP\x00\x00\x09\x01")
-        start = amqp.recv(7)
-except OSError as error:
-    sys.exit(f"port 5672: {error}")
-if start[:3] != b"\x01\x00\x00":
-    sys.exit(f"port 5672: no AMQP 0-9-1 Connection.Start ({start!r})")
-print(f"rabbitmq {overview['rabbitmq_version']} (erlang {overview['erlang_version']}), node {overview['node']}, AMQP on 5672")
-EOF
-}
+overview_program() { cat "$here/checks/rabbitmq_overview.py"; }
 
 # RabbitMQ as the chart starts it: the image's own command, the default user from the environment,
 # /var/lib/rabbitmq an empty volume. The management API answers that user within 60 s (about 8 s here).
@@ -674,68 +653,9 @@ check_postgres() {
   return "$rc"
 }
 
-# Python (the base image's) speaking the MongoDB wire protocol (OP_MSG, a minimal BSON) to
-# localhost:27017: ping, insert a document, count it back; prints the server's version.
-mongo_program() {
-  cat <<'EOF'
-import socket, struct, sys
-def enc(doc):
-    out = b""
-    for key, value in doc.items():
-        k = key.encode() + b"\0"
-        if isinstance(value, str):
-            v = value.encode() + b"\0"
-            out += b"\x02" + k + struct.pack("<i", len(v)) + v
-        elif isinstance(value, bool):
-            out += b"\x08" + k + (b"\x01" if value else b"\x00")
-        elif isinstance(value, int):
-            out += b"\x10" + k + struct.pack("<i", value)
-        elif isinstance(value, dict):
-            out += b"\x03" + k + enc(value)
-        elif isinstance(value, list):
-            out += b"\x04" + k + enc({str(i): x for i, x in enumerate(value)})
-    return struct.pack("<i", len(out) + 5) + out + b"\0"
-def dec(b):
-    doc, i = {}, 4
-    while b[i] != 0:
-        t = b[i]; j = b.index(b"\0", i + 1); key = b[i + 1:j].decode(); i = j + 1
-        if t == 0x01: doc[key] = struct.unpack_from("<d", b, i)[0]; i += 8
-        elif t == 0x02: n = struct.unpack_from("<i", b, i)[0]; doc[key] = b[i + 4:i + 3 + n].decode(); i += 4 + n
-        elif t in (0x03, 0x04): n = struct.unpack_from("<i", b, i)[0]; sub = dec(b[i:i + n]); doc[key] = sub if t == 0x03 else list(sub.values()); i += n
-        elif t == 0x05: n = struct.unpack_from("<i", b, i)[0]; i += 5 + n
-        elif t == 0x07: i += 12
-        elif t == 0x08: doc[key] = b[i] == 1; i += 1
-        elif t in (0x09, 0x11, 0x12): doc[key] = struct.unpack_from("<q", b, i)[0]; i += 8
-        elif t == 0x0A: doc[key] = None
-        elif t == 0x10: doc[key] = struct.unpack_from("<i", b, i)[0]; i += 4
-        else: raise ValueError(f"BSON type {t:#x}")
-    return doc
-def receive(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk: sys.exit("the server closed the connection")
-        data += chunk
-    return data
-def command(sock, doc, request_id=[0]):
-    request_id[0] += 1
-    body = struct.pack("<I", 0) + b"\x00" + enc(doc)
-    sock.sendall(struct.pack("<iiii", 16 + len(body), request_id[0], 0, 2013) + body)
-    length = struct.unpack("<i", receive(sock, 16)[:4])[0]
-    reply = dec(receive(sock, length - 16)[5:])
-    if reply.get("ok") != 1.0: sys.exit(f"{doc}: {reply}")
-    return reply
-try:
-    sock = socket.create_connection(("localhost", 27017), timeout=5)
-except OSError as error:
-    sys.exit(f"port 27017: {error}")
-command(sock, {"ping": 1, "$db": "admin"})
-inserted = command(sock, {"insert": "check", "documents": [{"_id": "one", "x": 42}], "$db": "check"})
-count = command(sock, {"count": "check", "query": {"x": 42}, "$db": "check"})
-info = command(sock, {"buildInfo": 1, "$db": "admin"})
-print(f"ping, insert (n={inserted['n']}), count (n={count['n']}); reports MongoDB {info.get('version')}, {info.get('ferretdbVersion', '')}")
-EOF
-}
+# Python (the base image's) speaking the MongoDB wire protocol to localhost:27017: ping, insert a
+# document, count it back; prints the server's version (hack/checks/mongo_wire.py).
+mongo_program() { cat "$here/checks/mongo_wire.py"; }
 
 # FerretDB as demo-databases.yaml runs it: uid 999, the volume at /state. It answers ping, insert and
 # count over the wire (a client in the container's network namespace: the image has no shell), stops

@@ -54,11 +54,9 @@ MODULE=github.com/traefik/traefik/v3
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 UID_GID=65532
 
-log() { printf '[ingress %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+LOG_TAG=ingress
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 # The engine of hack/docker-engine.sh when the default one does not answer.
 ensure_docker() {

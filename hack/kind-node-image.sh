@@ -87,18 +87,10 @@ SLIM_PACKAGES=iptables,nftables,iproute2,conntrack,ca-certificates,netbase
 # Test pods (`test`), when hack/images.sh is not there: python3 for an HTTP server and client.
 PROBE_PACKAGES=python3,ca-certificates,netbase,iproute2
 
-log() { printf '[kind-node %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+LOG_TAG=kind-node
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 sha() { sha256sum | cut -c1-"${1:-12}"; }
-timed() { # label cmd...: runs cmd, logs how long it took
-  local label=$1 start=$SECONDS
-  shift
-  "$@"
-  log "$label: done in $((SECONDS - start))s"
-}
 
 kind_dir() {
   local d
@@ -109,7 +101,7 @@ kind_dir() {
 
 image_key() {
   {
-    cat "$0" "$WRAPPER"
+    cat "$0" "$here/lib.sh" "$WRAPPER"
     find "$here/kind-node" -type f | sort | xargs cat
     echo "$KUBE_VERSION $KIND_VERSION $CRICTL_VERSION $LOCAL_PATH_PROVISIONER_VERSION $SUITE"
   } | sha 10
@@ -119,13 +111,6 @@ node_image() { echo "$IMAGE_REPO:$KUBE_VERSION-$(image_key)"; }
 # ---------------------------------------------------------------------------------------------
 # Go builds
 
-go_install() { # name version package: GOBIN=bin/name-version go install package@version
-  local name=$1 ver=$2 pkg=$3 out="$BIN/$1-$2"
-  [ -x "$out/$(basename "${pkg%%@*}")" ] && return
-  log "$name $ver: go install $pkg"
-  mkdir -p "$out"
-  timed "$name $ver" env GOBIN="$out" go install -trimpath -ldflags "-s -w" "$pkg@$ver"
-}
 
 build_kind() { go_install kind "$KIND_VERSION" sigs.k8s.io/kind; }
 build_crictl() { go_install crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl; }
@@ -167,32 +152,7 @@ build_kube_control_plane() { # kube-apiserver, kube-controller-manager, kube-sch
   "$here/build-cluster-tools.sh" kubernetes >/dev/null
 }
 
-# etcd at the version of kubeadm's etcd image tag (3.6.5-0 -> v3.6.5): a main calling etcdmain, and
-# etcdctl through its ctlv3 package (both `go install`s are refused for their relative replaces).
-build_etcd() { # version
-  local ver=$1 out="$BIN/etcd-$1"
-  [ -x "$out/etcd" ] && [ -x "$out/etcdctl" ] && return
-  local dir="$WORK/etcd-$ver"
-  mkdir -p "$dir/etcd" "$dir/etcdctl" "$out"
-  cat >"$dir/go.mod" <<GOMOD
-module platform.dev/etcdimage
-
-go 1.24.0
-
-require (
-	go.etcd.io/etcd/server/v3 $ver
-	go.etcd.io/etcd/etcdctl/v3 $ver
-)
-GOMOD
-  printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >"$dir/etcd/main.go"
-  printf 'package main\n\nimport "go.etcd.io/etcd/etcdctl/v3/ctlv3"\n\nfunc main() { ctlv3.MustStart() }\n' >"$dir/etcdctl/main.go"
-  log "etcd $ver: building etcd and etcdctl"
-  (cd "$dir" && go mod tidy >/dev/null 2>&1 &&
-    timed "etcd $ver" go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" ./etcd &&
-    timed "etcdctl $ver" go build -trimpath -ldflags "-s -w" -o "$out/etcdctl.tmp" ./etcdctl)
-  mv "$out/etcd.tmp" "$out/etcd"
-  mv "$out/etcdctl.tmp" "$out/etcdctl"
-}
+# etcd at the version of kubeadm's etcd image tag (3.6.5-0 -> v3.6.5), with etcdctl (hack/lib.sh).
 
 # pause: Kubernetes' build/pause/linux/pause.c, static, as its Makefile builds it.
 build_pause() { # version
@@ -328,7 +288,7 @@ component_images() { # sets TARS (saved images) and IMAGE_REFS (their names)
       make_image "$ref" "$slim" "$(sha256sum <"$SRC_BIN" | cut -c1-16)" put_bin "ENTRYPOINT [\"/usr/local/bin/$name\"]"
       ;;
     etcd)
-      build_etcd "v${tag%-*}" >&2
+      go_build_etcd "v${tag%-*}" etcd etcdctl >&2
       ETCD_DIR="$BIN/etcd-v${tag%-*}"
       make_image "$ref" static "$(cat "$ETCD_DIR"/etcd "$ETCD_DIR"/etcdctl | sha 16)" put_etcd 'ENTRYPOINT ["/usr/local/bin/etcd"]'
       ;;

@@ -66,7 +66,9 @@ OFFLINE_INGRESS_NAMESPACE="ingress-traefik"
 OFFLINE_INGRESS_DEPLOYMENT="ingress-traefik-controller"
 INGRESS_MANIFEST="https://raw.githubusercontent.com/kubernetes/ingress-nginx/$INGRESS_NGINX_VERSION/deploy/static/provider/kind/deploy.yaml"
 
-log() { printf '[kind %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+LOG_TAG=kind
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 # Offline or not, decided once and passed to the steps run as processes of their own.
 if [ -z "${KIND_OFFLINE:-}" ]; then
@@ -79,10 +81,6 @@ if [ "$KIND_OFFLINE" = 1 ]; then
   eval "$("$here/docker-engine.sh" env)"
 fi
 DOCKER_BUILD_CLI=${PLATFORM_DOCKER_CLI:-docker}
-die() {
-  log "error: $*"
-  exit 1
-}
 
 MODE=${1:-}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/platform-kind.XXXXXX")

@@ -43,8 +43,9 @@ ADMIN_ROLE=platform_admin
 ROLE=platform
 DATABASE=platform
 
-log() { printf '[postgres %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=postgres
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # The port: the environment wins, then what `up` recorded for this instance, then the default.
 if [ -z "${POSTGRES_PORT:-}" ] && [ -f "$PORT_FILE" ]; then
@@ -87,7 +88,6 @@ secret() {  # secret FILE: the password in FILE, generated once (hex: safe insid
   cat "$file"
 }
 
-port_busy() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 running() {  # the postmaster's pid if our cluster runs (pg_ctl status reads data/postmaster.pid)
   [ -f "$DATA/PG_VERSION" ] || return 1

@@ -12,7 +12,9 @@ source "$here/versions.env"
 CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
 MODULE=github.com/prometheus-operator/prometheus-operator
 dest=$CACHE/prometheus-operator-crds/$PROMETHEUS_OPERATOR_VERSION
-log() { printf '[prometheus-operator-crds %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+LOG_TAG=prometheus-operator-crds
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 if [ ! -f "$dest/monitoring.coreos.com_servicemonitors.yaml" ]; then
   command -v go >/dev/null || { log "go is needed to fetch $MODULE@$PROMETHEUS_OPERATOR_VERSION from the Go module proxy"; exit 1; }

@@ -1,0 +1,74 @@
+# shellcheck shell=bash
+# What the hack/ scripts share. Sourced, never run: a script sets LOG_TAG, then
+#   LOG_TAG=backends; . "$here/lib.sh"
+#
+#   log MSG...          "[TAG HH:MM:SS] MSG" on stderr: the progress lines of the make targets
+#   die MSG...          log "error: MSG", exit 1
+#   port_busy PORT      true when something accepts connections on 127.0.0.1:PORT
+#   timed LABEL CMD...  run CMD, then log how long it took
+#   go_install NAME VERSION PACKAGE...
+#                       GOBIN=$BIN/NAME-VERSION go install PACKAGE@VERSION for each PACKAGE whose
+#                       binary is not there yet ("NAME VERSION cached" when none is missing);
+#                       EXTRA_LDFLAGS joins -ldflags. The cache folder is keyed by version, outside
+#                       the checkout, so a warm machine builds nothing.
+
+log() { printf '[%s %s] %s\n' "${LOG_TAG:-hack}" "$(date +%H:%M:%S)" "$*" >&2; }
+
+die() {
+  log "error: $*"
+  exit 1
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+timed() {
+  local label=$1 start=$SECONDS
+  shift
+  "$@"
+  log "$label: done in $((SECONDS - start))s"
+}
+
+go_install() {
+  local name=$1 ver=$2
+  shift 2
+  local out="$BIN/$name-$ver" p missing=0
+  for p in "$@"; do [ -x "$out/$(basename "$p")" ] || missing=1; done
+  [ $missing = 1 ] || { log "$name $ver cached"; return 0; }
+  mkdir -p "$out"
+  for p in "$@"; do
+    [ -x "$out/$(basename "$p")" ] && continue
+    log "$name $ver: building $(basename "$p")"
+    timed "$name $ver $(basename "$p")" \
+      env GOBIN="$out" go install -trimpath -ldflags "-s -w ${EXTRA_LDFLAGS:-}" "$p@$ver"
+  done
+}
+
+# etcd's `go install` is refused (relative replaces in its modules): a module of our own whose mains
+# call etcdmain and ctlv3, built into $BIN/etcd-VERSION. `go_build_etcd VERSION etcd [etcdctl]`
+# builds the binaries asked for that are not there yet. Needs BIN and WORK.
+go_build_etcd() {
+  local ver=$1
+  shift
+  local out="$BIN/etcd-$ver" dir="$WORK/etcd-$ver" b missing=()
+  for b in "$@"; do [ -x "$out/$b" ] || missing+=("$b"); done
+  [ ${#missing[@]} -gt 0 ] || { log "etcd $ver cached"; return 0; }
+  mkdir -p "$dir/etcd" "$dir/etcdctl" "$out"
+  cat >"$dir/go.mod" <<GOMOD
+module platform.dev/etcdbuild
+
+go 1.24.0
+
+require (
+	go.etcd.io/etcd/server/v3 $ver
+	go.etcd.io/etcd/etcdctl/v3 $ver
+)
+GOMOD
+  printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >"$dir/etcd/main.go"
+  printf 'package main\n\nimport "go.etcd.io/etcd/etcdctl/v3/ctlv3"\n\nfunc main() { ctlv3.MustStart() }\n' >"$dir/etcdctl/main.go"
+  (cd "$dir" && go mod tidy >/dev/null 2>&1)
+  for b in "${missing[@]}"; do
+    log "etcd $ver: building $b"
+    (cd "$dir" && timed "$b $ver" go build -trimpath -ldflags "-s -w" -o "$out/$b.tmp" "./$b")
+    mv "$out/$b.tmp" "$out/$b"
+  done
+}
