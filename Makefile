@@ -181,18 +181,18 @@ image: ## Build the operator image platform-operator:dev (operator/Dockerfile; n
 
 .PHONY: docker-up
 docker-up: ## Offline machines: start the project's own dockerd (Debian docker.io + runtime wrapper for privileged containers).
-	hack/docker-engine.sh up
+	hack/offline/docker-engine.sh up
 
 .PHONY: docker-down
 docker-down: ## Stop the dockerd of `make docker-up` (images stay in /var/lib/platform-docker).
-	hack/docker-engine.sh down
+	hack/offline/docker-engine.sh down
 
 .PHONY: kind-images
 kind-images: ## Offline machines: build the kind node image, the Python base, the operator, services, dev servers and ingress images (cached).
-	hack/docker-engine.sh up
-	hack/kind-node-image.sh build
-	hack/images.sh all
-	hack/ingress-image.sh build
+	hack/offline/docker-engine.sh up
+	hack/offline/kind-node-image.sh build
+	hack/offline/images.sh all
+	hack/offline/ingress-image.sh build
 
 .PHONY: kind-up
 kind-up: ## Create (or reuse) the kind cluster $(KIND_CLUSTER) with its ingress controller; prints the KUBECONFIG to export.

@@ -25,14 +25,14 @@
 # Offline (KIND_OFFLINE=1; detected when registry-1.docker.io does not answer, KIND_OFFLINE=0 turns
 # detection off): the project's build machines reach package registries only, so every image comes
 # from parts built there, and only these steps differ from a laptop's:
-#   - Docker: hack/docker-engine.sh's dockerd (Debian's docker.io, with a runtime wrapper for
+#   - Docker: hack/offline/docker-engine.sh's dockerd (Debian's docker.io, with a runtime wrapper for
 #     privileged containers), started when needed;
-#   - the node image: hack/kind-node-image.sh (Kubernetes KUBE_VERSION from source, Debian rootfs),
+#   - the node image: hack/offline/kind-node-image.sh (Kubernetes KUBE_VERSION from source, Debian rootfs),
 #     and the kind CLI it builds;
-#   - the images' base: hack/images.sh's Python base from debootstrap (BASE_IMAGE of the Dockerfiles),
-#     and the chart's development Redis and RabbitMQ from Debian's packages (hack/images.sh dev-servers);
+#   - the images' base: hack/offline/images.sh's Python base from debootstrap (BASE_IMAGE of the Dockerfiles),
+#     and the chart's development Redis and RabbitMQ from Debian's packages (hack/offline/images.sh dev-servers);
 #   - the ingress controller: Traefik built from the Go module proxy, serving the operator's
-#     ingressClassName nginx (hack/ingress-image.sh, hack/kind-node/ingress-traefik.yaml), because
+#     ingressClassName nginx (hack/offline/ingress-image.sh, hack/offline/kind-node/ingress-traefik.yaml), because
 #     ingress-nginx's controller image (nginx with OpenResty's Lua modules) cannot be built there.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -76,9 +76,9 @@ if [ -z "${KIND_OFFLINE:-}" ]; then
 fi
 export KIND_OFFLINE
 if [ "$KIND_OFFLINE" = 1 ]; then
-  # The kind CLI built by hack/kind-node-image.sh, and the engine of hack/docker-engine.sh.
+  # The kind CLI built by hack/offline/kind-node-image.sh, and the engine of hack/offline/docker-engine.sh.
   PATH="$CACHE/bin/kind-$KIND_VERSION:$PATH"
-  eval "$("$here/docker-engine.sh" env)"
+  eval "$("$here/offline/docker-engine.sh" env)"
 fi
 DOCKER_BUILD_CLI=${PLATFORM_DOCKER_CLI:-docker}
 
@@ -156,8 +156,8 @@ cmd_up() {
       { apt-get install -y -q --no-install-recommends "${missing[@]}" ||
         { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }; } >&2
     fi
-    "$here/docker-engine.sh" up
-    KIND_IMAGE=${KIND_IMAGE:-$("$here/kind-node-image.sh" build | tail -n 1)}
+    "$here/offline/docker-engine.sh" up
+    KIND_IMAGE=${KIND_IMAGE:-$("$here/offline/kind-node-image.sh" build | tail -n 1)}
   fi
   need docker kind kubectl
   docker_running
@@ -187,10 +187,10 @@ cmd_up() {
   fi
   if [ "$KIND_OFFLINE" = 1 ]; then
     local ingress_image
-    ingress_image=$("$here/ingress-image.sh" build | tail -n 1)
+    ingress_image=$("$here/offline/ingress-image.sh" build | tail -n 1)
     load_image "$ingress_image"
-    log "installing Traefik as the ingress controller of class nginx (hack/kind-node/ingress-traefik.yaml)"
-    "$here/ingress-image.sh" manifest | kubectl apply -f - >/dev/null
+    log "installing Traefik as the ingress controller of class nginx (hack/offline/kind-node/ingress-traefik.yaml)"
+    "$here/offline/ingress-image.sh" manifest | kubectl apply -f - >/dev/null
     log "waiting for the ingress controller"
     kubectl -n "$OFFLINE_INGRESS_NAMESPACE" rollout status "deployment/$OFFLINE_INGRESS_DEPLOYMENT" --timeout=5m >&2
   else
@@ -263,7 +263,7 @@ e2e_images() {
   log "loaded $E2E_APP_IMAGE as $(wc -w <<<"$names") e2e image name(s)"
 }
 
-# catalog-data's FerretDB (built by hack/images.sh demo-databases), as the manifest names it.
+# catalog-data's FerretDB (built by hack/offline/images.sh demo-databases), as the manifest names it.
 demo_database_images() {
   local image
   # shellcheck disable=SC2013 # one image name per line, no spaces
@@ -272,12 +272,12 @@ demo_database_images() {
   done
 }
 
-# Offline, hack/images.sh builds everything on its Debian base (and the chart's dev servers' images).
+# Offline, hack/offline/images.sh builds everything on its Debian base (and the chart's dev servers' images).
 cmd_images_offline() {
   local service n=0 image
-  log "offline: building the images on the Debian base of hack/images.sh"
-  "$here/images.sh" operator services dev-servers demo-databases
-  BASE_IMAGE=$("$here/images.sh" base-tag)
+  log "offline: building the images on the Debian base of hack/offline/images.sh"
+  "$here/offline/images.sh" operator services dev-servers demo-databases
+  BASE_IMAGE=$("$here/offline/images.sh" base-tag)
   export BASE_IMAGE
   load_image "$OPERATOR_IMAGE"
   for service in $(built_services); do
@@ -285,7 +285,7 @@ cmd_images_offline() {
     n=$((n + 1))
   done
   # The images chart-values points the chart at: repository=... then tag=..., for redis, rabbitmq, postgres.
-  for image in $("$here/images.sh" chart-values | tr ' ' '\n' | sed -n 's/^[a-z]*\.image\.\(repository\|tag\)=//p' | paste -d: - -); do
+  for image in $("$here/offline/images.sh" chart-values | tr ' ' '\n' | sed -n 's/^[a-z]*\.image\.\(repository\|tag\)=//p' | paste -d: - -); do
     load_image "$image"
   done
   demo_database_images
@@ -314,8 +314,8 @@ cmd_images() {
     n=$((n + 1))
   done
   # FerretDB's image needs no Python: on debian:bookworm-slim. (The chart's PostgreSQL is postgres:16-alpine here.)
-  log "building the samples' demo database (hack/images.sh demo-databases, on debian:bookworm-slim; FerretDB needs Go)"
-  BASE_IMAGE=debian:bookworm-slim DOCKER_CLI=docker "$here/images.sh" demo-databases
+  log "building the samples' demo database (hack/offline/images.sh demo-databases, on debian:bookworm-slim; FerretDB needs Go)"
+  BASE_IMAGE=debian:bookworm-slim DOCKER_CLI=docker "$here/offline/images.sh" demo-databases
   demo_database_images
   e2e_images
   log "loaded: $OPERATOR_IMAGE and $n service image(s)"
@@ -329,7 +329,7 @@ cmd_install() {
   local offline_values=()
   if [ "$KIND_OFFLINE" = 1 ]; then
     # The dev Redis, RabbitMQ and PostgreSQL images built from Debian's packages instead of Docker Hub's.
-    read -r -a offline_values <<<"$("$here/images.sh" chart-values)"
+    read -r -a offline_values <<<"$("$here/offline/images.sh" chart-values)"
   fi
   local upgrade=0
   if helm status "$RELEASE" -n "$RELEASE_NAMESPACE" >/dev/null 2>&1; then upgrade=1; fi
@@ -518,7 +518,7 @@ cmd_e2e() {
   log "e2e suite (tests/e2e) against kind cluster $CLUSTER, the chart's operator in-cluster"
   cd "$root"
   local helm_args="--set image.repository=${OPERATOR_IMAGE%:*} --set image.tag=${OPERATOR_IMAGE##*:} --set image.pullPolicy=Never"
-  [ "$KIND_OFFLINE" != 1 ] || helm_args="$helm_args $("$here/images.sh" chart-values)"
+  [ "$KIND_OFFLINE" != 1 ] || helm_args="$helm_args $("$here/offline/images.sh" chart-values)"
   local args=("$@")
   [ ${#args[@]} -gt 0 ] || args=(tests/e2e)
   PLATFORM_E2E_TARGET=kind PLATFORM_E2E_OPERATOR=in-cluster PLATFORM_E2E_HELM_ARGS="$helm_args" \
@@ -686,8 +686,8 @@ diagnose() {
 cmd_all() {
   need kubectl helm uv curl
   if [ "$KIND_OFFLINE" = 1 ]; then
-    "$here/docker-engine.sh" up
-    "$here/kind-node-image.sh" kind-cli >/dev/null # a new machine has no kind CLI yet
+    "$here/offline/docker-engine.sh" up
+    "$here/offline/kind-node-image.sh" kind-cli >/dev/null # a new machine has no kind CLI yet
   fi
   need docker kind
   if cluster_exists; then

@@ -1,4 +1,4 @@
-"""hack/oci-runtime-wrapper: what it takes out of an OCI spec before runc sees it, and what it leaves.
+"""hack/offline/oci-runtime-wrapper: what it takes out of an OCI spec before runc sees it, and what it leaves.
 
 The wrapper is what lets `docker run --privileged` (kind's node containers) start on machines whose
 capability bounding set lacks CAP_SYS_RESOURCE; if it dropped too much, or edited the wrong file,
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-WRAPPER_PATH = Path(__file__).resolve().parents[2] / "hack" / "oci-runtime-wrapper"
+WRAPPER_PATH = Path(__file__).resolve().parents[2] / "hack" / "offline" / "oci-runtime-wrapper"
 
 
 def load_wrapper() -> ModuleType:

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # A Docker engine of the project's own, for machines without one (the project's build machines).
 #
-#   hack/docker-engine.sh up       install what is missing, start dockerd, prove `docker run --privileged`
-#   hack/docker-engine.sh down     stop that dockerd (its containers stop with it; images stay)
-#   hack/docker-engine.sh status   say whether it runs and answers (exit 0) or not (exit 3)
-#   hack/docker-engine.sh env      print the exports that point a shell at it:  eval "$(hack/docker-engine.sh env)"
+#   hack/offline/docker-engine.sh up       install what is missing, start dockerd, prove `docker run --privileged`
+#   hack/offline/docker-engine.sh down     stop that dockerd (its containers stop with it; images stay)
+#   hack/offline/docker-engine.sh status   say whether it runs and answers (exit 0) or not (exit 3)
+#   hack/offline/docker-engine.sh env      print the exports that point a shell at it:  eval "$(hack/offline/docker-engine.sh env)"
 #
 # Why: the build machines reach package registries only (no container registry, no Docker Hub), and
 # a fresh one has a Docker 28 client at /usr/local/bin/docker but no engine. Debian's docker.io (20.10)
 # installs and runs there (overlay2, cgroup v1), but `docker run --privileged` fails ("unable to
 # apply caps: operation not permitted") because the machine's capability bounding set lacks
-# CAP_SYS_RESOURCE. hack/oci-runtime-wrapper drops what cannot be granted from the OCI spec and execs
+# CAP_SYS_RESOURCE. hack/offline/oci-runtime-wrapper drops what cannot be granted from the OCI spec and execs
 # runc; this dockerd runs it as its default runtime. kind's node containers are privileged.
 #
 # `up` is idempotent: when the daemon already answers it does nothing. It installs with apt-get, when
 # missing, docker.io (dockerd, containerd, runc, and /usr/bin/docker, a 20.10 client with BuildKit
-# built in, which hack/images.sh uses: the Docker 28 client has no buildx plugin here) and python3
+# built in, which hack/offline/images.sh uses: the Docker 28 client has no buildx plugin here) and python3
 # (the wrapper's interpreter), without letting the package start Debian's own docker service.
 #
 # Settings (environment):
@@ -53,7 +53,7 @@ START_TIMEOUT=${PLATFORM_DOCKER_START_TIMEOUT:-90}
 
 LOG_TAG=docker
 # shellcheck source=hack/lib.sh
-. "$here/lib.sh"
+. "$here/../lib.sh"
 
 docker_cli() { DOCKER_HOST="unix://$SOCK" "$CLI" "$@"; }
 

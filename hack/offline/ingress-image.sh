@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ingress controller of the offline kind path: Traefik v3, built from the Go module proxy, as a
-# docker image for `kind load docker-image` and hack/kind-node/ingress-traefik.yaml.
+# docker image for `kind load docker-image` and hack/offline/kind-node/ingress-traefik.yaml.
 #
 # Why: on laptops hack/kind.sh installs ingress-nginx (its kind manifest), but the project's build
 # machines reach package registries only (Go module proxy, PyPI, Debian, npm), no container
@@ -27,16 +27,16 @@
 # Skipped when the tag exists; the binary is cached per version.
 #
 # Usage:
-#   hack/ingress-image.sh build   build what is missing; print the image name on stdout
-#   hack/ingress-image.sh print   print the image name (platform/ingress-traefik:TRAEFIK_VERSION)
-#   hack/ingress-image.sh manifest   print hack/kind-node/ingress-traefik.yaml with that image in it
+#   hack/offline/ingress-image.sh build   build what is missing; print the image name on stdout
+#   hack/offline/ingress-image.sh print   print the image name (platform/ingress-traefik:TRAEFIK_VERSION)
+#   hack/offline/ingress-image.sh manifest   print hack/offline/kind-node/ingress-traefik.yaml with that image in it
 #
 # Settings (environment):
 #   TRAEFIK_VERSION   module version of github.com/traefik/traefik/v3       (v3.7.13)
 #   INGRESS_IMAGE     image name                       (platform/ingress-traefik:TRAEFIK_VERSION)
 #   PLATFORM_CACHE    binaries and build folders        (~/.cache/platform-operator)
 #   GO_BUILD_FLAGS    extra `go build` flags, e.g. "-p 1" on a busy machine      (none)
-# Docker: the default engine, else hack/docker-engine.sh's when it runs (its `env`).
+# Docker: the default engine, else hack/offline/docker-engine.sh's when it runs (its `env`).
 # Progress goes to stderr as `[ingress HH:MM:SS] ...`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -56,9 +56,9 @@ UID_GID=65532
 
 LOG_TAG=ingress
 # shellcheck source=hack/lib.sh
-. "$here/lib.sh"
+. "$here/../lib.sh"
 
-# The engine of hack/docker-engine.sh when the default one does not answer.
+# The engine of hack/offline/docker-engine.sh when the default one does not answer.
 ensure_docker() {
   command -v docker >/dev/null || die "no docker client"
   docker info >/dev/null 2>&1 && return
@@ -67,7 +67,7 @@ ensure_docker() {
     export DOCKER_HOST
     docker info >/dev/null 2>&1 && return
   fi
-  die "no running docker engine (hack/docker-engine.sh up)"
+  die "no running docker engine (hack/offline/docker-engine.sh up)"
 }
 
 # The small module: require traefik, its replaces (the relative one to our ext stub) and excludes.
@@ -147,7 +147,7 @@ proxy_workarounds() {
   chmod -R u+w "$WORK/lego"
   rm -f "$WORK/lego/providers/dns/"*.go
   cat >"$WORK/lego/providers/dns/dns_providers.go" <<GO
-// Package dns: lego's DNS-provider registry without providers (hack/ingress-image.sh): their SDKs
+// Package dns: lego's DNS-provider registry without providers (hack/offline/ingress-image.sh): their SDKs
 // are not on the module proxy these machines reach.
 package dns
 
@@ -175,7 +175,7 @@ GO
 package auth
 
 // What traefik's fork of this module (github.com/containous/go-http-auth) adds and traefik's
-// basic/digest auth middlewares call; written by hack/ingress-image.sh.
+// basic/digest auth middlewares call; written by hack/offline/ingress-image.sh.
 
 import (
 	"fmt"

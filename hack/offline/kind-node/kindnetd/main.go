@@ -11,7 +11,7 @@
 //   - routes every other node's podCIDRs through that node's InternalIP (`ip route replace`);
 //   - masquerades traffic from the pod subnet to anything outside it (iptables chain KINDNET-MASQ).
 //
-// Built by hack/kind-node-image.sh against k8s.io/client-go of the cluster's minor version.
+// Built by hack/offline/kind-node-image.sh against k8s.io/client-go of the cluster's minor version.
 package main
 
 import (

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The entrypoint of platform/rabbitmq:3-management-bookworm (hack/images/rabbitmq.Dockerfile).
+# The entrypoint of platform/rabbitmq:3-management-bookworm (hack/offline/images/rabbitmq.Dockerfile).
 # Prepares $HOME (/var/lib/rabbitmq, the data volume) and execs the command, rabbitmq-server by
 # default, in the foreground. Default user and password: RABBITMQ_DEFAULT_USER/RABBITMQ_DEFAULT_PASS,
 # read by rabbitmq-server itself.

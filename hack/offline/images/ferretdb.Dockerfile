@@ -1,10 +1,10 @@
 # A development MongoDB-wire server for the data samples in kind (catalog-data:
 # hack/kind-demo/demo-databases.yaml), where no MongoDB image can be pulled: FerretDB v1 (Apache-2.0)
 # on its SQLite backend, the binary hack/ferretdb.sh builds from the Go module proxy (static,
-# CGO_ENABLED=0). Built by `hack/images.sh demo-databases`, with a context holding only that binary:
+# CGO_ENABLED=0). Built by `hack/offline/images.sh demo-databases`, with a context holding only that binary:
 #
 #   mkdir ctx && cp "$(hack/ferretdb.sh build)" ctx/ferretdb
-#   docker build -f hack/images/ferretdb.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
+#   docker build -f hack/offline/images/ferretdb.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
 #     -t platform/ferretdb:v1.24.2 ctx
 #
 # - nothing but the binary (FROM scratch): no shell, no package; the base image only prepares the

@@ -1,7 +1,7 @@
 # A development Redis from Debian's packages, for the chart's redis.enabled (charts/templates/redis.yaml)
-# where Docker Hub's redis:7-alpine cannot be pulled. Built by `hack/images.sh dev-servers`:
+# where Docker Hub's redis:7-alpine cannot be pulled. Built by `hack/offline/images.sh dev-servers`:
 #
-#   docker build -f hack/images/redis.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
+#   docker build -f hack/offline/images/redis.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
 #     -t platform/redis:7-bookworm hack/images
 #
 # Like redis:7-alpine where the chart relies on it: `redis-server` (7.0, Debian bookworm) on PATH,

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # The project's container images, built on a machine with no container registry.
 #
-#   hack/images.sh base       the Python base image, from Debian packages (debootstrap), cached
-#   hack/images.sh operator   platform-operator:dev       (operator/Dockerfile)
-#   hack/images.sh services   platform/<name>:dev for every services/*/Dockerfile
-#   hack/images.sh dev-servers  platform/redis:7-bookworm, platform/rabbitmq:3-management-bookworm,
-#                             platform/postgres:15-bookworm (hack/images/*.Dockerfile, Debian's packages):
+#   hack/offline/images.sh base       the Python base image, from Debian packages (debootstrap), cached
+#   hack/offline/images.sh operator   platform-operator:dev       (operator/Dockerfile)
+#   hack/offline/images.sh services   platform/<name>:dev for every services/*/Dockerfile
+#   hack/offline/images.sh dev-servers  platform/redis:7-bookworm, platform/rabbitmq:3-management-bookworm,
+#                             platform/postgres:15-bookworm (hack/offline/images/*.Dockerfile, Debian's packages):
 #                             the chart's development Redis, RabbitMQ and PostgreSQL
-#   hack/images.sh demo-databases  platform/ferretdb:$FERRETDB_VERSION (hack/ferretdb.sh's binary, SQLite
+#   hack/offline/images.sh demo-databases  platform/ferretdb:$FERRETDB_VERSION (hack/ferretdb.sh's binary, SQLite
 #                             backend): catalog-data's database in kind (hack/kind-demo/demo-databases.yaml,
 #                             which names exactly this tag: checked here; Go builds FerretDB unless cached)
-#   hack/images.sh all        base, operator, services, dev-servers, demo-databases, then check
-#   hack/images.sh check      run each image: the operator's and each service's package imports as uid 10001;
+#   hack/offline/images.sh all        base, operator, services, dev-servers, demo-databases, then check
+#   hack/offline/images.sh check      run each image: the operator's and each service's package imports as uid 10001;
 #                             the dev servers start as the chart runs them and answer (PING, /api/overview, SQL);
 #                             the demo database starts as demo-databases.yaml runs it and answers (OP_MSG)
-#   hack/images.sh save [DIR] each image as DIR/<name>.tar (for `kind load image-archive`); prints the paths
-#   hack/images.sh base-tag   print the base image's tag (building nothing)
-#   hack/images.sh chart-values  print the helm --set flags that point the chart's redis, rabbitmq and
+#   hack/offline/images.sh save [DIR] each image as DIR/<name>.tar (for `kind load image-archive`); prints the paths
+#   hack/offline/images.sh base-tag   print the base image's tag (building nothing)
+#   hack/offline/images.sh chart-values  print the helm --set flags that point the chart's redis, rabbitmq and
 #                             postgres at the dev-server images (building nothing)
 #   Several of base, operator, services, dev-servers, demo-databases, check in one call run one after
 #   another, as given.
@@ -43,7 +43,7 @@
 #   built-in Dockerfile frontend (Docker 20.10: RUN --mount, per-Dockerfile ignore files) reads it.
 # Builds use /usr/bin/docker (Debian's 20.10 client, BuildKit built in) with DOCKER_BUILDKIT=1: the
 # Docker 28 client at /usr/local/bin/docker has no buildx plugin here. The engine is
-# hack/docker-engine.sh's (started by this script when nothing answers).
+# hack/offline/docker-engine.sh's (started by this script when nothing answers).
 #
 # Settings (environment):
 #   PLATFORM_CACHE          cache root (~/.cache/platform-operator); images/ holds the rootfs tarballs and build logs
@@ -53,13 +53,13 @@
 #   BASE_UPGRADE            1: apply bookworm-updates and bookworm-security to the rootfs (0: not)
 #   BASE_EXTRA_CA_DIR       extra CA certificates (*.crt) to trust (/usr/local/share/ca-certificates)
 #   BASE_IMAGE              use this base instead of building one (e.g. python:3.12-slim where a registry is reachable)
-#   DOCKER_CLI              the client to build with (/usr/bin/docker); DOCKER_HOST from hack/docker-engine.sh env
+#   DOCKER_CLI              the client to build with (/usr/bin/docker); DOCKER_HOST from hack/offline/docker-engine.sh env
 #   IMAGES_VERBOSE          1: stream build output too (it always goes to $PLATFORM_CACHE/images/build-<name>.log)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
+root=$(cd "$here/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=versions.env
-source "$here/versions.env"
+source "$here/../versions.env"
 
 CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
 IMAGES_DIR="$CACHE/images"
@@ -82,7 +82,7 @@ DEV_SERVERS_DIR="$here/images"
 # catalog-data's database in kind (hack/kind-demo/demo-databases.yaml names this tag): FerretDB v1
 # (MongoDB wire, SQLite) from hack/ferretdb.sh's binary.
 FERRETDB_IMAGE=platform/ferretdb:$FERRETDB_VERSION
-DEMO_DATABASES_MANIFEST="$here/kind-demo/demo-databases.yaml"
+DEMO_DATABASES_MANIFEST="$here/../kind-demo/demo-databases.yaml"
 # python-is-python3: the Dockerfiles run `python -m ...`. passwd (groupadd, useradd) is in minbase
 # already; listed so that it stays whatever debootstrap's priorities become.
 BASE_PACKAGES=(python3 python3-pip python3-venv python-is-python3 ca-certificates passwd adduser)
@@ -97,7 +97,7 @@ BASE_CHANGES=(
 
 LOG_TAG=images
 # shellcheck source=hack/lib.sh
-. "$here/lib.sh"
+. "$here/../lib.sh"
 
 # --- the engine and the client --------------------------------------------------------------------
 
@@ -111,9 +111,9 @@ docker_() { "$DOCKER_CLI" "$@"; }
 
 ensure_engine() {
   [ -x "$DOCKER_CLI" ] || "$here/docker-engine.sh" up
-  [ -x "$DOCKER_CLI" ] || die "$DOCKER_CLI missing (hack/docker-engine.sh up installs Debian's docker.io)"
+  [ -x "$DOCKER_CLI" ] || die "$DOCKER_CLI missing (hack/offline/docker-engine.sh up installs Debian's docker.io)"
   if ! docker_ info >/dev/null 2>&1; then
-    log "no Docker engine answers on ${DOCKER_HOST}; starting one (hack/docker-engine.sh up)"
+    log "no Docker engine answers on ${DOCKER_HOST}; starting one (hack/offline/docker-engine.sh up)"
     "$here/docker-engine.sh" up
   fi
 }
@@ -231,7 +231,7 @@ build_base() {
   key=$(base_key)
   tarball="$IMAGES_DIR/python-base-$SUITE-$key.tar.gz"
   mkdir -p "$IMAGES_DIR"
-  # One builder at a time (hack/kind-node.sh or a second shell may ask for the base too).
+  # One builder at a time (hack/offline/kind-node-image.sh or a second shell may ask for the base too).
   exec 9>"$IMAGES_DIR/.python-base.lock"
   flock 9
   if image_exists "$tag"; then
@@ -267,7 +267,7 @@ build_base() {
   fi
   local changes=() change
   for change in "${BASE_CHANGES[@]}"; do changes+=(--change "$change"); done
-  docker_ import "${changes[@]}" -m "debootstrap $SUITE: ${BASE_PACKAGES[*]} (hack/images.sh)" \
+  docker_ import "${changes[@]}" -m "debootstrap $SUITE: ${BASE_PACKAGES[*]} (hack/offline/images.sh)" \
     "$tarball" "$tag" >/dev/null
   docker_ tag "$tag" "$BASE_REPO:$SUITE"
   log "imported $tag ($(image_size "$tag")), also tagged $BASE_REPO:$SUITE"
@@ -396,7 +396,7 @@ chart_values() {
 build_demo_databases() {
   local base binary context image
   base=$(base_image)
-  binary=$(FERRETDB_VERSION=$FERRETDB_VERSION "$here/ferretdb.sh" build | tail -n 1)
+  binary=$(FERRETDB_VERSION=$FERRETDB_VERSION "$here/../ferretdb.sh" build | tail -n 1)
   [ -x "$binary" ] || die "hack/ferretdb.sh build gave no binary"
   context=$(mktemp -d)
   cp "$binary" "$context/ferretdb"
@@ -549,7 +549,7 @@ check_rabbitmq() {
 check_dev_servers() {
   local image failed=0
   for image in $(dev_server_images); do
-    image_exists "$image" || die "$image is not built (hack/images.sh dev-servers)"
+    image_exists "$image" || die "$image is not built (hack/offline/images.sh dev-servers)"
   done
   check_redis || failed=1
   check_rabbitmq || failed=1
@@ -654,7 +654,7 @@ check_postgres() {
 }
 
 # Python (the base image's) speaking the MongoDB wire protocol to localhost:27017: ping, insert a
-# document, count it back; prints the server's version (hack/checks/mongo_wire.py).
+# document, count it back; prints the server's version (hack/offline/checks/mongo_wire.py).
 mongo_program() { cat "$here/checks/mongo_wire.py"; }
 
 # FerretDB as demo-databases.yaml runs it: uid 999, the volume at /state. It answers ping, insert and
@@ -701,7 +701,7 @@ check_ferretdb() {
 check_demo_databases() {
   local image failed=0
   for image in $(demo_database_images); do
-    image_exists "$image" || die "$image is not built (hack/images.sh demo-databases)"
+    image_exists "$image" || die "$image is not built (hack/offline/images.sh demo-databases)"
   done
   check_ferretdb || failed=1
   [ "$failed" = 0 ] || die "the demo database image does not work as demo-databases.yaml runs it"
@@ -711,7 +711,7 @@ save_images() {
   local dir=${1:-$IMAGES_DIR/archives} image file
   mkdir -p "$dir"
   for image in $(all_images) $(dev_server_images) $(demo_database_images); do
-    image_exists "$image" || die "$image is not built (hack/images.sh all)"
+    image_exists "$image" || die "$image is not built (hack/offline/images.sh all)"
     file="$dir/$(basename "${image%%:*}").tar"
     docker_ save -o "$file" "$image"
     log "saved $image to $file ($(du -m "$file" | cut -f1) MB)"

@@ -1,8 +1,8 @@
 # A development PostgreSQL from Debian's packages: the chart's (postgres.enabled, charts/templates/
 # postgres.yaml) in kind, where Docker Hub's postgres image cannot be pulled; the operator provisions
-# data services' databases on it. Built by `hack/images.sh dev-servers`:
+# data services' databases on it. Built by `hack/offline/images.sh dev-servers`:
 #
-#   docker build -f hack/images/postgres.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
+#   docker build -f hack/offline/images/postgres.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
 #     -t platform/postgres:15-bookworm hack/images
 #
 # Like postgres:15 where the demo relies on it:

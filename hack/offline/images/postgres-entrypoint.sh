@@ -1,5 +1,5 @@
 #!/bin/sh
-# The entrypoint of platform/postgres:15-bookworm (hack/images/postgres.Dockerfile).
+# The entrypoint of platform/postgres:15-bookworm (hack/offline/images/postgres.Dockerfile).
 # On first start (no $PGDATA/PG_VERSION) it initdb's $PGDATA inside the mounted volume as the
 # current user, with the superuser POSTGRES_USER (postgres) whose password is POSTGRES_PASSWORD
 # (required), allows password logins (scram-sha-256) from any address, creates the database

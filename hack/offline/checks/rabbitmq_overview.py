@@ -1,7 +1,7 @@
 """RabbitMQ as the chart starts it answers: the management API's /api/overview as the default user,
 then an AMQP 0-9-1 connection on 5672 (the protocol header; the broker answers with Connection.Start).
 
-Run by `hack/images.sh check` with `docker exec` in the dev RabbitMQ container, whose environment holds
+Run by `hack/offline/images.sh check` with `docker exec` in the dev RabbitMQ container, whose environment holds
 RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS; the standard library only.
 """
 

@@ -3,7 +3,7 @@
 //
 //	kindconst FILE NAME
 //
-// hack/kind-node-image.sh uses it to write /kind/manifests/*.yaml and to learn the image names those
+// hack/offline/kind-node-image.sh uses it to write /kind/manifests/*.yaml and to learn the image names those
 // manifests reference, exactly as the pinned kind release has them. Standard library only.
 package main
 

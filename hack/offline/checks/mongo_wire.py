@@ -1,6 +1,6 @@
 """A MongoDB-wire server answers: ping, insert a document, count it back; prints the server's version.
 
-Run by `hack/images.sh check` with the base image's Python inside the demo database's network namespace
+Run by `hack/offline/images.sh check` with the base image's Python inside the demo database's network namespace
 (the image has no shell and no client), so it needs nothing beyond the standard library: OP_MSG and a
 minimal BSON, enough for these four commands. Usage: python3 mongo_wire.py [HOST [PORT]]
 (localhost 27017 by default).

@@ -1,8 +1,8 @@
 # A development RabbitMQ with the management plugin, from Debian's packages, for the chart's
 # rabbitmq.enabled (charts/templates/rabbitmq.yaml) where Docker Hub's rabbitmq:3.13-management cannot
-# be pulled. Built by `hack/images.sh dev-servers`:
+# be pulled. Built by `hack/offline/images.sh dev-servers`:
 #
-#   docker build -f hack/images/rabbitmq.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
+#   docker build -f hack/offline/images/rabbitmq.Dockerfile --build-arg BASE_IMAGE=<a Debian bookworm image> \
 #     -t platform/rabbitmq:3-management-bookworm hack/images
 #
 # Like rabbitmq:3-management where the chart relies on it:

@@ -10,7 +10,7 @@
 #     plane and kubectl come from hack/build-cluster-tools.sh, which this script calls);
 #   - crictl (sigs.k8s.io/cri-tools), etcd, coredns and local-path-provisioner at the versions the
 #     images want, pause (static C build of Kubernetes' build/pause/linux/pause.c), and a small
-#     kindnetd of our own (hack/kind-node/kindnetd: kind's own source is not on the module proxy);
+#     kindnetd of our own (hack/offline/kind-node/kindnetd: kind's own source is not on the module proxy);
 #   - a Debian bookworm node root filesystem (debootstrap: systemd, containerd, runc, CNI plugins,
 #     iptables, ...), with kind's base-image files taken from the sigs.k8s.io/kind module zip
 #     (images/base/files: entrypoint, containerd config, systemd units) as kind's base Dockerfile
@@ -25,22 +25,22 @@
 # The node root filesystem is then imported as one image with kind's entrypoint, env and stop signal.
 #
 # Privileged containers: this machine's capability bounding set lacks CAP_SYS_RESOURCE, so runc
-# refuses privileged containers. Docker on the host runs them through hack/oci-runtime-wrapper
-# (hack/docker-engine.sh); inside the node, kube-proxy's privileged pods hit the same wall, so the
+# refuses privileged containers. Docker on the host runs them through hack/offline/oci-runtime-wrapper
+# (hack/offline/docker-engine.sh); inside the node, kube-proxy's privileged pods hit the same wall, so the
 # node image installs the same wrapper as /usr/local/sbin/runc (python3 is in the node for it) and
 # containerd's runc runtimes call it (BinaryName); it execs Debian's /usr/sbin/runc. Lowering
 # oom_score_adj needs the same capability, so the node's containerd has restrict_oom_score_adj = true.
 #
 # Usage:
-#   hack/kind-node-image.sh build   build what is missing, print the image name on stdout
-#   hack/kind-node-image.sh kind-cli  build only the kind CLI (go install), print its path
-#   hack/kind-node-image.sh print   print the image name (platform/kind-node:KUBE_VERSION-KEY)
-#   hack/kind-node-image.sh parts   only the parts that need no docker engine (Go builds, rootfs)
-#   hack/kind-node-image.sh test    build, then prove it: a cluster (kind create cluster, a control
+#   hack/offline/kind-node-image.sh build   build what is missing, print the image name on stdout
+#   hack/offline/kind-node-image.sh kind-cli  build only the kind CLI (go install), print its path
+#   hack/offline/kind-node-image.sh print   print the image name (platform/kind-node:KUBE_VERSION-KEY)
+#   hack/offline/kind-node-image.sh parts   only the parts that need no docker engine (Go builds, rootfs)
+#   hack/offline/kind-node-image.sh test    build, then prove it: a cluster (kind create cluster, a control
 #                                   plane and a worker), nodes Ready, every kube-system/local-path pod
 #                                   Ready, a PVC bound, and two pods of our own on two nodes talking
 #                                   over the pod network, by IP and by Service name; then delete it
-# Needs: root, go, debootstrap, docker (a running engine, e.g. hack/docker-engine.sh up), gcc with
+# Needs: root, go, debootstrap, docker (a running engine, e.g. hack/offline/docker-engine.sh up), gcc with
 # static glibc (pause), jq. Progress on stderr as `[kind-node HH:MM:SS] ...`.
 #
 # Settings (environment): PLATFORM_CACHE (~/.cache/platform-operator), DEBIAN_MIRROR
@@ -56,16 +56,16 @@
 #   bin/kube-VERSION/{kubelet,kubeadm,kube-proxy,kube-apiserver,...}   (shared with build-cluster-tools)
 #   bin/crictl-VERSION/crictl  bin/coredns-VERSION/coredns  bin/etcd-VERSION/{etcd,etcdctl}
 #   bin/local-path-provisioner-VERSION/local-path-provisioner  bin/pause-VERSION/pause
-#   bin/kindnetd-HASH/kindnetd                   (HASH of hack/kind-node/kindnetd and client-go version)
+#   bin/kindnetd-HASH/kindnetd                   (HASH of hack/offline/kind-node/kindnetd and client-go version)
 #   kind-node/rootfs/{node,slim,probe}-bookworm-HASH.tar   debootstrap results (HASH of package list)
 #   kind-node/images/NAME_TAG-HASH.tar           docker save of each component image
 #   build/kind-node/...                          Go modules and scratch space
-# The node image's tag carries a KEY: a hash of this script, hack/kind-node/, the runtime wrapper and
+# The node image's tag carries a KEY: a hash of this script, hack/offline/kind-node/, the runtime wrapper and
 # the versions, so a change to any of them makes a new image; `print` computes it without building.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
-source "$here/versions.env"
+source "$here/../versions.env"
 
 CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
 BIN="$CACHE/bin"
@@ -84,12 +84,12 @@ export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
 NODE_PACKAGES=systemd,systemd-sysv,dbus,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,fuse-overlayfs,e2fsprogs,bash,ca-certificates,curl,jq,procps,containerd,runc,containernetworking-plugins,socat,ebtables,ipset,netbase,python3
 # kube-proxy, kindnetd and local-path-helper: a shell, iptables and iproute2.
 SLIM_PACKAGES=iptables,nftables,iproute2,conntrack,ca-certificates,netbase
-# Test pods (`test`), when hack/images.sh is not there: python3 for an HTTP server and client.
+# Test pods (`test`), when hack/offline/images.sh is not there: python3 for an HTTP server and client.
 PROBE_PACKAGES=python3,ca-certificates,netbase,iproute2
 
 LOG_TAG=kind-node
 # shellcheck source=hack/lib.sh
-. "$here/lib.sh"
+. "$here/../lib.sh"
 sha() { sha256sum | cut -c1-"${1:-12}"; }
 
 kind_dir() {
@@ -101,7 +101,7 @@ kind_dir() {
 
 image_key() {
   {
-    cat "$0" "$here/lib.sh" "$WRAPPER"
+    cat "$0" "$here/../lib.sh" "$WRAPPER"
     find "$here/kind-node" -type f | sort | xargs cat
     echo "$KUBE_VERSION $KIND_VERSION $CRICTL_VERSION $LOCAL_PATH_PROVISIONER_VERSION $SUITE"
   } | sha 10
@@ -149,7 +149,7 @@ build_kube_node() {
 }
 
 build_kube_control_plane() { # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-  "$here/build-cluster-tools.sh" kubernetes >/dev/null
+  "$here/../build-cluster-tools.sh" kubernetes >/dev/null
 }
 
 # etcd at the version of kubeadm's etcd image tag (3.6.5-0 -> v3.6.5), with etcdctl (hack/lib.sh).
@@ -430,7 +430,7 @@ TOML
   log "node: $(wc -l <"$st/imported") images in containerd (k8s.io): $(tr '\n' ' ' <"$st/imported")"
 }
 
-# The engine of hack/docker-engine.sh when the default one does not answer (kind uses the same).
+# The engine of hack/offline/docker-engine.sh when the default one does not answer (kind uses the same).
 ensure_docker() {
   docker info >/dev/null 2>&1 && return
   if [ -x "$here/docker-engine.sh" ] && "$here/docker-engine.sh" status >/dev/null 2>&1; then
@@ -438,7 +438,7 @@ ensure_docker() {
     export DOCKER_HOST
     docker info >/dev/null 2>&1 && return
   fi
-  die "no running docker engine (hack/docker-engine.sh up)"
+  die "no running docker engine (hack/offline/docker-engine.sh up)"
 }
 
 build() {
@@ -504,7 +504,7 @@ cmd_test() {
   image=$(build)
   kind="$BIN/kind-$KIND_VERSION/kind"
   kubectl="$BIN/kube-$KUBE_VERSION/kubectl"
-  # The test pods' image: the project's Python base (hack/images.sh) when there, else our own.
+  # The test pods' image: the project's Python base (hack/offline/images.sh) when there, else our own.
   local probe_ref
   if [ -x "$here/images.sh" ]; then
     "$here/images.sh" base >&2
