@@ -60,6 +60,14 @@ def marker(namespace: str, name: str) -> str:
     return f"{MARKER_PREFIX}{namespace}/{name}"
 
 
+def marked_service(comment: str | None) -> tuple[str, str] | None:
+    """The (namespace, name) a marker names; None for a comment that is not one."""
+    if not comment or not comment.startswith(MARKER_PREFIX):
+        return None
+    namespace, sep, name = comment[len(MARKER_PREFIX) :].partition("/")
+    return (namespace, name) if sep and namespace and name and "/" not in name else None
+
+
 def wants_database(svc: PlatformService) -> bool:
     db = svc.spec.database
     return svc.spec.type == "data" and db is not None and db.provision and db.engine == "postgres"

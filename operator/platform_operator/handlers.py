@@ -115,7 +115,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         memo.broker_watch = BrokerWatch(
             memo.backends.rabbitmq, ours.broker_check_seconds, attached_for=2 * ours.resync_seconds + 30
         )
-    memo.sweep = UserSweep(memo.backends.rabbitmq, memo.backends.redis, ours.sweep_seconds, tuple(ours.namespace_list))
+    memo.sweep = UserSweep(
+        memo.backends.rabbitmq,
+        memo.backends.redis,
+        ours.sweep_seconds,
+        tuple(ours.namespace_list),
+        postgres=memo.backends.postgres,
+    )
     log.info(
         "RabbitMQ %s; Redis %s; PostgreSQL %s.",
         f"managed at {ours.rabbitmq_management_url}" if ours.rabbitmq_management_url else "not managed",

@@ -256,15 +256,36 @@ class Postgres:
                 dropped.append(f"role {plan.role}")
         return dropped
 
-    async def service_roles(self) -> list[str]:
-        """The roles the operator made for services (those carrying its marker)."""
+    async def service_roles(self) -> dict[str, tuple[str, str]]:
+        """The roles the operator made for services that may still log in: role -> the (namespace,
+        name) of the PlatformService its marker names."""
 
-        async def work() -> list[str]:
+        async def work() -> dict[str, tuple[str, str]]:
             async with self._connect() as conn:
                 rows = await conn.fetch(
-                    "SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE $1",
+                    "SELECT rolname, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles"
+                    " WHERE rolcanlogin AND shobj_description(oid, 'pg_authid') LIKE $1",
                     database.MARKER_PREFIX + "%",
                 )
-            return sorted(r["rolname"] for r in rows)
+            owners = {r["rolname"]: database.marked_service(r["comment"]) for r in rows}
+            return {role: owner for role, owner in sorted(owners.items()) if owner is not None}
 
         return await self._call("list service roles", work)
+
+    async def disable_login(self, role: str, namespace: str, name: str) -> bool:
+        """The role of a PlatformService that is gone may no longer log in; its database and data stay
+        (the deletion policy is not known any more). True when it did something."""
+
+        async def work() -> bool:
+            async with self._connect() as conn:
+                row = await conn.fetchrow(
+                    "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') AS comment"
+                    " FROM pg_roles WHERE rolname = $1",
+                    role,
+                )
+                if row is None or row["comment"] != database.marker(namespace, name) or not row["rolcanlogin"]:
+                    return False
+                await conn.execute(database.disable_login(role))
+                return True
+
+        return await self._call(f"disable login of {role}", work)

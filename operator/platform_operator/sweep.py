@@ -1,12 +1,14 @@
-"""Broker and Redis users whose PlatformService is gone, removed.
+"""Broker and Redis users whose PlatformService is gone, removed; database roles, locked.
 
 Deletion removes a service's users behind its finalizer; but a finalizer removed by hand, or a
 deletion released with `platform.dev/skip-external-cleanup`, leaves them with working passwords
 that nobody rotates any more. The sweep finds the users the operator made (tagged on the broker,
-named and confined as cache.plan makes them in Redis) whose PlatformService no longer exists in a
-namespace this operator watches, and removes them. It runs from the resync of whichever service
-comes first once `sweep_seconds` have passed, so only the replica that acts sweeps, and only with
-its index of PlatformServices filled.
+named and confined as cache.plan makes them in Redis, carrying its marker in PostgreSQL) whose
+PlatformService no longer exists in a namespace this operator watches, and removes them. A
+PostgreSQL role only loses its login: its database holds the service's data, and the deletion
+policy that would have said whether to keep it is gone with the PlatformService. It runs from the
+resync of whichever service comes first once `sweep_seconds` have passed, so only the replica that
+acts sweeps, and only with its index of PlatformServices filled.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from platform_operator.postgres import Postgres, PostgresError
 from platform_operator.rabbitmq import BrokerError, RabbitMQ
 from platform_operator.redis_store import CacheError, RedisStore
 
@@ -45,6 +48,7 @@ class UserSweep:
     redis: RedisStore | None
     interval: float
     namespaces: tuple[str, ...] = ()
+    postgres: Postgres | None = None
     _next: float = field(default=0.0)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -63,7 +67,8 @@ class UserSweep:
             return await self.run(exists)
 
     async def run(self, exists: Exists) -> list[str]:
-        """Removes the orphaned users now; returns them as `rabbitmq <user>` / `redis <user>`."""
+        """Removes the orphaned users now and locks the orphaned roles; returns them as
+        `rabbitmq <user>` / `redis <user>` / `postgres <role>`."""
         removed: list[str] = []
         if self.rabbitmq is not None:
             try:
@@ -79,6 +84,19 @@ class UserSweep:
                         removed.append(f"redis {user}")
             except CacheError as exc:
                 log.warning(f"Sweep of Redis users skipped: {exc}")
+        if self.postgres is not None:
+            try:
+                roles = await self.postgres.service_roles()
+                for role, (namespace, name) in roles.items():
+                    if (self.namespaces and namespace not in self.namespaces) or exists(namespace, name):
+                        continue
+                    if await self.postgres.disable_login(role, namespace, name):
+                        removed.append(f"postgres {role}")
+            except PostgresError as exc:
+                log.warning(f"Sweep of database roles skipped: {exc}")
         if removed:
-            log.warning(f"Removed users whose PlatformService is gone: {', '.join(removed)}.")
+            log.warning(
+                f"Removed users whose PlatformService is gone (database roles: login disabled, databases kept):"
+                f" {', '.join(removed)}."
+            )
         return removed

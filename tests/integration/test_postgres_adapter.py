@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from it_helpers import make_service, require_env
 
-from platform_operator import database
+from platform_operator import database, sweep
 from platform_operator.database import DatabasePlan
 from platform_operator.postgres import NameTaken, Postgres, PostgresUnavailable
 
@@ -199,3 +199,33 @@ async def pg_admin(url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+async def test_the_sweep_locks_only_marked_roles_whose_service_is_gone_and_keeps_their_data(
+    pg: Postgres, admin: asyncpg.Connection, made: list[DatabasePlan]
+) -> None:
+    namespace = f"it-{uuid.uuid4().hex[:8]}"
+    alive, gone = data_plan(namespace, "alive"), data_plan(namespace, "gone")
+    made.extend([alive, gone])
+    for plan in (alive, gone):
+        await pg.ensure(plan, "pw")
+    conn = await login(pg, gone.role, "pw", gone.database)
+    await conn.execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)")
+    await conn.close()
+    # A role made by hand in the same namespace's shape, without the operator's marker.
+    by_hand = f"{namespace.replace('-', '_')}_by_hand"
+    await admin.execute(f"CREATE ROLE {database.quote_ident(by_hand)} LOGIN PASSWORD 'pw'")
+    try:
+        job = sweep.UserSweep(None, None, interval=1, namespaces=(namespace,), postgres=pg)
+        assert await job.run(lambda _ns, name: name == "alive") == [f"postgres {gone.role}"]
+        with pytest.raises(asyncpg.exceptions.InvalidAuthorizationSpecificationError):
+            await login(pg, gone.role, "pw", gone.database)
+        assert await pg.holds_rows(gone) == ["public.orders"]  # the data stays
+        (await login(pg, alive.role, "pw", alive.database)).terminate()
+        assert await admin.fetchval("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", by_hand) is True
+        # Locked once: the next sweep has nothing to do; another namespace's sweep never looks.
+        assert await job.run(lambda _ns, name: name == "alive") == []
+        other = sweep.UserSweep(None, None, interval=1, namespaces=("elsewhere",), postgres=pg)
+        assert await other.run(lambda _ns, _name: False) == []
+    finally:
+        await admin.execute(f"DROP ROLE {database.quote_ident(by_hand)}")

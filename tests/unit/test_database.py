@@ -62,3 +62,16 @@ def test_database_url_goes_in_the_secret_and_not_in_the_env():
     env = builders.build_deployment(s, "h")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "DATABASE_ENGINE", "value": "postgres"} in env
     assert not any(e["name"] == "DATABASE_URL" for e in env)
+
+
+def test_a_marker_names_its_service_back():
+    assert database.marked_service(database.marker("shop", "users-data")) == ("shop", "users-data")
+
+
+@pytest.mark.parametrize(
+    "comment",
+    [None, "", "made by hand", database.MARKER_PREFIX, database.MARKER_PREFIX + "shop", database.MARKER_PREFIX + "/x",
+     database.MARKER_PREFIX + "shop/", database.MARKER_PREFIX + "shop/a/b", "x" + database.marker("shop", "users")],
+)  # fmt: skip
+def test_a_comment_that_is_not_a_marker_names_no_service(comment):
+    assert database.marked_service(comment) is None
