@@ -229,3 +229,18 @@ async def test_the_sweep_locks_only_marked_roles_whose_service_is_gone_and_keeps
         assert await other.run(lambda _ns, _name: False) == []
     finally:
         await admin.execute(f"DROP ROLE {database.quote_ident(by_hand)}")
+
+
+async def test_in_the_servers_own_database_a_service_role_makes_no_table_or_schema(
+    pg: Postgres, made: list[DatabasePlan]
+) -> None:
+    plan = data_plan()
+    made.append(plan)
+    await pg.ensure(plan, "pw")
+    conn = await login(pg, plan.role, "pw", "postgres")  # PUBLIC's CONNECT, as the server grants it
+    try:
+        for statement in ("CREATE TABLE planted (id int)", "CREATE SCHEMA planted"):
+            with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
