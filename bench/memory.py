@@ -122,8 +122,8 @@ def main() -> None:
         f"| Python allocations (tracemalloc) MB | {traced0 / mb:.1f} | {traced1 / mb:.1f} | "
         f"{(traced1 - traced0) / mb:.1f} | {(traced1 - traced0) / 1024 / n:.1f} KB |",
         "",
-        "The RSS rows include tracemalloc's own bookkeeping (a traceback for every live block, more than",
-        "the blocks themselves): they are not the operator's footprint, which `make bench` measures",
+        "The RSS rows include tracemalloc's own bookkeeping (a traceback record for every live block):",
+        "they are not the operator's footprint, which `make bench` measures",
         "untraced (its peak RSS column). Read the Python allocations, and the shares below.",
         "",
         "## Growth by file (the 20 largest)",
