@@ -53,36 +53,9 @@ SUDO=()
 # ---------------------------------------------------------------------------------------------
 # helpers
 
-secret() {  # secret FILE: the password in FILE, generated once
-  local file=$1
-  if [ ! -s "$file" ]; then
-    (umask 077 && openssl rand -hex 16 > "$file.tmp") && mv "$file.tmp" "$file"
-  fi
-  cat "$file"
-}
-
 need_secret() {  # the password of an instance that `up` created
   [ -s "$DIR/$1" ] || die "no $DIR/$1: run hack/backends.sh up first"
   cat "$DIR/$1"
-}
-
-alive() {  # alive PIDFILE COMM: the pid in PIDFILE if that process runs and is COMM
-  local pid
-  [ -s "$1" ] || return 1
-  pid=$(cat "$1")
-  [[ $pid =~ ^[0-9]+$ ]] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ] || return 1
-  echo "$pid"
-}
-
-
-wait_gone() {  # wait_gone PID SECONDS: true once PID has exited
-  local deadline=$((SECONDS + $2))
-  while kill -0 "$1" 2>/dev/null; do
-    # a zombie has exited; its parent (not us) reaps it
-    [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] && return 0
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.2
-  done
 }
 
 prepare() {
@@ -359,8 +332,12 @@ case $cmd in
   down)
     stop_rabbitmq
     stop_redis
-    rm -rf "$DIR"
-    log "down: removed $DIR"
+    # postgres/ and ferretdb/ in the same folder are hack/postgres.sh's and hack/ferretdb.sh's, each
+    # stopped and removed by its own `down`: removed from under a running server, they left it
+    # running with no pid file to stop it by, holding its port.
+    find "$DIR" -mindepth 1 -maxdepth 1 ! -name postgres ! -name ferretdb -exec rm -rf {} + 2>/dev/null || true
+    rmdir "$DIR" 2>/dev/null || true
+    log "down: removed Redis and RabbitMQ of $DIR"
     ;;
   start-redis) start_redis ;;
   stop-redis) stop_redis ;;

@@ -62,24 +62,6 @@ ADDR=127.0.0.1:$FERRETDB_PORT
 # ---------------------------------------------------------------------------------------------
 # helpers
 
-alive() {  # the pid in PID_FILE if that process runs and is ferretdb
-  local pid
-  [ -s "$PID_FILE" ] || return 1
-  pid=$(cat "$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = ferretdb ] || return 1
-  echo "$pid"
-}
-
-
-wait_gone() {  # wait_gone PID SECONDS: true once PID has exited
-  local deadline=$((SECONDS + $2))
-  while kill -0 "$1" 2>/dev/null; do
-    [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] && return 0
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.2
-  done
-}
-
 ping_server() {
   # A real round trip on the wire: an OP_MSG `{ping: 1, $db: "admin"}` (51 bytes, written out by
   # hand), answered with `ok: 1.0` (the BSON double element 01 "ok" 00 then 1.0 little-endian).
@@ -134,7 +116,7 @@ start() {
   local pid deadline
   [ -x "$BIN" ] || die "no $BIN: run hack/ferretdb.sh build (or up) first"
   (umask 077 && mkdir -p "$DATA" "$STATE")
-  if pid=$(alive); then
+  if pid=$(alive "$PID_FILE" ferretdb); then
     if ping_server; then
       log "already running on $ADDR (pid $pid)"
       return 0
@@ -155,7 +137,7 @@ start() {
   echo $! > "$PID_FILE"
   deadline=$((SECONDS + 30))
   until ping_server; do
-    if ! alive >/dev/null; then
+    if ! alive "$PID_FILE" ferretdb >/dev/null; then
       tail -n 20 "$LOG" >&2 || true
       die "ferretdb exited during startup (log: $LOG)"
     fi
@@ -167,7 +149,7 @@ start() {
 
 stop() {
   local pid
-  if ! pid=$(alive); then
+  if ! pid=$(alive "$PID_FILE" ferretdb); then
     log "not running"
     rm -f "$PID_FILE"
     return 0

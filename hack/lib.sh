@@ -5,6 +5,11 @@
 #   log MSG...          "[TAG HH:MM:SS] MSG" on stderr: the progress lines of the make targets
 #   die MSG...          log "error: MSG", exit 1
 #   port_busy PORT      true when something accepts connections on 127.0.0.1:PORT
+#   alive PIDFILE COMM  the pid in PIDFILE if that process runs and its command is COMM
+#   wait_gone PID SECS  true once PID has exited (a zombie counts: its parent, not us, reaps it)
+#   secret FILE         the password in FILE, generated once (hex: safe in SQL quotes and URLs)
+#   ensure_docker       a Docker engine answers the docker CLI: the default one, else the one of
+#                       hack/offline/docker-engine.sh (DOCKER_HOST exported); dies otherwise
 #   timed LABEL CMD...  run CMD, then log how long it took
 #   go_install NAME VERSION PACKAGE...
 #                       GOBIN=$BIN/NAME-VERSION go install PACKAGE@VERSION for each PACKAGE whose
@@ -20,6 +25,44 @@ die() {
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+alive() {
+  local pid
+  [ -s "$1" ] || return 1
+  pid=$(cat "$1")
+  [[ $pid =~ ^[0-9]+$ ]] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ] || return 1
+  echo "$pid"
+}
+
+wait_gone() {
+  local deadline=$((SECONDS + $2))
+  while kill -0 "$1" 2>/dev/null; do
+    [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] && return 0
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
+
+secret() {
+  local file=$1
+  if [ ! -s "$file" ]; then
+    (umask 077 && openssl rand -hex 16 >"$file.tmp") && mv "$file.tmp" "$file"
+  fi
+  cat "$file"
+}
+
+ensure_docker() {
+  command -v docker >/dev/null || die "no docker client"
+  docker info >/dev/null 2>&1 && return 0
+  local engine
+  engine="$(dirname "${BASH_SOURCE[0]}")/offline/docker-engine.sh"
+  if "$engine" status >/dev/null 2>&1; then
+    eval "$("$engine" env)"
+    export DOCKER_HOST
+    docker info >/dev/null 2>&1 && return 0
+  fi
+  die "no running docker engine (hack/offline/docker-engine.sh up)"
+}
 
 timed() {
   local label=$1 start=$SECONDS

@@ -80,15 +80,6 @@ pg_bin() {  # the newest installed server version's bin directory (initdb and pg
 
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
-secret() {  # secret FILE: the password in FILE, generated once (hex: safe inside SQL quotes and URLs)
-  local file=$1
-  if [ ! -s "$file" ]; then
-    (umask 077 && openssl rand -hex 16 > "$file.tmp") && mv "$file.tmp" "$file"
-  fi
-  cat "$file"
-}
-
-
 running() {  # the postmaster's pid if our cluster runs (pg_ctl status reads data/postmaster.pid)
   [ -f "$DATA/PG_VERSION" ] || return 1
   local pid

@@ -59,17 +59,6 @@ LOG_TAG=ingress
 . "$here/../lib.sh"
 
 # The engine of hack/offline/docker-engine.sh when the default one does not answer.
-ensure_docker() {
-  command -v docker >/dev/null || die "no docker client"
-  docker info >/dev/null 2>&1 && return
-  if [ -x "$here/docker-engine.sh" ] && "$here/docker-engine.sh" status >/dev/null 2>&1; then
-    eval "$("$here/docker-engine.sh" env)"
-    export DOCKER_HOST
-    docker info >/dev/null 2>&1 && return
-  fi
-  die "no running docker engine (hack/offline/docker-engine.sh up)"
-}
-
 # The small module: require traefik, its replaces (the relative one to our ext stub) and excludes.
 write_module() {
   local gomod

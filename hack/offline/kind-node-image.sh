@@ -431,16 +431,6 @@ TOML
 }
 
 # The engine of hack/offline/docker-engine.sh when the default one does not answer (kind uses the same).
-ensure_docker() {
-  docker info >/dev/null 2>&1 && return
-  if [ -x "$here/docker-engine.sh" ] && "$here/docker-engine.sh" status >/dev/null 2>&1; then
-    eval "$("$here/docker-engine.sh" env)"
-    export DOCKER_HOST
-    docker info >/dev/null 2>&1 && return
-  fi
-  die "no running docker engine (hack/offline/docker-engine.sh up)"
-}
-
 build() {
   ensure_docker
   mkdir -p "$WORK" "$KN"
