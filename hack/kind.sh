@@ -4,7 +4,7 @@
 # local control plane (make test-e2e), pointed at it through KUBECONFIG.
 #
 #   hack/kind.sh up        create the cluster from kind-config.yaml (or reuse it), install ingress-nginx
-#   hack/kind.sh images    build the operator image and every services/*/Dockerfile, load them into kind
+#   hack/kind.sh images    build the operator image and every service's (services/Dockerfile), load them into kind
 #   hack/kind.sh install   helm upgrade --install platform charts/ with the in-cluster RabbitMQ, Redis and
 #                          PostgreSQL (the operator provisions data services' databases on the last)
 #   hack/kind.sh test      e2e, samples, ingress (below), each run even when one before failed
@@ -229,17 +229,11 @@ load_image() {
   rm -f "$archive"
 }
 
-# The reference services that have a Dockerfile. Each is built with the repository root as its
+# The reference services (hack/lib.sh: the folders of services/ whose package runs as `python -m`).
+# Each is built by services/Dockerfile (--build-arg SERVICE=<name>) with the repository root as its
 # context, where the uv workspace (uv.lock, services/platform-contract) is; the root .dockerignore
-# is the operator's, so a service brings its own services/<name>/Dockerfile.dockerignore (BuildKit
-# takes that one instead).
-built_services() {
-  local dockerfile
-  for dockerfile in "$root"/services/*/Dockerfile; do
-    [ -f "$dockerfile" ] || continue # no match: the pattern stays as written
-    basename "$(dirname "$dockerfile")"
-  done
-}
+# is the operator's, so services/Dockerfile.dockerignore is the services' (BuildKit takes it instead).
+built_services() { service_names "$root"; }
 
 # The e2e suite names images no node can pull (example/orders:1, ...): under kwok nothing runs. On
 # kind each of those names is the stand-in app of tests/e2e/app (answers /health and /ready on
@@ -308,8 +302,9 @@ cmd_images() {
   load_image "$OPERATOR_IMAGE"
   services=$(built_services)
   for service in $services; do
-    log "building platform/$service:dev (services/$service/Dockerfile)"
-    docker build -f "$root/services/$service/Dockerfile" "${build_args[@]}" -t "platform/$service:dev" "$root" >&2
+    log "building platform/$service:dev (services/Dockerfile, SERVICE=$service)"
+    docker build -f "$root/services/Dockerfile" "${build_args[@]}" --build-arg "SERVICE=$service" \
+      -t "platform/$service:dev" "$root" >&2
     load_image "platform/$service:dev"
     n=$((n + 1))
   done
@@ -584,7 +579,7 @@ cmd_samples() {
   while read -r name image; do
     [ -n "$name" ] || continue
     service=${image#platform/} service=${service%%:*}
-    if [ "$image" = "platform/$service:dev" ] && [ -f "$root/services/$service/Dockerfile" ]; then
+    if [ "$image" = "platform/$service:dev" ] && built_services | grep -qx "$service"; then
       log "waiting until $name is Ready"
       if ! kubectl -n "$DEMO_NAMESPACE" wait "psvc/$name" --for=condition=Ready --timeout=300s >&2; then
         log "$name is not Ready: $(kubectl -n "$DEMO_NAMESPACE" get "psvc/$name" \
@@ -592,7 +587,7 @@ cmd_samples() {
         not_ready="$not_ready $name"
       fi
     else
-      log "SKIPPED: $name Ready: its image $image is not built here (no services/$service/Dockerfile)"
+      log "SKIPPED: $name Ready: its image $image is not built here (no service $service in services/)"
     fi
   done <<<"$samples"
   kubectl -n "$DEMO_NAMESPACE" get psvc -o wide >&2

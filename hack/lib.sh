@@ -8,6 +8,9 @@
 #   alive PIDFILE COMM  the pid in PIDFILE if that process runs and its command is COMM
 #   wait_gone PID SECS  true once PID has exited (a zombie counts: its parent, not us, reaps it)
 #   secret FILE         the password in FILE, generated once (hex: safe in SQL quotes and URLs)
+#   service_names ROOT  the reference services under ROOT/services, one per line: the folders whose
+#                       package runs as `python -m` (src/<package>/__main__.py; not platform-contract),
+#                       each built by services/Dockerfile with --build-arg SERVICE=<folder>
 #   ensure_docker       a Docker engine answers the docker CLI: the default one, else the one of
 #                       hack/offline/docker-engine.sh (DOCKER_HOST exported); dies otherwise
 #   timed LABEL CMD...  run CMD, then log how long it took
@@ -49,6 +52,15 @@ secret() {
     (umask 077 && openssl rand -hex 16 >"$file.tmp") && mv "$file.tmp" "$file"
   fi
   cat "$file"
+}
+
+service_names() {
+  local dir name
+  for dir in "$1"/services/*/; do
+    name=$(basename "$dir")
+    [ -f "$dir/src/${name//-/_}/__main__.py" ] && echo "$name"
+  done
+  return 0
 }
 
 ensure_docker() {

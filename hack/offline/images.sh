@@ -3,7 +3,7 @@
 #
 #   hack/offline/images.sh base       the Python base image, from Debian packages (debootstrap), cached
 #   hack/offline/images.sh operator   platform-operator:dev       (operator/Dockerfile)
-#   hack/offline/images.sh services   platform/<name>:dev for every services/*/Dockerfile
+#   hack/offline/images.sh services   platform/<name>:dev for every service of services/ (services/Dockerfile)
 #   hack/offline/images.sh dev-servers  platform/redis:7-bookworm, platform/rabbitmq:3-management-bookworm,
 #                             platform/postgres:15-bookworm (hack/offline/images/*.Dockerfile, Debian's packages):
 #                             the chart's development Redis, RabbitMQ and PostgreSQL
@@ -285,9 +285,11 @@ base_image() {
 
 # --- the Dockerfiles ------------------------------------------------------------------------------
 
-# $1: Dockerfile, $2: tag, $3: base image, $4: context (the repository root).
+# $1: Dockerfile, $2: tag, $3: base image, $4: context (the repository root), then more docker
+# build arguments (e.g. --build-arg SERVICE=orders-api).
 build_dockerfile() {
   local dockerfile=$1 tag=$2 base=$3 context=${4:-$root} name logfile started work="" file
+  local extra=("${@:5}")
   name=$(basename "${tag%%:*}")
   logfile="$IMAGES_DIR/build-$name.log"
   mkdir -p "$IMAGES_DIR"
@@ -307,10 +309,12 @@ build_dockerfile() {
   {
     if [ "$VERBOSE" = 1 ]; then
       docker_ build --progress=plain -f "$file" \
-        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" -t "$tag" "$context" 2>&1 | tee "$logfile" >&2
+        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" ${extra[@]+"${extra[@]}"} \
+        -t "$tag" "$context" 2>&1 | tee "$logfile" >&2
     else
       docker_ build --progress=plain -f "$file" \
-        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" -t "$tag" "$context" >"$logfile" 2>&1
+        --build-arg "BASE_IMAGE=$base" --build-arg "UV_VERSION=$UV_VERSION" ${extra[@]+"${extra[@]}"} \
+        -t "$tag" "$context" >"$logfile" 2>&1
     fi
   } || rc=$?
   [ -z "$work" ] || rm -rf "$work"
@@ -321,13 +325,7 @@ build_dockerfile() {
   log "built $tag in $(($(date +%s) - started))s ($(image_size "$tag"))"
 }
 
-service_dirs() {
-  local dir
-  for dir in "$root"/services/*/; do
-    [ -f "$dir/Dockerfile" ] && basename "$dir"
-  done
-  return 0
-}
+service_dirs() { service_names "$root"; }
 
 # A digest of a Python package's .py files: a folder, or an installed package found by its name.
 PY_DIGEST='import hashlib, importlib.util, pathlib, sys
@@ -361,7 +359,7 @@ build_services() {
   local base service module
   base=$(base_image)
   for service in $(service_dirs); do
-    build_dockerfile "$root/services/$service/Dockerfile" "platform/$service:dev" "$base"
+    build_dockerfile "$root/services/Dockerfile" "platform/$service:dev" "$base" "$root" --build-arg "SERVICE=$service"
     module=${service//-/_}
     check_sources "platform/$service:dev" "$module" "$root/services/$service/src/$module"
     check_sources "platform/$service:dev" platform_contract "$root/services/platform-contract/src/platform_contract"
