@@ -574,12 +574,14 @@ cmd_samples() {
   kubectl -n "$DEMO_NAMESPACE" wait psvc --all --for=condition=CacheReady --timeout=180s >&2
   kubectl -n "$DEMO_NAMESPACE" wait psvc --all --for=condition=DatabaseReady --timeout=180s >&2
   # Ready needs the pods running, so an image: only samples whose image was built here get there.
-  local samples name image service not_ready=""
+  local samples name image service not_ready="" built
+  built=$(built_services)
   samples=$(kubectl -n "$DEMO_NAMESPACE" get psvc -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.spec.image}{"\n"}{end}')
   while read -r name image; do
     [ -n "$name" ] || continue
     service=${image#platform/} service=${service%%:*}
-    if [ "$image" = "platform/$service:dev" ] && built_services | grep -qx "$service"; then
+    # (A here-string, not a pipe: under pipefail, `grep -q` closing the pipe early fails the producer.)
+    if [ "$image" = "platform/$service:dev" ] && grep -qx "$service" <<<"$built"; then
       log "waiting until $name is Ready"
       if ! kubectl -n "$DEMO_NAMESPACE" wait "psvc/$name" --for=condition=Ready --timeout=300s >&2; then
         log "$name is not Ready: $(kubectl -n "$DEMO_NAMESPACE" get "psvc/$name" \
