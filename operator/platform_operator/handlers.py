@@ -103,7 +103,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         monitoring=await _discover_monitoring(memo.kube),
     )
     # kopf gives each object's handlers a shallow copy of this memo: what they record for the
-    # Redis watch goes into one object that every copy shares.
+    # Redis watch, and the reconciles' locks and records, go into objects that every copy shares.
+    memo.state = reconcile.ReconcileState()
     memo.seen = Seen()
     memo.redis_watch = (
         asyncio.ensure_future(_watch_redis(memo, ours.redis_check_seconds))
@@ -366,7 +367,7 @@ async def _run(
     memo.seen.indices, memo.seen.last_acted = indices, time.monotonic()
     try:
         outcome = await reconcile.reconcile(
-            namespace, name, memo.kube, memo.backends, claims=claims, emit=_post_event, external=external
+            namespace, name, memo.kube, memo.backends, memo.state, claims=claims, emit=_post_event, external=external
         )
     except UnavailableError as exc:
         raise kopf.TemporaryError(f"Kubernetes API unavailable: {exc}", delay=_backoff(retry)) from exc
@@ -540,14 +541,14 @@ async def delete_service(
     except cleanup.CleanupBlocked as exc:
         raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from exc
     finally:
-        reconcile.forget(namespace or "", name)
+        memo.state.forget(namespace or "", name)
 
 
 @kopf.on.event(*PSVC)
-async def forget_deleted(type: str | None, namespace: str | None, name: str, **_: Any) -> None:
+async def forget_deleted(type: str | None, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     """A PlatformService gone for good, whatever removed its finalizer: this process forgets it."""
     if type == "DELETED":
-        reconcile.forget(namespace or "", name)
+        memo.state.forget(namespace or "", name)
 
 
 @kopf.on.event(*PSVC, id="pause")
@@ -705,7 +706,7 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
         owner = _owner(meta)
         if owner is None or namespace is None or type is None:  # no owner, or the initial listing
             return
-        if type != "DELETED" and reconcile.is_own_echo(kind, meta):
+        if type != "DELETED" and memo.state.is_own_echo(kind, meta):
             return
         try:
             await _run(

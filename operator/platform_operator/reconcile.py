@@ -75,40 +75,45 @@ class Outcome:
     retry: list[str] = field(default_factory=list)  # outside systems unavailable: retry with backoff
 
 
-_locks: dict[tuple[str, str], asyncio.Lock] = {}
-# Reconciles of an object queued behind the one running: they have not read anything yet.
-_waiting: dict[tuple[str, str], int] = {}
-# The resourceVersion of each child as our last write left it: its watch event is our own echo.
-_written: dict[tuple[str, str, str], str] = {}
+@dataclass
+class ReconcileState:
+    """What this process keeps between reconciles, made once at startup (handlers.configure keeps
+    it in kopf's memo, whose per-object copies share it): the per-object locks, the reconciles
+    queued behind each, the version of each child our last write left, and the readiness gauge's
+    records."""
 
+    # Handlers for the object itself and for its children may fire together: one reconcile at a time.
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # Reconciles of an object queued behind the one running: they have not read anything yet.
+    waiting: dict[tuple[str, str], int] = field(default_factory=dict)
+    # The resourceVersion of each child as our last write left it: its watch event is our own echo.
+    written: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    readiness: observability.Readiness = field(default_factory=observability.Readiness)
 
-def lock_for(namespace: str, name: str) -> asyncio.Lock:
-    """Handlers for the object itself and for its children may fire together: one reconcile at a time."""
-    return _locks.setdefault((namespace, name), asyncio.Lock())
+    def lock_for(self, namespace: str, name: str) -> asyncio.Lock:
+        """One reconcile of an object at a time."""
+        return self.locks.setdefault((namespace, name), asyncio.Lock())
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Drops what this process keeps about a PlatformService that is gone."""
+        self.locks.pop((namespace, name), None)  # a reconcile still holding or awaiting it keeps its own reference
+        children = {name, f"{name}-platform"}  # never another service's whose name starts with this one
+        for key in [k for k in self.written if k[1] == namespace and k[2] in children]:
+            self.written.pop(key, None)
+        self.readiness.forget(namespace, name)
 
-def forget(namespace: str, name: str) -> None:
-    """Drops what this process keeps about a PlatformService that is gone."""
-    _locks.pop((namespace, name), None)  # a reconcile still holding or awaiting it keeps its own reference
-    children = {name, f"{name}-platform"}  # never another service's whose name starts with this one
-    for key in [k for k in _written if k[1] == namespace and k[2] in children]:
-        _written.pop(key, None)
-    observability.forget_readiness(namespace, name)
+    def is_own_echo(self, kind: str, meta: Mapping[str, Any]) -> bool:
+        """True when a child's watch event shows exactly the version our last apply produced: nothing
+        changed since we wrote it, so there is nothing to check."""
+        key = (kind, str(meta.get("namespace")), str(meta.get("name")))
+        version = meta.get("resourceVersion")
+        return version is not None and self.written.get(key) == version
 
-
-def is_own_echo(kind: str, meta: Mapping[str, Any]) -> bool:
-    """True when a child's watch event shows exactly the version our last apply produced: nothing
-    changed since we wrote it, so there is nothing to check."""
-    key = (kind, str(meta.get("namespace")), str(meta.get("name")))
-    version = meta.get("resourceVersion")
-    return version is not None and _written.get(key) == version
-
-
-def _remember_write(live: Mapping[str, Any]) -> None:
-    meta = live.get("metadata") or {}
-    version = meta.get("resourceVersion")
-    if version:
-        _written[(str(live.get("kind")), str(meta.get("namespace")), str(meta.get("name")))] = str(version)
+    def remember_write(self, live: Mapping[str, Any]) -> None:
+        meta = live.get("metadata") or {}
+        version = meta.get("resourceVersion")
+        if version:
+            self.written[(str(live.get("kind")), str(meta.get("namespace")), str(meta.get("name")))] = str(version)
 
 
 def stamp(obj: dict[str, Any]) -> dict[str, Any]:
@@ -474,6 +479,7 @@ async def reconcile(
     name: str,
     kube: Kube,
     backends: Backends,
+    state: ReconcileState,
     *,
     claims: ClaimLookup,
     emit: EventSink,
@@ -490,20 +496,23 @@ async def reconcile(
     create and resume handlers and the resync timer, which repairs drift, always visit them).
     """
     key = (namespace, name)
-    lock = lock_for(namespace, name)
-    if not external and lock.locked() and _waiting.get(key, 0) > 0:
+    lock = state.lock_for(namespace, name)
+    waiting = state.waiting
+    if not external and lock.locked() and waiting.get(key, 0) > 0:
         return None  # a queued reconcile reads everything afresh after the running one
-    _waiting[key] = _waiting.get(key, 0) + 1
+    waiting[key] = waiting.get(key, 0) + 1
     try:
         await lock.acquire()
     finally:
         # Never raises: an exception here, after the lock was taken, would leave it held for good.
-        left = _waiting.pop(key, 1) - 1
+        left = waiting.pop(key, 1) - 1
         if left > 0:
-            _waiting[key] = left
+            waiting[key] = left
     try:
         async with (backends.slots if external else backends.kube_slots) or contextlib.nullcontext():
-            return await _reconcile_locked(namespace, name, kube, backends, claims=claims, emit=emit, external=external)
+            return await _reconcile_locked(
+                namespace, name, kube, backends, state, claims=claims, emit=emit, external=external
+            )
     finally:
         lock.release()
 
@@ -513,6 +522,7 @@ async def _reconcile_locked(
     name: str,
     kube: Kube,
     backends: Backends,
+    state: ReconcileState,
     *,
     claims: ClaimLookup,
     emit: EventSink,
@@ -526,7 +536,7 @@ async def _reconcile_locked(
         return await _pause(svc, body, kube, emit)
     async with observability.reconciling(namespace, name, svc.spec.type) as result:
         try:
-            outcome = await _reconcile(svc, body, kube, backends, claims=claims, emit=emit, external=external)
+            outcome = await _reconcile(svc, body, kube, backends, state, claims=claims, emit=emit, external=external)
         except NamespaceTerminatingError:
             result["result"] = "gone"
             return None  # the namespace controller is deleting everything in it, this object too
@@ -534,7 +544,7 @@ async def _reconcile_locked(
         if outcome.written or outcome.status_written:
             log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
         ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}
-        observability.record_readiness(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
+        state.readiness.record(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
         return outcome
 
 
@@ -643,6 +653,7 @@ async def _reconcile(
     body: Mapping[str, Any],
     kube: Kube,
     backends: Backends,
+    state: ReconcileState,
     *,
     claims: ClaimLookup,
     emit: EventSink,
@@ -760,7 +771,7 @@ async def _reconcile(
                 outcome.retry.append(f"{kind} is no longer served: {exc}")
                 live_by_kind[kind] = None
                 continue
-        _remember_write(applied)
+        state.remember_write(applied)
         outcome.written.append(f"{kind}/{name}")
         if live is None:
             made.append(f"{kind} {name}")
