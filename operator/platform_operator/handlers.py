@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from platform_operator import builders, cache, cleanup, database, messaging, reconcile
+from platform_operator.backends import Backends, Monitoring
 from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, KubeError, UnavailableError
 from platform_operator.model import GROUP, PAUSED_ANNOTATION, PLURAL, VERSION, PlatformService, is_paused
@@ -76,7 +77,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     settings.peering.lifetime = ours.peering_lifetime
     memo.kube = await Kube.connect(max_age=ours.child_cache_seconds)
-    memo.backends = reconcile.Backends(
+    memo.backends = Backends(
         rabbitmq=(
             RabbitMQ(
                 ours.rabbitmq_management_url,
@@ -131,7 +132,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
 
 
-async def _discover_monitoring(kube: Kube) -> reconcile.Monitoring:
+async def _discover_monitoring(kube: Kube) -> Monitoring:
     """Whether the cluster serves ServiceMonitors and PodMonitors, asked before any service is
     reconciled (so a restart never swaps monitors for annotations and back); the watch of their
     CRDs (monitoring_crds) follows changes from then on."""
@@ -140,7 +141,7 @@ async def _discover_monitoring(kube: Kube) -> reconcile.Monitoring:
     except KubeError as exc:  # unreachable, or refused: the watch's first listing tells instead
         log.warning(f"API discovery of {builders.MONITORING_API} failed ({exc}); the watch of its CRDs will tell.")
         kinds = set()
-    found = reconcile.Monitoring(service_monitors="ServiceMonitor" in kinds, pod_monitors="PodMonitor" in kinds)
+    found = Monitoring(service_monitors="ServiceMonitor" in kinds, pod_monitors="PodMonitor" in kinds)
     log.info(
         "Prometheus Operator's CRDs: %s.",
         ", ".join(k for k in ("ServiceMonitor", "PodMonitor") if found.serves(k)) or "none (pods get annotations)",

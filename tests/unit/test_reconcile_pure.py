@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from platform_operator import builders, cache, conditions, messaging, reconcile
+from platform_operator.backends import Backends
 from platform_operator.conditions import Condition
 from platform_operator.credentials import Credentials
 from platform_operator.drift import holds
@@ -606,9 +607,7 @@ class _GoneKube:
 
 
 def _reconcile(kube: _GoneKube, state: reconcile.ReconcileState, name: str, **kw: Any):
-    return reconcile.reconcile(
-        "locks", name, kube, reconcile.Backends(), state, claims=lambda _: [], emit=lambda *_: None, **kw
-    )  # type: ignore[arg-type]
+    return reconcile.reconcile("locks", name, kube, Backends(), state, claims=lambda _: [], emit=lambda *_: None, **kw)  # type: ignore[arg-type]
 
 
 def test_forget_while_a_reconcile_waits_leaves_no_lock_held():
