@@ -19,6 +19,7 @@ import kopf
 
 from platform_operator import builders, cache, cleanup, database, messaging, reconcile
 from platform_operator.backends import Backends, Monitoring
+from platform_operator.claims import database_conflict, host_claims, prefix_conflict, service_type_key
 from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, KubeError, UnavailableError
 from platform_operator.model import GROUP, PAUSED_ANNOTATION, PLURAL, VERSION, PlatformService, is_paused
@@ -27,6 +28,7 @@ from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.recovery import BrokerWatch
 from platform_operator.redis_store import CacheError, RedisStore
 from platform_operator.settings import OperatorSettings
+from platform_operator.state import ReconcileState
 from platform_operator.sweep import UserSweep
 
 log = logging.getLogger("platform_operator")
@@ -105,7 +107,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     # kopf gives each object's handlers a shallow copy of this memo: what they record for the
     # Redis watch, and the reconciles' locks and records, go into objects that every copy shares.
-    memo.state = reconcile.ReconcileState()
+    memo.state = ReconcileState()
     memo.seen = Seen()
     memo.redis_watch = (
         asyncio.ensure_future(_watch_redis(memo, ours.redis_check_seconds))
@@ -247,7 +249,7 @@ async def ingress_claims(
     if claim is None:
         return None
     holder = (str(meta.get("creationTimestamp", "")), namespace or "", name)
-    return {claim: holder, **dict.fromkeys(reconcile.host_claims(claim[0]), holder)}
+    return {claim: holder, **dict.fromkeys(host_claims(claim[0]), holder)}
 
 
 @kopf.index("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
@@ -263,7 +265,7 @@ async def live_ingress_hosts(
     out: dict[tuple[str, str], tuple[str, str, str]] = {}
     for rule in spec.get("rules") or []:
         if rule.get("host"):
-            out.update({("live-" + kind, value): holder for kind, value in reconcile.host_claims(rule["host"])})
+            out.update({("live-" + kind, value): holder for kind, value in host_claims(rule["host"])})
     return out
 
 
@@ -322,9 +324,9 @@ async def exchange_users(namespace: str | None, name: str, body: kopf.Body, **_:
 async def service_types(
     namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str, str]]:
-    """The type of every PlatformService, for DependenciesReady (reconcile.type_lookup)."""
+    """The type of every PlatformService, for DependenciesReady (claims.type_lookup)."""
     holder = (str(meta.get("creationTimestamp", "")), namespace or "", str(spec.get("type", "")))
-    return {reconcile.service_type_key(namespace or "", name): holder}
+    return {service_type_key(namespace or "", name): holder}
 
 
 @kopf.index(*PSVC)
@@ -526,8 +528,8 @@ async def delete_service(
         return list(tenancy.get(key, []))
 
     # A prefix refused to this service (KeyPrefixClaimed) is another's: its keys are not ours to delete.
-    prefix_taken = reconcile.prefix_conflict(svc, cache.prefix_order(body, svc.key_prefix), claims) is not None
-    database_taken = reconcile.database_conflict(svc, database.plan(svc), claims) is not None
+    prefix_taken = prefix_conflict(svc, cache.prefix_order(body, svc.key_prefix), claims) is not None
+    database_taken = database_conflict(svc, database.plan(svc), claims) is not None
     try:
         await cleanup.cleanup(
             svc,
