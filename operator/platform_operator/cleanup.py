@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from platform_operator import cache, database, messaging
+from platform_operator.backends import Backends, EventSink
 from platform_operator.model import PlatformService
 from platform_operator.postgres import PostgresError, PostgresRefused, PostgresUnavailable
 from platform_operator.rabbitmq import BrokerError, BrokerRefused, BrokerUnavailable
-from platform_operator.reconcile import Backends, EventSink
 from platform_operator.redis_store import CacheError, CacheRefused, CacheUnavailable
 
 SKIP_ANNOTATION = "platform.dev/skip-external-cleanup"

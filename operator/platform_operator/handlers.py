@@ -18,6 +18,8 @@ from typing import Any
 import kopf
 
 from platform_operator import builders, cache, cleanup, database, messaging, reconcile
+from platform_operator.backends import Backends, Monitoring
+from platform_operator.claims import database_conflict, host_claims, prefix_conflict, service_type_key
 from platform_operator.credentials import ROTATE_ANNOTATION
 from platform_operator.kube import Kube, KubeError, UnavailableError
 from platform_operator.model import GROUP, PAUSED_ANNOTATION, PLURAL, VERSION, PlatformService, is_paused
@@ -26,6 +28,7 @@ from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.recovery import BrokerWatch
 from platform_operator.redis_store import CacheError, RedisStore
 from platform_operator.settings import OperatorSettings
+from platform_operator.state import ReconcileState
 from platform_operator.sweep import UserSweep
 
 log = logging.getLogger("platform_operator")
@@ -76,7 +79,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     settings.peering.lifetime = ours.peering_lifetime
     memo.kube = await Kube.connect(max_age=ours.child_cache_seconds)
-    memo.backends = reconcile.Backends(
+    memo.backends = Backends(
         rabbitmq=(
             RabbitMQ(
                 ours.rabbitmq_management_url,
@@ -103,7 +106,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         monitoring=await _discover_monitoring(memo.kube),
     )
     # kopf gives each object's handlers a shallow copy of this memo: what they record for the
-    # Redis watch goes into one object that every copy shares.
+    # Redis watch, and the reconciles' locks and records, go into objects that every copy shares.
+    memo.state = ReconcileState()
     memo.seen = Seen()
     memo.redis_watch = (
         asyncio.ensure_future(_watch_redis(memo, ours.redis_check_seconds))
@@ -130,7 +134,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
 
 
-async def _discover_monitoring(kube: Kube) -> reconcile.Monitoring:
+async def _discover_monitoring(kube: Kube) -> Monitoring:
     """Whether the cluster serves ServiceMonitors and PodMonitors, asked before any service is
     reconciled (so a restart never swaps monitors for annotations and back); the watch of their
     CRDs (monitoring_crds) follows changes from then on."""
@@ -139,7 +143,7 @@ async def _discover_monitoring(kube: Kube) -> reconcile.Monitoring:
     except KubeError as exc:  # unreachable, or refused: the watch's first listing tells instead
         log.warning(f"API discovery of {builders.MONITORING_API} failed ({exc}); the watch of its CRDs will tell.")
         kinds = set()
-    found = reconcile.Monitoring(service_monitors="ServiceMonitor" in kinds, pod_monitors="PodMonitor" in kinds)
+    found = Monitoring(service_monitors="ServiceMonitor" in kinds, pod_monitors="PodMonitor" in kinds)
     log.info(
         "Prometheus Operator's CRDs: %s.",
         ", ".join(k for k in ("ServiceMonitor", "PodMonitor") if found.serves(k)) or "none (pods get annotations)",
@@ -245,7 +249,7 @@ async def ingress_claims(
     if claim is None:
         return None
     holder = (str(meta.get("creationTimestamp", "")), namespace or "", name)
-    return {claim: holder, **dict.fromkeys(reconcile.host_claims(claim[0]), holder)}
+    return {claim: holder, **dict.fromkeys(host_claims(claim[0]), holder)}
 
 
 @kopf.index("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
@@ -261,7 +265,7 @@ async def live_ingress_hosts(
     out: dict[tuple[str, str], tuple[str, str, str]] = {}
     for rule in spec.get("rules") or []:
         if rule.get("host"):
-            out.update({("live-" + kind, value): holder for kind, value in reconcile.host_claims(rule["host"])})
+            out.update({("live-" + kind, value): holder for kind, value in host_claims(rule["host"])})
     return out
 
 
@@ -320,9 +324,9 @@ async def exchange_users(namespace: str | None, name: str, body: kopf.Body, **_:
 async def service_types(
     namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str, str]]:
-    """The type of every PlatformService, for DependenciesReady (reconcile.type_lookup)."""
+    """The type of every PlatformService, for DependenciesReady (claims.type_lookup)."""
     holder = (str(meta.get("creationTimestamp", "")), namespace or "", str(spec.get("type", "")))
-    return {reconcile.service_type_key(namespace or "", name): holder}
+    return {service_type_key(namespace or "", name): holder}
 
 
 @kopf.index(*PSVC)
@@ -366,7 +370,7 @@ async def _run(
     memo.seen.indices, memo.seen.last_acted = indices, time.monotonic()
     try:
         outcome = await reconcile.reconcile(
-            namespace, name, memo.kube, memo.backends, claims=claims, emit=_post_event, external=external
+            namespace, name, memo.kube, memo.backends, memo.state, claims=claims, emit=_post_event, external=external
         )
     except UnavailableError as exc:
         raise kopf.TemporaryError(f"Kubernetes API unavailable: {exc}", delay=_backoff(retry)) from exc
@@ -524,8 +528,8 @@ async def delete_service(
         return list(tenancy.get(key, []))
 
     # A prefix refused to this service (KeyPrefixClaimed) is another's: its keys are not ours to delete.
-    prefix_taken = reconcile.prefix_conflict(svc, cache.prefix_order(body, svc.key_prefix), claims) is not None
-    database_taken = reconcile.database_conflict(svc, database.plan(svc), claims) is not None
+    prefix_taken = prefix_conflict(svc, cache.prefix_order(body, svc.key_prefix), claims) is not None
+    database_taken = database_conflict(svc, database.plan(svc), claims) is not None
     try:
         await cleanup.cleanup(
             svc,
@@ -540,14 +544,14 @@ async def delete_service(
     except cleanup.CleanupBlocked as exc:
         raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from exc
     finally:
-        reconcile.forget(namespace or "", name)
+        memo.state.forget(namespace or "", name)
 
 
 @kopf.on.event(*PSVC)
-async def forget_deleted(type: str | None, namespace: str | None, name: str, **_: Any) -> None:
+async def forget_deleted(type: str | None, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     """A PlatformService gone for good, whatever removed its finalizer: this process forgets it."""
     if type == "DELETED":
-        reconcile.forget(namespace or "", name)
+        memo.state.forget(namespace or "", name)
 
 
 @kopf.on.event(*PSVC, id="pause")
@@ -705,7 +709,7 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
         owner = _owner(meta)
         if owner is None or namespace is None or type is None:  # no owner, or the initial listing
             return
-        if type != "DELETED" and reconcile.is_own_echo(kind, meta):
+        if type != "DELETED" and memo.state.is_own_echo(kind, meta):
             return
         try:
             await _run(

@@ -63,9 +63,6 @@ tracer = trace.get_tracer("platform_operator")
 reconcile_id: contextvars.ContextVar[str] = contextvars.ContextVar("reconcile_id", default="")
 current_object: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("current_object", default=("", ""))
 
-# Ready state of every service this process reconciled, for the MANAGED gauge.
-_readiness: dict[tuple[str, str], tuple[str, str]] = {}
-
 
 def setup(metrics_port: int | None) -> None:
     """Starts the metrics endpoint and the tracer provider; once per process."""
@@ -118,20 +115,26 @@ def outside_call(system: str, operation: str) -> Iterator[None]:
             CALL_SECONDS.labels(system, operation).observe(time.monotonic() - start)
 
 
-def record_readiness(namespace: str, name: str, service_type: str, ready: str) -> None:
-    old = _readiness.get((namespace, name))
-    if old == (service_type, ready):
-        return
-    if old is not None:
-        MANAGED.labels(*old).dec()
-    MANAGED.labels(service_type, ready).inc()
-    _readiness[(namespace, name)] = (service_type, ready)
+class Readiness:
+    """Ready state of every service this process reconciled, for the MANAGED gauge (one per
+    operator, held with the reconcile state: nothing of it lives at module level)."""
 
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], tuple[str, str]] = {}
 
-def forget_readiness(namespace: str, name: str) -> None:
-    old = _readiness.pop((namespace, name), None)
-    if old is not None:
-        MANAGED.labels(*old).dec()
+    def record(self, namespace: str, name: str, service_type: str, ready: str) -> None:
+        old = self._seen.get((namespace, name))
+        if old == (service_type, ready):
+            return
+        if old is not None:
+            MANAGED.labels(*old).dec()
+        MANAGED.labels(service_type, ready).inc()
+        self._seen[(namespace, name)] = (service_type, ready)
+
+    def forget(self, namespace: str, name: str) -> None:
+        old = self._seen.pop((namespace, name), None)
+        if old is not None:
+            MANAGED.labels(*old).dec()
 
 
 class JsonFormatter(logging.Formatter):

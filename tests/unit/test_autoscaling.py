@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from platform_operator import builders, conditions
+from platform_operator.children import owns_replicas
 from platform_operator.drift import holds
-from platform_operator.reconcile import deployment_condition, desired_replicas, owns_replicas
+from platform_operator.status import deployment_condition, desired_replicas
 
 
 def hpa_metrics(hpa):

@@ -10,8 +10,9 @@ from platform_operator import messaging
 from platform_operator.conditions import Condition
 from platform_operator.credentials import Credentials
 from platform_operator.model import PlatformService
+from platform_operator.provision import provision_queues
 from platform_operator.rabbitmq import BrokerError, BrokerRefused, BrokerUnavailable, ProvisionResult
-from platform_operator.reconcile import Outcome, _provision_queues
+from platform_operator.status import Outcome
 
 
 class Broker:
@@ -34,7 +35,7 @@ class Broker:
 def provision(svc: PlatformService, broker: Broker) -> tuple[Condition, Outcome]:
     outcome = Outcome(status={})
     cond, _ = asyncio.run(
-        _provision_queues(
+        provision_queues(
             svc,
             messaging.plan(svc),
             broker,  # type: ignore[arg-type]

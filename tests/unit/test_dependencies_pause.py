@@ -5,15 +5,10 @@ from __future__ import annotations
 import pytest
 
 from platform_operator import conditions
+from platform_operator.claims import service_type_key, type_lookup
 from platform_operator.conditions import Condition
 from platform_operator.model import is_paused
-from platform_operator.reconcile import (
-    PAUSED_MESSAGE,
-    dependencies_condition,
-    paused_conditions,
-    service_type_key,
-    type_lookup,
-)
+from platform_operator.status import PAUSED_MESSAGE, dependencies_condition, paused_conditions
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from platform_operator import builders, handlers
+from platform_operator.backends import Monitoring, cluster_view
 from platform_operator.kube import RefusedError, UnavailableError
-from platform_operator.reconcile import Monitoring, cluster_view
 from platform_operator.settings import OperatorSettings
 
 KINDS = ["data", "api", "bot-polling", "bot-webhook", "worker"]

@@ -8,22 +8,21 @@ from typing import Any
 
 import pytest
 
-from platform_operator import builders, cache, conditions, messaging, reconcile
+from platform_operator import builders, cache, conditions, messaging, reconcile, status
+from platform_operator.backends import Backends
+from platform_operator.children import APPLIED_HASH_ANNOTATION, stamp
+from platform_operator.claims import ingress_conflict
 from platform_operator.conditions import Condition
 from platform_operator.credentials import Credentials
 from platform_operator.drift import holds
-from platform_operator.reconcile import (
-    APPLIED_HASH_ANNOTATION,
+from platform_operator.provision import provision_cache, provision_queues
+from platform_operator.state import ReconcileState
+from platform_operator.status import (
     Outcome,
-    _provision_cache,
-    _provision_queues,
     deployment_condition,
     desired_status,
     ingress_condition,
-    ingress_conflict,
-    is_own_echo,
     provisioned_before,
-    stamp,
 )
 
 T0 = "2024-05-01T10:00:00Z"
@@ -254,7 +253,7 @@ def test_deployment_condition(make_svc, replicas, live, status, reason, message,
 
 
 def test_rollout_with_an_old_pod_still_serving_is_not_ready(make_svc):
-    # Regression (reconcile.deployment_condition): it never compares status.replicas with updatedReplicas.
+    # Regression (status.deployment_condition): it never compares status.replicas with updatedReplicas.
     # With 1 replica and the default RollingUpdate (maxSurge 1, maxUnavailable 0), a new image gives:
     # the new pod created (updatedReplicas=1) but not ready, the old pod still ready (readyReplicas=1),
     # status.replicas=2. The function reports DeploymentReady=True/PodsReady (hence Ready=True) for as
@@ -342,9 +341,9 @@ def outside_conditions(svc):
     creds = Credentials("rabbit-pass", "redis-pass", "")
     outcome = Outcome(status={})
     queues, _ = asyncio.run(
-        _provision_queues(svc, messaging.plan(svc), None, creds, True, outcome, lambda *a: None, {}, lambda _: [])
+        provision_queues(svc, messaging.plan(svc), None, creds, True, outcome, lambda *a: None, {}, lambda _: [])
     )
-    cache_cond = asyncio.run(_provision_cache(cache.plan(svc), None, creds, True, outcome, lambda *a: None))
+    cache_cond = asyncio.run(provision_cache(cache.plan(svc), None, creds, True, outcome, lambda *a: None))
     assert outcome.written == [] and outcome.retry == []
     return queues, cache_cond
 
@@ -550,7 +549,7 @@ def test_outside_systems_are_visited_unless_provisioned_for_this_digest(status, 
 
 def _digest(svc: Any, rotation: str = "") -> str:
     creds = Credentials("mq", "redis", rotation)
-    return reconcile.provisioning_digest(messaging.plan(svc), cache.plan(svc), creds, None)
+    return status.provisioning_digest(messaging.plan(svc), cache.plan(svc), creds, None)
 
 
 def test_the_digest_ignores_what_neither_broker_nor_redis_holds(make_svc):
@@ -582,16 +581,15 @@ def test_the_digest_changes_with_a_rotation_and_holds_no_password(make_svc):
 
 
 def test_own_echo_is_the_version_last_applied():
+    state = ReconcileState()
     live = {"kind": "Deployment", "metadata": {"namespace": "shop", "name": "orders", "resourceVersion": "41"}}
-    reconcile._remember_write(live)
-    try:
-        assert is_own_echo("Deployment", live["metadata"])
-        assert not is_own_echo("Deployment", {**live["metadata"], "resourceVersion": "42"})  # changed since
-        assert not is_own_echo("Service", live["metadata"])
-        assert not is_own_echo("Deployment", {"namespace": "shop", "name": "orders"})
-    finally:
-        reconcile.forget("shop", "orders")
-    assert not is_own_echo("Deployment", live["metadata"])
+    state.remember_write(live)
+    assert state.is_own_echo("Deployment", live["metadata"])
+    assert not state.is_own_echo("Deployment", {**live["metadata"], "resourceVersion": "42"})  # changed since
+    assert not state.is_own_echo("Service", live["metadata"])
+    assert not state.is_own_echo("Deployment", {"namespace": "shop", "name": "orders"})
+    state.forget("shop", "orders")
+    assert not state.is_own_echo("Deployment", live["metadata"])
 
 
 # --- one reconcile per object at a time ------------------------------------------------------------
@@ -607,59 +605,62 @@ class _GoneKube:
         self.reads += 1
 
 
-def _reconcile(kube: _GoneKube, name: str, **kw: Any):
-    return reconcile.reconcile(
-        "locks", name, kube, reconcile.Backends(), claims=lambda _: [], emit=lambda *_: None, **kw
-    )  # type: ignore[arg-type]
+def _reconcile(kube: _GoneKube, state: ReconcileState, name: str, **kw: Any):
+    return reconcile.reconcile("locks", name, kube, Backends(), state, claims=lambda _: [], emit=lambda *_: None, **kw)  # type: ignore[arg-type]
 
 
 def test_forget_while_a_reconcile_waits_leaves_no_lock_held():
     async def scenario() -> None:
-        kube = _GoneKube()
-        lock = reconcile.lock_for("locks", "a")
+        kube, state = _GoneKube(), ReconcileState()
+        lock = state.lock_for("locks", "a")
         await lock.acquire()
-        waiter = asyncio.create_task(_reconcile(kube, "a"))
+        waiter = asyncio.create_task(_reconcile(kube, state, "a"))
         await asyncio.sleep(0)
-        reconcile.forget("locks", "a")  # the delete handler, while the waiter queues
+        state.forget("locks", "a")  # the delete handler, while the waiter queues
         lock.release()
         assert await waiter is None
         assert kube.reads == 1 and not lock.locked()
-        assert await _reconcile(kube, "a") is None  # a fresh lock, free
-        reconcile.forget("locks", "a")
+        assert await _reconcile(kube, state, "a") is None  # a fresh lock, free
+        state.forget("locks", "a")
+        assert not state.locks and not state.waiting
 
     asyncio.run(scenario())
 
 
 def test_a_child_trigger_behind_a_queued_reconcile_is_coalesced():
     async def scenario() -> None:
-        kube = _GoneKube()
-        lock = reconcile.lock_for("locks", "b")
+        kube, state = _GoneKube(), ReconcileState()
+        lock = state.lock_for("locks", "b")
         await lock.acquire()
-        queued = asyncio.create_task(_reconcile(kube, "b"))
+        queued = asyncio.create_task(_reconcile(kube, state, "b"))
         await asyncio.sleep(0)
-        assert await _reconcile(kube, "b", external=False) is None
+        assert await _reconcile(kube, state, "b", external=False) is None
         assert kube.reads == 0  # returned at once: the queued one will read everything afresh
         lock.release()
         await queued
         assert kube.reads == 1
-        await _reconcile(kube, "b", external=False)  # nothing queued: it runs
+        await _reconcile(kube, state, "b", external=False)  # nothing queued: it runs
         assert kube.reads == 2
-        reconcile.forget("locks", "b")
 
     asyncio.run(scenario())
 
 
 def test_forgetting_a_service_keeps_the_echo_records_of_one_whose_name_starts_with_its_own():
-    from platform_operator import reconcile
-
+    state = ReconcileState()
     for kind, name in (("Deployment", "orders"), ("Secret", "orders-platform"), ("Deployment", "orders-api"),
                        ("Secret", "orders-api-platform")):  # fmt: skip
-        reconcile._remember_write(
-            {"kind": kind, "metadata": {"namespace": "shop", "name": name, "resourceVersion": "7"}}
-        )
-    reconcile.forget("shop", "orders")
-    assert not reconcile.is_own_echo("Deployment", {"namespace": "shop", "name": "orders", "resourceVersion": "7"})
-    assert not reconcile.is_own_echo("Secret", {"namespace": "shop", "name": "orders-platform", "resourceVersion": "7"})
-    assert reconcile.is_own_echo("Deployment", {"namespace": "shop", "name": "orders-api", "resourceVersion": "7"})
-    assert reconcile.is_own_echo("Secret", {"namespace": "shop", "name": "orders-api-platform", "resourceVersion": "7"})
-    reconcile.forget("shop", "orders-api")
+        state.remember_write({"kind": kind, "metadata": {"namespace": "shop", "name": name, "resourceVersion": "7"}})
+    state.forget("shop", "orders")
+    assert not state.is_own_echo("Deployment", {"namespace": "shop", "name": "orders", "resourceVersion": "7"})
+    assert not state.is_own_echo("Secret", {"namespace": "shop", "name": "orders-platform", "resourceVersion": "7"})
+    assert state.is_own_echo("Deployment", {"namespace": "shop", "name": "orders-api", "resourceVersion": "7"})
+    assert state.is_own_echo("Secret", {"namespace": "shop", "name": "orders-api-platform", "resourceVersion": "7"})
+
+
+def test_two_states_share_nothing():
+    one, other = ReconcileState(), ReconcileState()
+    one.remember_write(
+        {"kind": "Deployment", "metadata": {"namespace": "shop", "name": "orders", "resourceVersion": "7"}}
+    )
+    assert one.lock_for("shop", "orders") is not other.lock_for("shop", "orders")
+    assert not other.is_own_echo("Deployment", {"namespace": "shop", "name": "orders", "resourceVersion": "7"})

@@ -2,7 +2,7 @@
 
 The claims come from kopf's indexes in handlers.py (ingress_claims, queue_claims, tenancy_claims),
 called here as kopf would call them, so that these tests also hold the indexes and the rules in
-reconcile.py to the same keys. Every holder is (creationTimestamp, namespace, name); the oldest wins
+claims.py to the same keys. Every holder is (creationTimestamp, namespace, name); the oldest wins
 (a Redis prefix: the service already granted it first, cache.prefix_order).
 """
 
@@ -15,19 +15,19 @@ from typing import Any
 import pytest
 
 from platform_operator import cache, handlers, messaging
-from platform_operator.conditions import Condition
-from platform_operator.credentials import Credentials
-from platform_operator.model import API_VERSION, KIND, PlatformService
-from platform_operator.rabbitmq import BrokerUnavailable, CleanupResult, ProvisionResult
-from platform_operator.reconcile import (
-    Outcome,
-    _provision_queues,
+from platform_operator.claims import (
     dropped_queues,
     host_conflict,
     ingress_conflict,
     prefix_conflict,
     unshared_exchanges,
 )
+from platform_operator.conditions import Condition
+from platform_operator.credentials import Credentials
+from platform_operator.model import API_VERSION, KIND, PlatformService
+from platform_operator.provision import provision_queues
+from platform_operator.rabbitmq import BrokerUnavailable, CleanupResult, ProvisionResult
+from platform_operator.status import Outcome
 
 T0, T1, T2, T3 = (f"2024-05-0{d}T10:00:00Z" for d in (1, 2, 3, 4))
 INDEXES = (handlers.ingress_claims, handlers.queue_claims, handlers.tenancy_claims)
@@ -415,7 +415,7 @@ def test_nothing_listed_nothing_dropped(cluster, previous):
     assert dropped_queues(me, messaging.plan(me), previous, cluster) == []
 
 
-# --- _provision_queues releases what is dropped (a stand-in broker: no I/O) ---------------------------------
+# --- provision_queues releases what is dropped (a stand-in broker: no I/O) ---------------------------------
 
 
 class FakeRabbit:
@@ -446,7 +446,7 @@ def provision(
 ) -> tuple[Condition, list[dict[str, Any]], Outcome, list[tuple[str, str, str]]]:
     outcome, said = Outcome(status={}), []
     cond, queues = asyncio.run(
-        _provision_queues(
+        provision_queues(
             svc,
             messaging.plan(svc),
             rabbit,  # type: ignore[arg-type]
