@@ -177,11 +177,19 @@ async def provision_database(
 ) -> Condition:
     db = svc.spec.database
     if plan is None:
-        if db is not None and db.provision:  # the CRD allows provision for postgres only
+        # The CRD allows provision only for postgres, and a database only for type data: an object
+        # written before those rules (or past them) is told which one it breaks.
+        if db is not None and db.provision and db.engine != "postgres":
             return Condition.false(
                 conditions.DATABASE_READY,
                 "EngineNotProvisioned",
                 f"The operator provisions PostgreSQL only, not {db.engine}.",
+            )
+        if db is not None and db.provision:
+            return Condition.false(
+                conditions.DATABASE_READY,
+                "NotADataService",
+                f"Only a data service gets a database of its own; this one is of type {svc.spec.type}.",
             )
         why = "Its DATABASE_URL comes from the Secret it names." if db is not None else "This service has no database."
         return Condition.true(conditions.DATABASE_READY, "NotRequired", why)

@@ -75,3 +75,23 @@ def test_a_marker_names_its_service_back():
 )  # fmt: skip
 def test_a_comment_that_is_not_a_marker_names_no_service(comment):
     assert database.marked_service(comment) is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason", "words"),
+    [
+        (dict(type="data", database={"engine": "mongo", "provision": True}), "EngineNotProvisioned", "not mongo"),
+        (dict(type="worker", database={"engine": "postgres", "provision": True}), "NotADataService", "type worker"),
+    ],
+    ids=["mongo", "worker"],
+)
+async def test_a_provision_the_crd_would_refuse_is_told_which_rule_it_breaks(make_svc, spec, reason, words):
+    from platform_operator import provision
+    from platform_operator.status import Outcome
+
+    svc = make_svc(image="x:1", **spec)
+    assert database.plan(svc) is None
+    outcome = Outcome(status={})
+    cond = await provision.provision_database(svc, None, None, None, None, False, outcome, lambda *_: None)  # type: ignore[arg-type]
+    assert (cond.status, cond.reason) == ("False", reason)
+    assert words in cond.message
