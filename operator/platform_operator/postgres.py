@@ -189,17 +189,22 @@ class Postgres:
 
     async def retire(self, plan: DatabasePlan) -> bool:
         """deletionPolicy Retain: the database stays, its role may no longer log in. True when it did something."""
-        return await self._call(f"retire {plan.role}", lambda: self._retire(plan))
+        return await self.retire_role(plan.role, plan.marker)
 
-    async def _retire(self, plan: DatabasePlan) -> bool:
+    async def retire_role(self, role: str, marker: str) -> bool:
+        """The role, where it carries `marker` and still logs in, may no longer log in (its database
+        stays). True when it did something."""
+        return await self._call(f"retire {role}", lambda: self._retire(role, marker))
+
+    async def _retire(self, role_name: str, marker: str) -> bool:
         async with self._connect() as conn:
             role = await conn.fetchrow(
                 "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1",
-                plan.role,
+                role_name,
             )
-            if role is None or role["comment"] != plan.marker or not role["rolcanlogin"]:
+            if role is None or role["comment"] != marker or not role["rolcanlogin"]:
                 return False
-            await conn.execute(database.disable_login(plan.role))
+            await conn.execute(database.disable_login(role_name))
             return True
 
     async def holds_rows(self, plan: DatabasePlan) -> list[str]:
@@ -271,21 +276,3 @@ class Postgres:
             return {role: owner for role, owner in sorted(owners.items()) if owner is not None}
 
         return await self._call("list service roles", work)
-
-    async def disable_login(self, role: str, namespace: str, name: str) -> bool:
-        """The role of a PlatformService that is gone may no longer log in; its database and data stay
-        (the deletion policy is not known any more). True when it did something."""
-
-        async def work() -> bool:
-            async with self._connect() as conn:
-                row = await conn.fetchrow(
-                    "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') AS comment"
-                    " FROM pg_roles WHERE rolname = $1",
-                    role,
-                )
-                if row is None or row["comment"] != database.marker(namespace, name) or not row["rolcanlogin"]:
-                    return False
-                await conn.execute(database.disable_login(role))
-                return True
-
-        return await self._call(f"disable login of {role}", work)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from platform_operator import database
 from platform_operator.postgres import Postgres, PostgresError
 from platform_operator.rabbitmq import BrokerError, RabbitMQ
 from platform_operator.redis_store import CacheError, RedisStore
@@ -90,7 +91,7 @@ class UserSweep:
                 for role, (namespace, name) in roles.items():
                     if (self.namespaces and namespace not in self.namespaces) or exists(namespace, name):
                         continue
-                    if await self.postgres.disable_login(role, namespace, name):
+                    if await self.postgres.retire_role(role, database.marker(namespace, name)):
                         removed.append(f"postgres {role}")
             except PostgresError as exc:
                 log.warning(f"Sweep of database roles skipped: {exc}")
