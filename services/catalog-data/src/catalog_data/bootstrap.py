@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -13,6 +10,7 @@ from catalog_data.adapters import database
 from catalog_data.adapters.repository import ItemRepository
 from catalog_data.config import Settings
 from catalog_data.entrypoints.api import create_app
+from platform_contract.data_service import database_lifecycle
 from platform_contract.telemetry.metrics import HttpMetrics, new_registry
 
 
@@ -22,23 +20,9 @@ def build_app(settings: Settings) -> FastAPI:
     # A registry per app (not the global one), so that every app built in one process counts alone.
     registry = new_registry()
     indexes = database.StartupIndexes(db) if settings.migrate_on_startup else None
-
-    async def ready() -> str:
-        pending = indexes.pending() if indexes else ""
-        return pending or await database.ping(db, settings.ready_timeout_seconds)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(indexes.run_until_done()) if indexes else None
-        try:
-            yield
-        finally:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            client.close()
-
+    ready, lifespan = database_lifecycle(
+        indexes, ping=partial(database.ping, db, settings.ready_timeout_seconds), close=client.close
+    )
     repository = ItemRepository(db)  # stateless over the client's pool: one for every request
     return create_app(
         settings,

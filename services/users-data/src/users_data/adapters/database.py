@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from importlib import resources
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from platform_contract.data_service import StartupStep
 from users_data.config import Settings
 
 log = logging.getLogger(__name__)
@@ -73,36 +75,18 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     log.info("database schema at %s", revision)
 
 
-class StartupMigrations:
-    """The migrations a starting replica runs, retried until they succeed.
-
-    In the background, not before the server starts: a database that is down or not provisioned yet
-    leaves the pod alive and not ready (the readiness check reports why), instead of crash-looping
-    into ever longer restart back-offs; it becomes ready as soon as the database is there.
-    """
+class StartupMigrations(StartupStep):
+    """The migrations a starting replica runs in the background, retried until they succeed (the
+    pod is alive and not ready meanwhile: see StartupStep)."""
 
     def __init__(self, engine: AsyncEngine, *, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
-        self._engine = engine
-        self._first_delay, self._max_delay = first_delay, max_delay
-        self.done = False
-        self.last_error = ""
-
-    async def run_until_done(self) -> None:
-        delay = self._first_delay
-        while True:
-            try:
-                await migrate(self._engine)
-            except Exception as error:
-                self.last_error = describe(error)
-                log.warning("database migrations failed, retrying in %gs: %s", delay, self.last_error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_delay)
-            else:
-                self.done, self.last_error = True, ""
-                return
-
-    def pending(self) -> str:
-        """'' once the schema is migrated, else why the service is not ready yet."""
-        if self.done:
-            return ""
-        return f"schema not migrated yet ({self.last_error or 'migrating'})"
+        super().__init__(
+            partial(migrate, engine),
+            describe=describe,
+            log=log,
+            failed="database migrations failed",
+            not_done="schema not migrated yet",
+            running="migrating",
+            first_delay=first_delay,
+            max_delay=max_delay,
+        )
