@@ -8,23 +8,16 @@ afterwards, so runs never see each other's documents.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import socket
-import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
 from catalog_data.bootstrap import build_app
 from catalog_data.config import Settings
-
-RunningApp = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+from platform_contract import testing
+from platform_contract.testing import JsonLogs, RunningApp
 
 
 def with_database(url: str, name: str) -> str:
@@ -34,14 +27,8 @@ def with_database(url: str, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def mongodb_url() -> str:
-    url = os.environ.get("PLATFORM_MONGODB_URL", "")
-    if not url:
-        pytest.fail(
-            "PLATFORM_MONGODB_URL is not set: start FerretDB with `hack/ferretdb.sh up` and "
-            '`eval "$(hack/ferretdb.sh env)"`',
-            pytrace=False,
-        )
-    return url
+    hint = 'start FerretDB with `hack/ferretdb.sh up` and `eval "$(hack/ferretdb.sh env)"`'
+    return testing.required_env(("PLATFORM_MONGODB_URL",), hint=hint)["PLATFORM_MONGODB_URL"]
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +45,7 @@ async def ferretdb_version(mongodb_url: str) -> str:
 async def database_url(mongodb_url: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """A database of this test module's own, empty (MongoDB makes it on the first write), dropped
     afterwards."""
-    module = re.sub(r"[^a-z0-9]+", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
-    name = f"{module}_{uuid.uuid4().hex[:8]}"
+    name = testing.database_name(request)
     client: AsyncIOMotorClient[dict[str, object]] = AsyncIOMotorClient(mongodb_url, serverSelectionTimeoutMS=5000)
     try:
         assert name not in await client.list_database_names()
@@ -84,45 +70,24 @@ def settings(database_url: str) -> Settings:
     return Settings(DATABASE_URL=database_url, DATABASE_ENGINE="mongo", SERVICE_NAME="catalog-data")
 
 
-def free_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def unreachable_database_url() -> str:
     """A MongoDB URL on a local port where nothing listens: a database that is down."""
-    return f"mongodb://catalog:secret@127.0.0.1:{free_port()}/catalog"
+    return f"mongodb://catalog:secret@127.0.0.1:{testing.free_port()}/catalog"
 
 
 @pytest.fixture
 def http_port() -> int:
-    return free_port()
+    return testing.free_port()
 
 
 @pytest.fixture(scope="session")
 def running_app() -> RunningApp:
-    """running_app(settings, wait_ready=True): the app with its startup and shutdown run (as uvicorn
-    would), and an httpx client calling it in-process."""
-
-    @asynccontextmanager
-    async def run(settings: Settings, *, wait_ready: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-        app = build_app(settings)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://catalog-data") as client,
-        ):
-            if wait_ready:
-                await until_ready(client)
-            yield client
-
-    return run
+    return testing.app_runner(build_app, "http://catalog-data")
 
 
-async def until_ready(client: httpx.AsyncClient, seconds: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while (response := await client.get("/ready")).status_code != 200:
-        assert asyncio.get_running_loop().time() < deadline, f"not ready after {seconds}s: {response.text}"
-        await asyncio.sleep(0.1)
+@pytest.fixture
+def json_logs() -> Iterator[JsonLogs]:
+    """The service's log lines, formatted as in production."""
+    with testing.json_logs("catalog_data", "catalog-data") as lines:
+        yield lines

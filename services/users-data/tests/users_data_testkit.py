@@ -1,0 +1,32 @@
+"""users-data's names for the data services' shared tests (platform_contract.testing.data_service)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from platform_contract.testing.data_service import DataService
+from users_data.config import Settings
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.org"
+
+
+class UsersData(DataService):
+    settings_class = Settings
+    service = "users-data"
+    collection = "/users"
+    id_route = "/users/{user_id}"
+    key = "email"
+    taken = "a user with email {} already exists"
+    noun = "user"
+
+    def new_key(self) -> str:
+        return new_email()
+
+    def other_case(self, key: str) -> str:
+        return key.upper()
+
+    def body(self, key: str) -> dict[str, Any]:
+        return {"email": key, "name": "Ann"}
