@@ -14,6 +14,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from fastapi import FastAPI, Request, Response, status
@@ -24,7 +25,7 @@ from pydantic import Field, ValidationError, field_validator
 from platform_contract import PlatformSettings, serving
 from platform_contract.telemetry import setup_tracing
 from platform_contract.telemetry.logs import configure_logging
-from platform_contract.telemetry.metrics import HttpMetrics
+from platform_contract.telemetry.metrics import HttpMetrics, new_registry
 from platform_contract.telemetry.web import instrument_app
 
 ReadyCheck = Callable[[], Awaitable[str]]  # '' when ready, else the reason
@@ -94,6 +95,21 @@ def serve(settings: Settings, build_app: Callable[[Settings], FastAPI]) -> None:
     serving.serve(build_app(settings), host=settings.http_host, port=settings.http_port)
 
 
+async def answers_within(
+    seconds: float, ask: Callable[[], Awaitable[object]], describe: Callable[[BaseException], str]
+) -> str:
+    """'' when `ask` (a trivial query) succeeds within `seconds`, else why not, in the driver's words
+    (`describe`, which leaves credentials out)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await ask()
+    except TimeoutError:
+        return f"no answer within {seconds:g}s"
+    except Exception as error:  # any failure means "not ready"; the driver's own words say which
+        return describe(error)
+    return ""
+
+
 class StartupStep:
     """What a starting replica must have done to the database before it is ready (migrations,
     indexes), retried until it succeeds.
@@ -142,11 +158,20 @@ class StartupStep:
         return f"{self._not_done} ({self.last_error or self._running})"
 
 
-def database_lifecycle(
+@dataclass(frozen=True)
+class Wiring:
+    """What the app of a data service gets from its bootstrap besides its repository."""
+
+    ready_check: ReadyCheck
+    lifespan: Lifespan
+    metrics: HttpMetrics
+
+
+def database_wiring(
     startup: StartupStep | None, *, ping: Callable[[], Awaitable[str]], close: Callable[[], object]
-) -> tuple[ReadyCheck, Lifespan]:
-    """The readiness check (the startup step is done and the database answers) and the lifespan
-    (runs the startup step in the background; at shutdown stops it and closes the pool)."""
+) -> Wiring:
+    """The readiness check (the startup step is done and the database answers), the lifespan (runs
+    the startup step in the background; at shutdown stops it and closes the pool) and the metrics."""
 
     async def ready() -> str:
         pending = startup.pending() if startup else ""
@@ -166,25 +191,26 @@ def database_lifecycle(
             if inspect.isawaitable(closed):
                 await closed
 
-    return ready, lifespan
+    # A registry per app (not the global one), so that every app built in one process counts alone.
+    return Wiring(ready, lifespan, HttpMetrics(new_registry()))
 
 
 def data_app(
     settings: PlatformSettings,
+    wiring: Wiring,
     *,
     title: str,
-    access_log: str,
-    metrics: HttpMetrics,
-    lifespan: Lifespan | None,
     not_found: type[Exception],
     conflict: type[Exception],
     invalid: type[Exception],
 ) -> FastAPI:
-    """The app with its telemetry, and the domain's errors as HTTP: `not_found` 404, `conflict` 409
-    (both with the error's message as `detail`), and `invalid` 422 in the shape of FastAPI's own
-    validation errors (the error carries the `field` it is about and its `problem`)."""
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
-    instrument_app(app, request_id_header=settings.request_id_header, metrics=metrics, access_log=access_log)
+    """The app named `title` (its access log: `<title as a package>.access`) with its telemetry,
+    and the domain's errors as HTTP: `not_found` 404, `conflict` 409 (both with the error's message
+    as `detail`), and `invalid` 422 in the shape of FastAPI's own validation errors (the error
+    carries the `field` it is about and its `problem`)."""
+    app = FastAPI(title=title, version="0.1.0", lifespan=wiring.lifespan)
+    access_log = f"{title.replace('-', '_')}.access"
+    instrument_app(app, request_id_header=settings.request_id_header, metrics=wiring.metrics, access_log=access_log)
 
     async def as_not_found(_: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=status.HTTP_404_NOT_FOUND)
@@ -203,8 +229,9 @@ def data_app(
     return app
 
 
-def add_probes(app: FastAPI, *, ready_check: ReadyCheck, metrics: HttpMetrics, ready_description: str) -> None:
+def add_probes(app: FastAPI, wiring: Wiring, *, ready_description: str) -> None:
     """/health, /ready (`ready_description` says what it checks) and /metrics."""
+    ready_check, metrics = wiring.ready_check, wiring.metrics
 
     @app.get("/health")
     async def health() -> dict[str, str]:

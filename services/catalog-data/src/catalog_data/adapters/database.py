@@ -3,7 +3,6 @@ rather than as a collection."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from functools import partial
 from typing import Any, TypeAlias
@@ -12,7 +11,7 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from pymongo import ASCENDING, IndexModel
 
 from catalog_data.config import Settings
-from platform_contract.data_service import StartupStep
+from platform_contract.data_service import StartupStep, answers_within
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +55,7 @@ def database(client: Client, settings: Settings) -> Database:
 
 async def ping(db: Database, within_seconds: float) -> str:
     """'' when the database answers within `within_seconds`, else why not (no credentials in it)."""
-    try:
-        async with asyncio.timeout(within_seconds):
-            await db.command("ping")
-    except TimeoutError:
-        return f"no answer within {within_seconds:g}s"
-    except Exception as error:  # any failure means "not ready"; the driver's own words say which
-        return describe(error)
-    return ""
+    return await answers_within(within_seconds, partial(db.command, "ping"), describe)
 
 
 def describe(error: BaseException) -> str:
@@ -81,19 +73,9 @@ async def ensure_indexes(db: Database) -> None:
         log.info("indexes of %s: %s", collection, ", ".join(n for batch in names for n in batch))
 
 
-class StartupIndexes(StartupStep):
+def startup_indexes(db: Database) -> StartupStep:
     """The indexes a starting replica ensures in the background, retried until it succeeds (the pod
     is alive and not ready meanwhile: see StartupStep). Without the unique index a duplicate SKU
     would not be refused, so the pod is not ready before."""
-
-    def __init__(self, db: Database, *, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
-        super().__init__(
-            partial(ensure_indexes, db),
-            describe=describe,
-            log=log,
-            failed="creating the indexes failed",
-            not_done="indexes not created yet",
-            running="creating",
-            first_delay=first_delay,
-            max_delay=max_delay,
-        )
+    words = {"failed": "creating the indexes failed", "not_done": "indexes not created yet", "running": "creating"}
+    return StartupStep(partial(ensure_indexes, db), describe=describe, log=log, **words)

@@ -20,8 +20,7 @@ from catalog_data.adapters.repository import ItemRepository
 from catalog_data.config import Settings
 from catalog_data.domain.model import InvalidItem, Item, ItemNotFound, SkuTaken
 from catalog_data.service_layer import services
-from platform_contract.data_service import Lifespan, ReadyCheck, add_probes, data_app
-from platform_contract.telemetry.metrics import HttpMetrics
+from platform_contract.data_service import Wiring, add_probes, data_app
 
 log = logging.getLogger("catalog_data.api")
 
@@ -62,23 +61,9 @@ def _items(request: Request) -> ItemRepository:
 Items = Annotated[ItemRepository, Depends(_items)]
 
 
-def create_app(
-    settings: Settings,
-    *,
-    items: Callable[[], ItemRepository],
-    ready_check: ReadyCheck,
-    metrics: HttpMetrics,
-    lifespan: Lifespan | None = None,
-) -> FastAPI:
+def create_app(settings: Settings, *, items: Callable[[], ItemRepository], wiring: Wiring) -> FastAPI:
     app = data_app(
-        settings,
-        title="catalog-data",
-        access_log="catalog_data.access",
-        metrics=metrics,
-        lifespan=lifespan,
-        not_found=ItemNotFound,
-        conflict=SkuTaken,
-        invalid=InvalidItem,
+        settings, wiring, title="catalog-data", not_found=ItemNotFound, conflict=SkuTaken, invalid=InvalidItem
     )
     app.state.items = items
 
@@ -124,8 +109,7 @@ def create_app(
 
     add_probes(
         app,
-        ready_check=ready_check,
-        metrics=metrics,
+        wiring,
         ready_description="Readiness: the database answers and the indexes exist; without them this service can do\n"
         "nothing useful (or, without the unique index, nothing safe).",
     )

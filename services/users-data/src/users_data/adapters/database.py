@@ -3,7 +3,6 @@ as a server rather than as a table."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from functools import partial
 from importlib import resources
@@ -14,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from platform_contract.data_service import StartupStep
+from platform_contract.data_service import StartupStep, answers_within
 from users_data.config import Settings
 
 log = logging.getLogger(__name__)
@@ -37,15 +36,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 async def ping(engine: AsyncEngine, within_seconds: float) -> str:
     """'' when the database answers within `within_seconds`, else why not (no credentials in it)."""
-    try:
-        async with asyncio.timeout(within_seconds):
-            async with engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
-    except TimeoutError:
-        return f"no answer within {within_seconds:g}s"
-    except Exception as error:  # any failure means "not ready"; the driver's own words say which
-        return describe(error)
-    return ""
+
+    async def select_1() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    return await answers_within(within_seconds, select_1, describe)
 
 
 def describe(error: BaseException) -> str:
@@ -75,18 +71,8 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     log.info("database schema at %s", revision)
 
 
-class StartupMigrations(StartupStep):
+def startup_migrations(engine: AsyncEngine) -> StartupStep:
     """The migrations a starting replica runs in the background, retried until they succeed (the
     pod is alive and not ready meanwhile: see StartupStep)."""
-
-    def __init__(self, engine: AsyncEngine, *, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
-        super().__init__(
-            partial(migrate, engine),
-            describe=describe,
-            log=log,
-            failed="database migrations failed",
-            not_done="schema not migrated yet",
-            running="migrating",
-            first_delay=first_delay,
-            max_delay=max_delay,
-        )
+    words = {"failed": "database migrations failed", "not_done": "schema not migrated yet", "running": "migrating"}
+    return StartupStep(partial(migrate, engine), describe=describe, log=log, **words)

@@ -11,8 +11,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict
 
-from platform_contract.data_service import Lifespan, ReadyCheck, add_probes, data_app
-from platform_contract.telemetry.metrics import HttpMetrics
+from platform_contract.data_service import Wiring, add_probes, data_app
 from users_data.config import Settings
 from users_data.domain.model import TELEGRAM_ID_MAX, EmailTaken, InvalidUser, User, UserNotFound
 from users_data.service_layer import services
@@ -61,23 +60,9 @@ def _unit_of_work(request: Request) -> UnitOfWork:
 Uow = Annotated[UnitOfWork, Depends(_unit_of_work)]
 
 
-def create_app(
-    settings: Settings,
-    *,
-    unit_of_work: Callable[[], UnitOfWork],
-    ready_check: ReadyCheck,
-    metrics: HttpMetrics,
-    lifespan: Lifespan | None = None,
-) -> FastAPI:
+def create_app(settings: Settings, *, unit_of_work: Callable[[], UnitOfWork], wiring: Wiring) -> FastAPI:
     app = data_app(
-        settings,
-        title="users-data",
-        access_log="users_data.access",
-        metrics=metrics,
-        lifespan=lifespan,
-        not_found=UserNotFound,
-        conflict=EmailTaken,
-        invalid=InvalidUser,
+        settings, wiring, title="users-data", not_found=UserNotFound, conflict=EmailTaken, invalid=InvalidUser
     )
     app.state.unit_of_work = unit_of_work
 
@@ -128,8 +113,7 @@ def create_app(
 
     add_probes(
         app,
-        ready_check=ready_check,
-        metrics=metrics,
+        wiring,
         ready_description="Readiness: the database answers; without it this service can do nothing useful.",
     )
     return app
