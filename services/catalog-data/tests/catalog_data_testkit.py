@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from fastapi import FastAPI
+
+from catalog_data.bootstrap import build_app
 from catalog_data.config import Settings
 from platform_contract.testing.data_service import DataService
 
@@ -21,6 +24,9 @@ class CatalogData(DataService):
     key = "sku"
     taken = "an item with sku {} already exists"
     noun = "item"
+    example_url = "mongodb://u:p@catalog-db:27017/catalog"
+    other_engine = "postgres"
+    refusal = r"MongoDB only; set spec\.database\.engine: mongo"
 
     def new_key(self) -> str:
         return new_sku()
@@ -30,3 +36,9 @@ class CatalogData(DataService):
 
     def body(self, key: str) -> dict[str, Any]:
         return {"sku": key, "name": "Mug", "price": "9.99"}
+
+    def build_app(self, settings: Settings) -> FastAPI:
+        return build_app(settings)
+
+    def check_example_url(self, settings: Settings) -> None:
+        assert settings.mongo_url().database == "catalog"

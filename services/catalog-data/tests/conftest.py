@@ -8,16 +8,18 @@ afterwards, so runs never see each other's documents.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
+from catalog_data_testkit import CatalogData
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
-from catalog_data.bootstrap import build_app
 from catalog_data.config import Settings
 from platform_contract import testing
-from platform_contract.testing import JsonLogs, RunningApp
+
+# The fixtures every data service's suite has.
+from platform_contract.testing.data_service import http_port, json_logs, running_app  # noqa: F401
 
 
 def with_database(url: str, name: str) -> str:
@@ -76,18 +78,6 @@ def unreachable_database_url() -> str:
     return f"mongodb://catalog:secret@127.0.0.1:{testing.free_port()}/catalog"
 
 
-@pytest.fixture
-def http_port() -> int:
-    return testing.free_port()
-
-
 @pytest.fixture(scope="session")
-def running_app() -> RunningApp:
-    return testing.app_runner(build_app, "http://catalog-data")
-
-
-@pytest.fixture
-def json_logs() -> Iterator[JsonLogs]:
-    """The service's log lines, formatted as in production."""
-    with testing.json_logs("catalog_data", "catalog-data") as lines:
-        yield lines
+def data_service() -> CatalogData:
+    return CatalogData()

@@ -8,16 +8,18 @@ other's rows.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from users_data_testkit import UsersData
 
 from platform_contract import testing
-from platform_contract.testing import JsonLogs, RunningApp
-from users_data.bootstrap import build_app
+
+# The fixtures every data service's suite has.
+from platform_contract.testing.data_service import http_port, json_logs, running_app  # noqa: F401
 from users_data.config import Settings
 
 
@@ -56,18 +58,6 @@ def unreachable_database_url() -> str:
     return f"postgresql://platform:secret@127.0.0.1:{testing.free_port()}/platform"
 
 
-@pytest.fixture
-def http_port() -> int:
-    return testing.free_port()
-
-
 @pytest.fixture(scope="session")
-def running_app() -> RunningApp:
-    return testing.app_runner(build_app, "http://users-data")
-
-
-@pytest.fixture
-def json_logs() -> Iterator[JsonLogs]:
-    """The service's log lines, formatted as in production."""
-    with testing.json_logs("users_data", "users-data") as lines:
-        yield lines
+def data_service() -> UsersData:
+    return UsersData()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from fastapi import FastAPI
+
 from platform_contract.testing.data_service import DataService
+from users_data.bootstrap import build_app
 from users_data.config import Settings
 
 
@@ -21,6 +24,9 @@ class UsersData(DataService):
     key = "email"
     taken = "a user with email {} already exists"
     noun = "user"
+    example_url = "postgresql://u:p@users-db:5432/users"
+    other_engine = "mongo"
+    refusal = r"PostgreSQL only; set spec\.database\.engine: postgres"
 
     def new_key(self) -> str:
         return new_email()
@@ -30,3 +36,9 @@ class UsersData(DataService):
 
     def body(self, key: str) -> dict[str, Any]:
         return {"email": key, "name": "Ann"}
+
+    def build_app(self, settings: Settings) -> FastAPI:
+        return build_app(settings)
+
+    def check_example_url(self, settings: Settings) -> None:
+        assert settings.async_database_url().host == "users-db"

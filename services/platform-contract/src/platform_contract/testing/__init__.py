@@ -99,7 +99,7 @@ async def until_ready(client: httpx.AsyncClient, seconds: float = 30) -> None:
 
 
 @contextmanager
-def json_logs(logger: str, service: str) -> Iterator[JsonLogs]:
+def capture_json_logs(logger: str, service: str) -> Iterator[JsonLogs]:
     """The log lines of `logger` (and below) while inside, formatted as in production."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -1,21 +1,33 @@
 """The tests every data service passes the same way, written once: a service's test module
 subclasses a contract, names its own parts in class attributes, and pytest runs the tests as its.
 
-`DataApiContract` needs the module's fixtures `client` (the app, ready, on a test database),
-`settings`, `json_logs`, `running_app` and `unreachable_database_url`; `DataProcessContract`
-needs `database_url` and `http_port`.
+The suite's conftest provides the fixture `data_service` (its DataService) and imports the fixtures
+below (`http_port`, `running_app`, `json_logs`). `DataSettingsContract` needs no more;
+`DataApiContract` also needs `client` (the app, ready, on a test database), `settings` and
+`unreachable_database_url`; `DataProcessContract` needs `database_url`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from platform_contract.testing import JsonLogs, RunningApp, counter, serve_until_sigterm, service_env
+from platform_contract.testing import (
+    JsonLogs,
+    RunningApp,
+    app_runner,
+    capture_json_logs,
+    counter,
+    free_port,
+    serve_until_sigterm,
+    service_env,
+)
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
@@ -30,6 +42,13 @@ class DataService:
     key: ClassVar[str]  # "email": unique per resource, a query parameter of the collection
     taken: ClassVar[str]  # "a user with email {} already exists"
     noun: ClassVar[str]  # "user"
+    # for DataSettingsContract
+    example_url: ClassVar[str]  # a DATABASE_URL the service takes
+    other_engine: ClassVar[str]  # an engine of the CRD that the service refuses
+    refusal: ClassVar[str]  # a pattern of the message that refuses it
+
+    def build_app(self, settings: Any) -> Any:
+        raise NotImplementedError
 
     @property
     def package(self) -> str:
@@ -41,6 +60,10 @@ class DataService:
         return service_env(self.settings_class, **{**own, **overrides})
 
     def new_key(self) -> str:
+        raise NotImplementedError
+
+    def check_example_url(self, settings: Any) -> None:
+        """Asserts what the service made of example_url."""
         raise NotImplementedError
 
     def other_case(self, key: str) -> str:
@@ -262,3 +285,48 @@ class DataProcessContract(DataService):
         assert all(entry["service"] == self.service for entry in served.logs)
         assert not [e for e in served.logs if e["level"] == "ERROR"]
         assert any(e.get("route") == self.collection and e.get("status") == 201 for e in served.logs)
+
+
+class DataSettingsContract(DataService):
+    """The settings every data service reads from what the operator gives it (pure, no database)."""
+
+    def test_settings_read_the_operators_variables(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DATABASE_URL", self.example_url)
+        monkeypatch.setenv("DATABASE_ENGINE", self.settings_class.ENGINE)
+        monkeypatch.setenv("REQUEST_ID_HEADER", "X-Correlation-ID")
+        monkeypatch.setenv("SERVICE_NAME", self.service)
+
+        settings = self.settings_class()
+
+        self.check_example_url(settings)
+        assert settings.request_id_header == "X-Correlation-ID"
+        assert settings.service_name == self.service
+        assert settings.http_port == 8000
+        assert settings.migrate_on_startup is True
+
+    def test_the_startup_step_can_be_turned_off(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MIGRATE_ON_STARTUP", "false")
+        assert self.settings_class().migrate_on_startup is False
+
+    def test_another_engine_is_refused_with_what_to_do(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DATABASE_ENGINE", self.other_engine)
+        with pytest.raises(ValidationError, match=self.refusal):
+            self.settings_class()
+
+
+@pytest.fixture
+def http_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def running_app(data_service: DataService) -> RunningApp:
+    """running_app(settings, wait_ready=True): see platform_contract.testing.app_runner."""
+    return app_runner(data_service.build_app, f"http://{data_service.service}")
+
+
+@pytest.fixture
+def json_logs(data_service: DataService) -> Iterator[JsonLogs]:
+    """The service's log lines, formatted as in production."""
+    with capture_json_logs(data_service.package, data_service.service) as lines:
+        yield lines
