@@ -26,6 +26,7 @@ class CatalogData(DataService):
     noun = "item"
     example_url = "mongodb://u:p@catalog-db:27017/catalog"
     other_engine = "postgres"
+    unreachable_url = "mongodb://catalog:secret@127.0.0.1:{port}/catalog"
     refusal = r"MongoDB only; set spec\.database\.engine: mongo"
 
     def new_key(self) -> str:

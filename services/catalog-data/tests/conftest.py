@@ -15,11 +15,16 @@ import pytest
 from catalog_data_testkit import CatalogData
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
-from catalog_data.config import Settings
 from platform_contract import testing
 
 # The fixtures every data service's suite has.
-from platform_contract.testing.data_service import http_port, json_logs, running_app  # noqa: F401
+from platform_contract.testing.data_service import (  # noqa: F401
+    http_port,
+    json_logs,
+    running_app,
+    settings,
+    unreachable_database_url,
+)
 
 
 def with_database(url: str, name: str) -> str:
@@ -65,17 +70,6 @@ async def mongo(database_url: str) -> AsyncIterator[AsyncIOMotorDatabase[dict[st
     )
     yield client.get_default_database()
     client.close()
-
-
-@pytest.fixture(scope="module")
-def settings(database_url: str) -> Settings:
-    return Settings(DATABASE_URL=database_url, DATABASE_ENGINE="mongo", SERVICE_NAME="catalog-data")
-
-
-@pytest.fixture
-def unreachable_database_url() -> str:
-    """A MongoDB URL on a local port where nothing listens: a database that is down."""
-    return f"mongodb://catalog:secret@127.0.0.1:{testing.free_port()}/catalog"
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,13 @@ from users_data_testkit import UsersData
 from platform_contract import testing
 
 # The fixtures every data service's suite has.
-from platform_contract.testing.data_service import http_port, json_logs, running_app  # noqa: F401
-from users_data.config import Settings
+from platform_contract.testing.data_service import (  # noqa: F401
+    http_port,
+    json_logs,
+    running_app,
+    settings,
+    unreachable_database_url,
+)
 
 
 @pytest.fixture(scope="session")
@@ -45,17 +50,6 @@ async def database_url(postgres_dsn: str, request: pytest.FixtureRequest) -> Asy
         async with admin.connect() as conn:
             await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def settings(database_url: str) -> Settings:
-    return Settings(DATABASE_URL=database_url, DATABASE_ENGINE="postgres", SERVICE_NAME="users-data")
-
-
-@pytest.fixture
-def unreachable_database_url() -> str:
-    """A PostgreSQL URL on a local port where nothing listens: a database that is down."""
-    return f"postgresql://platform:secret@127.0.0.1:{testing.free_port()}/platform"
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ class UsersData(DataService):
     noun = "user"
     example_url = "postgresql://u:p@users-db:5432/users"
     other_engine = "mongo"
+    unreachable_url = "postgresql://platform:secret@127.0.0.1:{port}/platform"
     refusal = r"PostgreSQL only; set spec\.database\.engine: postgres"
 
     def new_key(self) -> str:

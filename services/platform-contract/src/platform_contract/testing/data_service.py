@@ -2,9 +2,8 @@
 subclasses a contract, names its own parts in class attributes, and pytest runs the tests as its.
 
 The suite's conftest provides the fixture `data_service` (its DataService) and imports the fixtures
-below (`http_port`, `running_app`, `json_logs`). `DataSettingsContract` needs no more;
-`DataApiContract` also needs `client` (the app, ready, on a test database), `settings` and
-`unreachable_database_url`; `DataProcessContract` needs `database_url`.
+at the end of this module; the module-scoped `database_url` (a test database of the module's own) is
+the suite's own. `DataSettingsContract` needs none of them.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from platform_contract.testing import (
     capture_json_logs,
     counter,
     free_port,
+    run_module,
     serve_until_sigterm,
     service_env,
 )
@@ -42,6 +42,7 @@ class DataService:
     key: ClassVar[str]  # "email": unique per resource, a query parameter of the collection
     taken: ClassVar[str]  # "a user with email {} already exists"
     noun: ClassVar[str]  # "user"
+    unreachable_url: ClassVar[str]  # a DATABASE_URL with a password, on {port} where nothing listens
     # for DataSettingsContract
     example_url: ClassVar[str]  # a DATABASE_URL the service takes
     other_engine: ClassVar[str]  # an engine of the CRD that the service refuses
@@ -269,6 +270,23 @@ class DataApiContract(DataService):
 class DataProcessContract(DataService):
     """The service as its container runs it: `python -m <package>`."""
 
+    # What the refusal says -> the variables that make `python -m <package> migrate` refuse to start.
+    bad_settings: ClassVar[dict[str, dict[str, str]]]
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "bad_setting" in metafunc.fixturenames:
+            metafunc.parametrize("bad_setting", list(self.bad_settings.items()), ids=list(self.bad_settings))
+
+    async def test_bad_settings_stop_the_process_with_a_reason(self, bad_setting: tuple[str, dict[str, str]]) -> None:
+        message, overrides = bad_setting
+
+        result = await run_module(self.package, "migrate", env=self.env(**overrides))
+
+        assert result.returncode == 2
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+        assert ":p@" not in result.stderr  # the URLs' password
+
     async def test_serves_on_its_port_and_shuts_down_cleanly_on_sigterm(
         self, database_url: str, http_port: int
     ) -> None:
@@ -330,3 +348,18 @@ def json_logs(data_service: DataService) -> Iterator[JsonLogs]:
     """The service's log lines, formatted as in production."""
     with capture_json_logs(data_service.package, data_service.service) as lines:
         yield lines
+
+
+@pytest.fixture(scope="module")
+def settings(data_service: DataService, database_url: str) -> Any:
+    """The service's settings on this module's database, as the operator would give them."""
+    engine = data_service.settings_class.ENGINE
+    return data_service.settings_class(
+        DATABASE_URL=database_url, DATABASE_ENGINE=engine, SERVICE_NAME=data_service.service
+    )
+
+
+@pytest.fixture
+def unreachable_database_url(data_service: DataService) -> str:
+    """A database that is down: a local port where nothing listens."""
+    return data_service.unreachable_url.format(port=free_port())
