@@ -149,15 +149,34 @@ class Served:
     logs: list[dict[str, Any]]
 
 
+@asynccontextmanager
+async def python_module(module: str, env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m module` running, its output piped; killed on the way out if it is still running
+    (a test that failed before stopping it leaves no process behind)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def sigterm(proc: asyncio.subprocess.Process, seconds: float) -> tuple[bytes, bytes]:
+    """Sends SIGTERM (as the kubelet does) and waits, `seconds` at most, for the process to end:
+    its stdout and stderr."""
+    proc.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(proc.communicate(), seconds)
+
+
 async def serve_until_sigterm(
     module: str, env: dict[str, str], port: int, call: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 ) -> Served:
     """`python -m module` serving on `port`: waits for /health, then /ready (asked with the request
     id `probe-1`), makes `call`, then sends SIGTERM and waits (30 s at most) for it to end."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
+    async with python_module(module, env) as proc:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             for _ in range(150):
                 try:
@@ -172,11 +191,5 @@ async def serve_until_sigterm(
                     break
                 await asyncio.sleep(0.1)
             response = await call(client)
-
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        _, err = await sigterm(proc, 30)
     return Served(ready, response, [json.loads(line) for line in err.decode().splitlines()])
