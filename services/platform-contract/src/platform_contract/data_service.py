@@ -72,10 +72,10 @@ class DataServiceSettings(PlatformSettings):
         raise NotImplementedError
 
 
-Settings = TypeVar("Settings", bound=DataServiceSettings)
+SettingsT = TypeVar("SettingsT", bound=DataServiceSettings)
 
 
-def load_settings(settings_class: type[Settings], *, service: str, log: logging.Logger) -> Settings | None:
+def load_settings(settings_class: type[SettingsT], *, service: str, log: logging.Logger) -> SettingsT | None:
     """The settings from the environment, DATABASE_URL checked, and logging configured by them;
     None, with the reason logged (as JSON, under `service`), when the service cannot run with them."""
     try:
@@ -89,7 +89,7 @@ def load_settings(settings_class: type[Settings], *, service: str, log: logging.
     return settings
 
 
-def serve(settings: Settings, build_app: Callable[[Settings], FastAPI]) -> None:
+def serve(settings: SettingsT, build_app: Callable[[SettingsT], FastAPI]) -> None:
     """Traces, builds and serves the app until SIGTERM; the lifespan's shutdown closes the pool."""
     setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
     serving.serve(build_app(settings), host=settings.http_host, port=settings.http_port)

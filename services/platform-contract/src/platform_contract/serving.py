@@ -1,4 +1,4 @@
-"""Serving an ASGI app the way every service's pod needs it (extra `serve`).
+"""Serving an ASGI app as a pod needs it (extra `serve`; the data services serve through it).
 
 uvicorn runs the one event loop of the process; on SIGTERM it stops accepting, finishes the
 requests in flight (up to 20 s, within Kubernetes' 30 s grace period) and runs the app's lifespan
