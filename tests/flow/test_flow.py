@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
+from platform_contract.testing import BACKEND_VARIABLES, free_port, required_env
 from platform_operator import builders, cache, messaging
 from platform_operator.credentials import new_password
 from platform_operator.model import PlatformService
@@ -35,30 +35,11 @@ from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.redis_store import RedisStore
 
 ROOT = Path(__file__).resolve().parents[2]
-NEEDED = (
-    "PLATFORM_POSTGRES_DSN",
-    "PLATFORM_REDIS_URL",
-    "PLATFORM_REDIS_SERVICE_HOST",
-    "PLATFORM_REDIS_SERVICE_PORT",
-    "PLATFORM_RABBITMQ_MANAGEMENT_URL",
-    "PLATFORM_RABBITMQ_ADMIN_USER",
-    "PLATFORM_RABBITMQ_ADMIN_PASSWORD",
-    "PLATFORM_RABBITMQ_SERVICE_HOST",
-    "PLATFORM_RABBITMQ_SERVICE_PORT",
-)
+NEEDED = ("PLATFORM_POSTGRES_DSN", *BACKEND_VARIABLES)
 
 
 def env() -> dict[str, str]:
-    missing = [n for n in NEEDED if not os.environ.get(n)]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} not set: run through `make test-e2e`", pytrace=False)
-    return {n: os.environ[n] for n in NEEDED}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return required_env(NEEDED, hint="run through `make test-e2e`")
 
 
 def sample(name: str, namespace: str) -> PlatformService:

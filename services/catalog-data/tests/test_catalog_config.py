@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from catalog_data_testkit import CatalogData
 
-from catalog_data.config import ConfigurationError, Settings, mongo_url
+from catalog_data.config import ConfigurationError, mongo_url
+from platform_contract.testing.data_service import DataSettingsContract
 
 
 @pytest.mark.parametrize(
@@ -57,27 +58,5 @@ def test_a_database_url_the_service_cannot_use_is_refused(dsn: str, message: str
         mongo_url(dsn)
 
 
-def test_settings_read_the_operators_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", "mongodb://u:p@catalog-db:27017/catalog")
-    monkeypatch.setenv("DATABASE_ENGINE", "mongo")
-    monkeypatch.setenv("REQUEST_ID_HEADER", "X-Correlation-ID")
-    monkeypatch.setenv("SERVICE_NAME", "catalog-data")
-
-    settings = Settings()
-
-    assert settings.mongo_url().database == "catalog"
-    assert settings.request_id_header == "X-Correlation-ID"
-    assert settings.service_name == "catalog-data"
-    assert settings.http_port == 8000
-    assert settings.migrate_on_startup is True
-
-
-def test_index_creation_at_startup_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MIGRATE_ON_STARTUP", "false")
-    assert Settings().migrate_on_startup is False
-
-
-def test_postgres_engine_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_ENGINE", "postgres")
-    with pytest.raises(ValidationError, match=r"MongoDB only; set spec\.database\.engine: mongo"):
-        Settings()
+class TestCatalogSettings(CatalogData, DataSettingsContract):
+    """What every data service takes from the operator, for catalog items."""

@@ -4,42 +4,33 @@ service as the container runs it (real processes, a real MongoDB-wire server).""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import ClassVar
 
 import httpx
 import pytest
+from catalog_data_testkit import CatalogData
 from motor.motor_asyncio import AsyncIOMotorClient
 
 from catalog_data.adapters.database import ITEMS, Database
 from catalog_data.config import Settings
-
-if TYPE_CHECKING:  # conftest is pytest's to import; only its type is needed here
-    from conftest import RunningApp
+from platform_contract.testing import RunningApp, run_module
+from platform_contract.testing.data_service import DataProcessContract
 
 REPO = Path(__file__).resolve().parents[3]
 FERRETDB = REPO / "hack" / "ferretdb.sh"
 
 
 def service_env(**overrides: str) -> dict[str, str]:
-    """The environment the operator would give the container: its own settings only."""
-    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields and not k.startswith("DATABASE_")}
-    return {**env, "SERVICE_NAME": "catalog-data", "DATABASE_ENGINE": "mongo", **overrides}
+    return CatalogData().env(**overrides)
 
 
 async def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "catalog_data", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
+    return await run_module("catalog_data", *args, env=env)
 
 
 async def index_names(db: Database) -> set[str]:
@@ -91,64 +82,6 @@ async def test_migrate_with_the_database_down_fails_with_the_reason(unreachable_
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"DATABASE_URL": ""}, "DATABASE_URL is not set"),
-        ({"DATABASE_URL": "postgresql://u:p@db/users"}, "must be a MongoDB URL"),
-        ({"DATABASE_URL": "mongodb://u:p@db:27017"}, "names no database"),
-        ({"DATABASE_URL": "mongodb://u:p@db/catalog", "DATABASE_ENGINE": "postgres"}, "MongoDB only"),
-    ],
-)
-async def test_bad_settings_stop_the_process_with_a_reason(overrides: dict[str, str], message: str) -> None:
-    result = await run("migrate", env=service_env(**overrides))
-
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert ":p@" not in result.stderr
-
-
-async def test_serves_on_its_port_and_shuts_down_cleanly_on_sigterm(database_url: str, http_port: int) -> None:
-    env = service_env(DATABASE_URL=database_url, HTTP_HOST="127.0.0.1", HTTP_PORT=str(http_port))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "catalog_data", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
-            for _ in range(150):
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            # /health answers at once; /ready once the startup indexes exist
-            for _ in range(300):
-                ready = await client.get("/ready", headers={"X-Request-ID": "probe-1"})
-                if ready.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            created = await client.post(
-                "/items", json={"sku": f"SKU-{uuid.uuid4().hex[:8]}", "name": "Mug", "price": "4.20"}
-            )
-        assert (ready.status_code, ready.headers["x-request-id"]) == (200, "probe-1")
-        assert created.status_code == 201
-
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-    logs = [json.loads(line) for line in err.decode().splitlines()]
-    messages = [entry["message"] for entry in logs]
-    assert "Application shutdown complete." in messages
-    assert all(entry["service"] == "catalog-data" for entry in logs)
-    assert not [e for e in logs if e["level"] == "ERROR"]
-    assert any(e.get("route") == "/items" and e.get("status") == 201 for e in logs)
-
-
 @pytest.fixture
 def late_server(http_port: int) -> tuple[dict[str, str], str]:
     """A second FerretDB of its own (hack/ferretdb.sh, another instance name and port), not started
@@ -197,3 +130,14 @@ async def test_a_database_that_appears_late_is_used_without_a_restart(
             str(FERRETDB), "down", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         await asyncio.wait_for(stopped.wait(), 60)
+
+
+class TestCatalogProcess(CatalogData, DataProcessContract):
+    """catalog-data as its container runs it, like every data service."""
+
+    bad_settings: ClassVar[dict[str, dict[str, str]]] = {
+        "DATABASE_URL is not set": {"DATABASE_URL": ""},
+        "must be a MongoDB URL": {"DATABASE_URL": "postgresql://u:p@db/users"},
+        "names no database": {"DATABASE_URL": "mongodb://u:p@db:27017"},
+        "MongoDB only": {"DATABASE_URL": "mongodb://u:p@db/catalog", "DATABASE_ENGINE": "postgres"},
+    }

@@ -6,7 +6,6 @@ Needs the PLATFORM_* variables of hack/backends.sh (`eval "$(hack/backends.sh en
 
 from __future__ import annotations
 
-import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,33 +18,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from platform_contract.testing import BACKEND_VARIABLES, START_BACKENDS, required_env
 from platform_operator import builders, cache, messaging
 from platform_operator.model import PlatformService
 from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.redis_store import RedisStore
 
-ENV = (
-    "PLATFORM_REDIS_URL",
-    "PLATFORM_REDIS_SERVICE_HOST",
-    "PLATFORM_REDIS_SERVICE_PORT",
-    "PLATFORM_RABBITMQ_MANAGEMENT_URL",
-    "PLATFORM_RABBITMQ_ADMIN_USER",
-    "PLATFORM_RABBITMQ_ADMIN_PASSWORD",
-    "PLATFORM_RABBITMQ_SERVICE_HOST",
-    "PLATFORM_RABBITMQ_SERVICE_PORT",
-)
-
 
 @pytest.fixture(scope="session")
 def backends() -> dict[str, str]:
-    missing = [n for n in ENV if not os.environ.get(n)]
-    if missing:
-        pytest.fail(
-            f"{', '.join(missing)} not set: start Redis and RabbitMQ with `hack/backends.sh up`, then "
-            '`eval "$(hack/backends.sh env)"` before running these tests',
-            pytrace=False,
-        )
-    return {n: os.environ[n] for n in ENV}
+    return required_env(BACKEND_VARIABLES, hint=START_BACKENDS)
 
 
 @pytest.fixture

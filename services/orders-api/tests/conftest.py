@@ -31,33 +31,17 @@ from orders_testkit import TcpProxy, UsersDataStandIn
 from orders_api.bootstrap import build_app
 from orders_api.config import Settings
 from platform_contract import data_url_variable
+from platform_contract.testing import BACKEND_VARIABLES, START_BACKENDS, required_env
 from platform_operator import builders, cache, messaging
 from platform_operator.model import PlatformService
 from platform_operator.rabbitmq import RabbitMQ
 from platform_operator.redis_store import RedisStore
 
 SAMPLE = Path(__file__).resolve().parents[3] / "samples" / "orders-api.yaml"
-BACKEND_VARIABLES = (
-    "PLATFORM_REDIS_URL",
-    "PLATFORM_REDIS_SERVICE_HOST",
-    "PLATFORM_REDIS_SERVICE_PORT",
-    "PLATFORM_RABBITMQ_MANAGEMENT_URL",
-    "PLATFORM_RABBITMQ_ADMIN_USER",
-    "PLATFORM_RABBITMQ_ADMIN_PASSWORD",
-    "PLATFORM_RABBITMQ_SERVICE_HOST",
-    "PLATFORM_RABBITMQ_SERVICE_PORT",
-)
 
 
 def _backends() -> dict[str, str]:
-    missing = [n for n in BACKEND_VARIABLES if not os.environ.get(n)]
-    if missing:
-        pytest.fail(
-            f"{', '.join(missing)} not set: start Redis and RabbitMQ with `hack/backends.sh up` and "
-            '`eval "$(hack/backends.sh env)"` before running these tests',
-            pytrace=False,
-        )
-    env = {n: os.environ[n] for n in BACKEND_VARIABLES}
+    env = required_env(BACKEND_VARIABLES, hint=START_BACKENDS)
     env["PLATFORM_RABBITMQ_VHOST"] = os.environ.get("PLATFORM_RABBITMQ_VHOST", "/")
     return env
 

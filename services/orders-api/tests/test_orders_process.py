@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
 import uuid
 
@@ -15,6 +14,7 @@ import httpx
 from orders_testkit import KNOWN_USER_ID, unused_port
 
 from platform_contract import data_url_variable
+from platform_contract.testing import python_module, sigterm
 
 
 async def _wait_ready(client: httpx.AsyncClient, proc: asyncio.subprocess.Process) -> None:
@@ -39,10 +39,7 @@ async def test_the_process_serves_logs_json_and_stops_on_sigterm(platform, users
         "LISTEN_HOST": "127.0.0.1",
         "LISTEN_PORT": str(port),
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orders_api", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
+    async with python_module("orders_api", env) as proc:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             await _wait_ready(client, proc)
             resp = await client.post(
@@ -51,12 +48,7 @@ async def test_the_process_serves_logs_json_and_stops_on_sigterm(platform, users
                 headers={"Idempotency-Key": str(uuid.uuid4()), "X-Request-ID": "req-process-1"},
             )
             assert resp.status_code == 201, resp.text
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 25)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        stdout, stderr = await sigterm(proc, 25)
 
     # uvicorn re-raises SIGTERM once it has shut down gracefully, so the exit status is the signal's.
     assert proc.returncode in (0, -signal.SIGTERM), stderr.decode()[-2000:]

@@ -4,26 +4,19 @@ startup), called through httpx."""
 from __future__ import annotations
 
 import asyncio
-import io
-import json
-import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
+from users_data_testkit import UsersData, new_email
 
-from platform_contract.telemetry.logs import JsonFormatter
+from platform_contract.testing import RunningApp
+from platform_contract.testing.data_service import DataApiContract
 from users_data.config import Settings
-
-if TYPE_CHECKING:  # conftest is pytest's to import; only its type is needed here
-    from conftest import RunningApp
-
-TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
 
 @pytest.fixture(scope="module")
@@ -33,37 +26,10 @@ async def client(settings: Settings, running_app: RunningApp) -> AsyncIterator[h
         yield client
 
 
-@pytest.fixture
-def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """The service's log lines, formatted as in production."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter("users-data"))
-    logger = logging.getLogger("users_data")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
-def new_email() -> str:
-    return f"user-{uuid.uuid4().hex[:12]}@example.org"
-
-
 async def create(client: httpx.AsyncClient, email: str, name: str = "Ann") -> dict[str, Any]:
     response = await client.post("/users", json={"email": email, "name": name})
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def counter(metrics_text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 async def test_startup_migrated_the_empty_database(client: httpx.AsyncClient, database_url: str) -> None:
@@ -86,17 +52,6 @@ async def test_create_returns_the_user_and_where_it_lives(client: httpx.AsyncCli
     assert body["name"] == "Ann Lee"
     assert response.headers["location"] == f"/users/{body['id']}"
     assert (await client.get(response.headers["location"])).json() == body
-
-
-async def test_duplicate_email_is_409(client: httpx.AsyncClient) -> None:
-    email = new_email()
-    await create(client, email)
-
-    response = await client.post("/users", json={"email": email.upper(), "name": "Someone else"})
-
-    assert response.status_code == 409
-    assert response.json() == {"detail": f"a user with email {email} already exists"}
-    assert len((await client.get("/users", params={"email": email})).json()) == 1
 
 
 @pytest.mark.parametrize(
@@ -189,52 +144,6 @@ async def test_a_telegram_user_can_be_given_an_email_later(client: httpx.AsyncCl
     assert patched.json() == {**user, "email": email}
 
 
-async def test_get_by_id(client: httpx.AsyncClient) -> None:
-    user = await create(client, new_email())
-
-    response = await client.get(f"/users/{user['id']}")
-
-    assert response.status_code == 200
-    assert response.json() == user
-
-
-async def test_unknown_id_is_404(client: httpx.AsyncClient) -> None:
-    missing = uuid.uuid4()
-    response = await client.get(f"/users/{missing}")
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": f"no user with id {missing}"}
-
-
-async def test_malformed_id_is_422(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/users/42")).status_code == 422
-
-
-async def test_list_by_email_finds_the_one_user_in_any_case(client: httpx.AsyncClient) -> None:
-    email = new_email()
-    user = await create(client, email)
-    await create(client, new_email())
-
-    found = await client.get("/users", params={"email": email.upper()})
-    not_found = await client.get("/users", params={"email": new_email()})
-
-    assert found.status_code == 200
-    assert found.json() == [user]
-    assert not_found.json() == []
-
-
-async def test_list_without_email_pages_through_everyone(client: httpx.AsyncClient) -> None:
-    for _ in range(3):
-        await create(client, new_email())
-
-    everyone = (await client.get("/users", params={"limit": 500})).json()
-    page = (await client.get("/users", params={"limit": 2, "offset": 1})).json()
-
-    assert len(everyone) >= 3
-    assert page == everyone[1:3]
-    assert (await client.get("/users", params={"limit": 0})).status_code == 422
-
-
 async def test_patch_changes_only_what_is_given(client: httpx.AsyncClient) -> None:
     user = await create(client, new_email(), name="Ann")
 
@@ -249,20 +158,6 @@ async def test_patch_changes_only_what_is_given(client: httpx.AsyncClient) -> No
     assert moved.json() == {**user, "name": "Ann B.", "email": new}
 
 
-async def test_patch_to_an_email_in_use_is_409_and_changes_nothing(client: httpx.AsyncClient) -> None:
-    ann, bob = await create(client, new_email()), await create(client, new_email(), name="Bob")
-
-    response = await client.patch(f"/users/{bob['id']}", json={"email": ann["email"], "name": "Bobby"})
-
-    assert response.status_code == 409
-    assert (await client.get(f"/users/{bob['id']}")).json() == bob
-
-
-async def test_patch_of_an_unknown_user_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.patch(f"/users/{uuid.uuid4()}", json={"name": "Nobody"})
-    assert response.status_code == 404
-
-
 async def test_patch_with_an_invalid_email_is_422(client: httpx.AsyncClient) -> None:
     user = await create(client, new_email())
 
@@ -273,105 +168,8 @@ async def test_patch_with_an_invalid_email_is_422(client: httpx.AsyncClient) -> 
     assert (await client.get(f"/users/{user['id']}")).json() == user
 
 
-async def test_delete_then_the_user_is_gone(client: httpx.AsyncClient) -> None:
-    user = await create(client, new_email())
+class TestUsersApi(UsersData, DataApiContract):
+    """What every data service's API does, for users."""
 
-    response = await client.delete(f"/users/{user['id']}")
-
-    assert response.status_code == 204
-    assert response.content == b""
-    assert (await client.get(f"/users/{user['id']}")).status_code == 404
-    assert (await client.delete(f"/users/{user['id']}")).status_code == 404
-    # the address is free again
-    assert (await client.post("/users", json={"email": user["email"], "name": "Ann"})).status_code == 201
-
-
-async def test_request_id_is_echoed_and_logged(client: httpx.AsyncClient, json_logs: Callable) -> None:
-    response = await client.get(f"/users/{uuid.uuid4()}", headers={"X-Request-ID": "req-from-orders-api-1"})
-
-    assert response.headers["x-request-id"] == "req-from-orders-api-1"
-    access = [e for e in json_logs() if e["logger"] == "users_data.access"]
-    assert access[-1]["request_id"] == "req-from-orders-api-1"
-    assert access[-1]["route"] == "/users/{user_id}"
-    assert access[-1]["status"] == 404
-
-
-async def test_request_id_is_generated_when_absent(client: httpx.AsyncClient, json_logs: Callable) -> None:
-    first = await client.get("/health")
-    second = await client.get("/health")
-
-    generated = first.headers["x-request-id"]
-    assert len(generated) == 32 and int(generated, 16) >= 0
-    assert second.headers["x-request-id"] != generated
-
-
-async def test_a_request_id_that_is_not_sane_is_replaced(client: httpx.AsyncClient) -> None:
-    response = await client.get("/health", headers={"X-Request-ID": "x" * 500})
-    assert response.headers["x-request-id"] != "x" * 500
-
-
-async def test_the_callers_trace_continues_in_the_logs(client: httpx.AsyncClient, json_logs: Callable) -> None:
-    traceparent = f"00-{TRACE_ID}-b7ad6b7169203331-01"
-    await client.get("/users", params={"email": new_email()}, headers={"traceparent": traceparent})
-
-    access = [e for e in json_logs() if e["logger"] == "users_data.access"]
-    assert access[-1]["trace_id"] == TRACE_ID
-
-
-async def test_request_id_header_name_comes_from_settings(settings: Settings, running_app: RunningApp) -> None:
-    custom = settings.model_copy(update={"request_id_header": "X-Correlation-ID"})
-    async with running_app(custom) as client:
-        response = await client.get("/health", headers={"X-Correlation-ID": "corr-7"})
-
-    assert response.headers["x-correlation-id"] == "corr-7"
-    assert "x-request-id" not in response.headers
-
-
-async def test_health_and_ready_with_the_database_up(client: httpx.AsyncClient) -> None:
-    health = await client.get("/health")
-    ready = await client.get("/ready")
-
-    assert (health.status_code, health.json()) == (200, {"status": "ok"})
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "database": "ok"})
-
-
-@pytest.mark.parametrize(("migrate_on_startup", "reason"), [(True, "schema not migrated yet"), (False, "")])
-async def test_ready_is_false_when_the_database_is_unreachable(
-    unreachable_database_url: str, running_app: RunningApp, migrate_on_startup: bool, reason: str
-) -> None:
-    settings = Settings(DATABASE_URL=unreachable_database_url, MIGRATE_ON_STARTUP=migrate_on_startup)
-    async with running_app(settings, wait_ready=False) as client:
-        await asyncio.sleep(0.2)  # the first migration attempt has failed by now
-        ready = await client.get("/ready")
-        health = await client.get("/health")
-
-    assert ready.status_code == 503
-    assert ready.json()["status"] == "unavailable"
-    assert ready.json()["database"].startswith(reason)
-    assert "ConnectionRefusedError" in ready.json()["database"]
-    assert "secret" not in ready.text
-    assert health.status_code == 200  # alive, just not ready: no restart for a database outage
-
-
-async def test_metrics_count_requests_by_route_and_status(client: httpx.AsyncClient) -> None:
-    before = (await client.get("/metrics")).text
-    user = await create(client, new_email())
-    await client.get(f"/users/{user['id']}")
-    await client.get(f"/users/{uuid.uuid4()}")
-    await client.get(f"/users/{uuid.uuid4()}")
-    await client.get("/no/such/route")
-
-    response = await client.get("/metrics")
-    after = response.text
-
-    assert response.headers["content-type"].startswith("text/plain")
-
-    def delta(**labels: str) -> float:
-        return counter(after, "http_requests_total", **labels) - counter(before, "http_requests_total", **labels)
-
-    assert delta(method="POST", route="/users", status="201") == 1
-    assert delta(method="GET", route="/users/{user_id}", status="200") == 1
-    assert delta(method="GET", route="/users/{user_id}", status="404") == 2
-    assert delta(method="GET", route="unmatched", status="404") == 1
-    assert counter(after, "http_request_duration_seconds_count", route="/users/{user_id}", status="404") >= 2
-    assert 'route="/users/' + user["id"] not in after  # one series per route, not per user
+    unreachable = "ConnectionRefusedError"
+    starting = "schema not migrated yet"

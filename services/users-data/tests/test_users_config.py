@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from users_data_testkit import UsersData
 
-from users_data.config import ConfigurationError, Settings, async_database_url
+from platform_contract.testing.data_service import DataSettingsContract
+from users_data.config import ConfigurationError, async_database_url
 
 
 @pytest.mark.parametrize(
@@ -34,27 +35,5 @@ def test_a_database_url_that_is_not_postgres_is_refused(dsn: str) -> None:
         async_database_url(dsn)
 
 
-def test_settings_read_the_operators_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@users-db:5432/users")
-    monkeypatch.setenv("DATABASE_ENGINE", "postgres")
-    monkeypatch.setenv("REQUEST_ID_HEADER", "X-Correlation-ID")
-    monkeypatch.setenv("SERVICE_NAME", "users-data")
-
-    settings = Settings()
-
-    assert settings.async_database_url().host == "users-db"
-    assert settings.request_id_header == "X-Correlation-ID"
-    assert settings.service_name == "users-data"
-    assert settings.http_port == 8000
-    assert settings.migrate_on_startup is True
-
-
-def test_migrations_at_startup_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MIGRATE_ON_STARTUP", "false")
-    assert Settings().migrate_on_startup is False
-
-
-def test_mongo_engine_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_ENGINE", "mongo")
-    with pytest.raises(ValidationError, match=r"PostgreSQL only; set spec\.database\.engine: postgres"):
-        Settings()
+class TestUsersSettings(UsersData, DataSettingsContract):
+    """What every data service takes from the operator, for users."""

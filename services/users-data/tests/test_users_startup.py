@@ -4,31 +4,25 @@ service as the container runs it (real processes, real PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import ClassVar
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from users_data_testkit import UsersData
 
+from platform_contract.testing import RunningApp, run_module
+from platform_contract.testing.data_service import DataProcessContract
 from users_data.config import Settings
-
-if TYPE_CHECKING:  # conftest is pytest's to import; only its type is needed here
-    from conftest import RunningApp
 
 
 def service_env(**overrides: str) -> dict[str, str]:
-    """The environment the operator would give the container: its own settings only."""
-    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields and not k.startswith("DATABASE_")}
-    return {**env, "SERVICE_NAME": "users-data", "DATABASE_ENGINE": "postgres", **overrides}
+    return UsersData().env(**overrides)
 
 
 def libpq_form(database_url: str) -> str:
@@ -37,11 +31,7 @@ def libpq_form(database_url: str) -> str:
 
 
 async def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "users_data", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
+    return await run_module("users_data", *args, env=env)
 
 
 async def schema_version(database_url: str) -> str | None:
@@ -94,60 +84,6 @@ async def test_migrate_again_is_a_no_op(database_url: str) -> None:
     assert await schema_version(database_url) == "0002"
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"DATABASE_URL": ""}, "DATABASE_URL is not set"),
-        ({"DATABASE_URL": "mysql://u:p@db/users"}, "must be a PostgreSQL URL"),
-        ({"DATABASE_URL": "postgresql://u:p@db/users", "DATABASE_ENGINE": "mongo"}, "PostgreSQL only"),
-    ],
-)
-async def test_bad_settings_stop_the_process_with_a_reason(overrides: dict[str, str], message: str) -> None:
-    result = await run("migrate", env=service_env(**overrides))
-
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-async def test_serves_on_its_port_and_shuts_down_cleanly_on_sigterm(database_url: str, http_port: int) -> None:
-    env = service_env(DATABASE_URL=database_url, HTTP_HOST="127.0.0.1", HTTP_PORT=str(http_port))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "users_data", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
-            for _ in range(150):
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            # /health answers at once; /ready once the startup migrations are done
-            for _ in range(300):
-                ready = await client.get("/ready", headers={"X-Request-ID": "probe-1"})
-                if ready.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            created = await client.post("/users", json={"email": f"{uuid.uuid4().hex}@example.org", "name": "Ann"})
-        assert (ready.status_code, ready.headers["x-request-id"]) == (200, "probe-1")
-        assert created.status_code == 201
-
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-    logs = [json.loads(line) for line in err.decode().splitlines()]
-    messages = [entry["message"] for entry in logs]
-    assert "Application shutdown complete." in messages
-    assert all(entry["service"] == "users-data" for entry in logs)
-    assert not [e for e in logs if e["level"] == "ERROR"]
-    assert any(e.get("route") == "/users" and e.get("status") == 201 for e in logs)
-
-
 async def test_a_database_that_appears_late_is_migrated_without_a_restart(
     postgres_dsn: str, running_app: RunningApp
 ) -> None:
@@ -177,3 +113,13 @@ async def test_a_database_that_appears_late_is_migrated_without_a_restart(
         async with admin.connect() as conn:
             await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+class TestUsersProcess(UsersData, DataProcessContract):
+    """users-data as its container runs it, like every data service."""
+
+    bad_settings: ClassVar[dict[str, dict[str, str]]] = {
+        "DATABASE_URL is not set": {"DATABASE_URL": ""},
+        "must be a PostgreSQL URL": {"DATABASE_URL": "mysql://u:p@db/users"},
+        "PostgreSQL only": {"DATABASE_URL": "postgresql://u:p@db/users", "DATABASE_ENGINE": "mongo"},
+    }

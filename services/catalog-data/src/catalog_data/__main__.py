@@ -8,33 +8,12 @@ import argparse
 import asyncio
 import logging
 
-import uvicorn
-from pydantic import ValidationError
-
 from catalog_data.adapters import database
 from catalog_data.bootstrap import build_app
-from catalog_data.config import ConfigurationError, Settings
-from platform_contract.telemetry import setup_tracing
-from platform_contract.telemetry.logs import configure_logging
+from catalog_data.config import Settings
+from platform_contract.data_service import load_settings, serve
 
 log = logging.getLogger("catalog_data")
-
-
-def serve(settings: Settings) -> None:
-    setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
-    app = build_app(settings)
-    # uvicorn runs the one event loop of this process; on SIGTERM it stops accepting, finishes the
-    # requests in flight (up to 20 s, within Kubernetes' 30 s grace period) and runs the lifespan's
-    # shutdown, which closes the client and its pool.
-    config = uvicorn.Config(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,  # the middleware logs each request, with its request id
-        timeout_graceful_shutdown=20,
-    )
-    uvicorn.Server(config).run()
 
 
 async def migrate(settings: Settings) -> None:
@@ -52,14 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="create the collections' indexes and exit")
     args = parser.parse_args(argv)
 
-    try:
-        settings = Settings()
-        settings.mongo_url()
-    except (ValidationError, ConfigurationError) as error:
-        configure_logging("catalog-data")
-        log.error("invalid settings: %s", error)
+    settings = load_settings(Settings, service="catalog-data", log=log)
+    if settings is None:
         return 2
-    configure_logging(settings.service_name, settings.log_level)
     if args.command == "migrate":
         try:
             asyncio.run(migrate(settings))
@@ -67,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("creating the indexes failed: %s", database.describe(error))
             return 1
     else:
-        serve(settings)
+        serve(settings, build_app)  # until SIGTERM; the lifespan's shutdown closes the client and its pool
     return 0
 
 

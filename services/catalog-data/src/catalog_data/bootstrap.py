@@ -1,11 +1,8 @@
-"""Wires the service: settings -> client -> repository, indexes, readiness check, metrics -> the app."""
+"""Wires the service: settings -> client -> repository, indexes, readiness check -> the app."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -13,37 +10,15 @@ from catalog_data.adapters import database
 from catalog_data.adapters.repository import ItemRepository
 from catalog_data.config import Settings
 from catalog_data.entrypoints.api import create_app
-from platform_contract.telemetry.metrics import HttpMetrics, new_registry
+from platform_contract.data_service import database_wiring
 
 
 def build_app(settings: Settings) -> FastAPI:
     client = database.create_client(settings)  # connects lazily: building the app needs no database
     db = database.database(client, settings)
-    # A registry per app (not the global one), so that every app built in one process counts alone.
-    registry = new_registry()
-    indexes = database.StartupIndexes(db) if settings.migrate_on_startup else None
-
-    async def ready() -> str:
-        pending = indexes.pending() if indexes else ""
-        return pending or await database.ping(db, settings.ready_timeout_seconds)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(indexes.run_until_done()) if indexes else None
-        try:
-            yield
-        finally:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            client.close()
-
-    repository = ItemRepository(db)  # stateless over the client's pool: one for every request
-    return create_app(
-        settings,
-        items=lambda: repository,
-        ready_check=ready,
-        metrics=HttpMetrics(registry),
-        lifespan=lifespan,
+    indexes = database.startup_indexes(db) if settings.migrate_on_startup else None
+    wiring = database_wiring(
+        indexes, ping=partial(database.ping, db, settings.ready_timeout_seconds), close=client.close
     )
+    repository = ItemRepository(db)  # stateless over the client's pool: one for every request
+    return create_app(settings, items=lambda: repository, wiring=wiring)

@@ -1,4 +1,4 @@
-"""The service's settings: the platform's (PlatformSettings) plus the database and its own knobs.
+"""The service's settings: those of every data service (DataServiceSettings) and the MongoDB URL.
 
 DATABASE_URL and DATABASE_ENGINE are put on the Deployment by the operator (from
 spec.database.secretRef and spec.database.engine); everything else here has a default and may be
@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from platform_contract import PlatformSettings
+from platform_contract.data_service import ConfigurationError, DataServiceSettings
 
 SCHEMES = ("mongodb", "mongodb+srv")
 # MongoDB's own limits on a database name: no /\. "$ or NUL, under 64 bytes.
 _DATABASE_NAME = re.compile(r'[^/\\. "$\x00]{1,63}')
-
-
-class ConfigurationError(RuntimeError):
-    """Settings the service cannot run with; the message says what to change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,28 +63,14 @@ def mongo_url(dsn: str) -> MongoUrl:
     return MongoUrl(url=dsn, database=database, redacted=redacted)
 
 
-class Settings(PlatformSettings):
-    database_url: str = Field("", alias="DATABASE_URL")
-    database_engine: Literal["mongo"] = Field("mongo", alias="DATABASE_ENGINE")
+class Settings(DataServiceSettings):
+    ENGINE: ClassVar[str] = "mongo"
+    ENGINE_ONLY: ClassVar[str] = "catalog-data stores items in MongoDB only"
 
-    # the service's own settings (spec.env)
-    migrate_on_startup: bool = Field(True, alias="MIGRATE_ON_STARTUP")
-    http_host: str = Field("0.0.0.0", alias="HTTP_HOST")  # noqa: S104  # nosec B104 - a pod listens on its own IP
-    http_port: int = Field(8000, alias="HTTP_PORT")
-    log_level: str = Field("INFO", alias="LOG_LEVEL")
     db_pool_size: int = Field(20, alias="DB_POOL_SIZE", ge=1)
-    db_connect_timeout_seconds: float = Field(5.0, alias="DB_CONNECT_TIMEOUT_SECONDS", gt=0)
-    ready_timeout_seconds: float = Field(2.0, alias="READY_TIMEOUT_SECONDS", gt=0)
 
-    @field_validator("database_engine", mode="before")
-    @classmethod
-    def _mongo_only(cls, value: object) -> object:
-        # The CRD allows postgres for data services in general; this one is written for MongoDB.
-        if value not in ("mongo", ""):
-            raise ValueError(
-                f"catalog-data stores items in MongoDB only; set spec.database.engine: mongo (got {value!r})"
-            )
-        return value or "mongo"
+    def check_database_url(self) -> None:
+        self.mongo_url()
 
     def mongo_url(self) -> MongoUrl:
         return mongo_url(self.database_url)

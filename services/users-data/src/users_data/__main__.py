@@ -8,33 +8,12 @@ import argparse
 import asyncio
 import logging
 
-import uvicorn
-from pydantic import ValidationError
-
-from platform_contract.telemetry import setup_tracing
-from platform_contract.telemetry.logs import configure_logging
+from platform_contract.data_service import load_settings, serve
 from users_data.adapters import database
 from users_data.bootstrap import build_app
-from users_data.config import ConfigurationError, Settings
+from users_data.config import Settings
 
 log = logging.getLogger("users_data")
-
-
-def serve(settings: Settings) -> None:
-    setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
-    app = build_app(settings)
-    # uvicorn runs the one event loop of this process; on SIGTERM it stops accepting, finishes the
-    # requests in flight (up to 20 s, within Kubernetes' 30 s grace period) and runs the lifespan's
-    # shutdown, which closes the database pool.
-    config = uvicorn.Config(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,  # the middleware logs each request, with its request id
-        timeout_graceful_shutdown=20,
-    )
-    uvicorn.Server(config).run()
 
 
 async def migrate(settings: Settings, revision: str) -> None:
@@ -53,18 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
     args = parser.parse_args(argv)
 
-    try:
-        settings = Settings()
-        settings.async_database_url()
-    except (ValidationError, ConfigurationError) as error:
-        configure_logging("users-data")
-        log.error("invalid settings: %s", error)
+    settings = load_settings(Settings, service="users-data", log=log)
+    if settings is None:
         return 2
-    configure_logging(settings.service_name, settings.log_level)
     if args.command == "migrate":
         asyncio.run(migrate(settings, args.revision))
     else:
-        serve(settings)
+        serve(settings, build_app)  # until SIGTERM; the lifespan's shutdown closes the database pool
     return 0
 
 

@@ -3,14 +3,15 @@ rather than as a collection."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from functools import partial
 from typing import Any, TypeAlias
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from pymongo import ASCENDING, IndexModel
 
 from catalog_data.config import Settings
+from platform_contract.data_service import StartupStep, answers_within
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,7 @@ def database(client: Client, settings: Settings) -> Database:
 
 async def ping(db: Database, within_seconds: float) -> str:
     """'' when the database answers within `within_seconds`, else why not (no credentials in it)."""
-    try:
-        async with asyncio.timeout(within_seconds):
-            await db.command("ping")
-    except TimeoutError:
-        return f"no answer within {within_seconds:g}s"
-    except Exception as error:  # any failure means "not ready"; the driver's own words say which
-        return describe(error)
-    return ""
+    return await answers_within(within_seconds, partial(db.command, "ping"), describe)
 
 
 def describe(error: BaseException) -> str:
@@ -79,37 +73,9 @@ async def ensure_indexes(db: Database) -> None:
         log.info("indexes of %s: %s", collection, ", ".join(n for batch in names for n in batch))
 
 
-class StartupIndexes:
-    """The indexes a starting replica ensures, retried until it succeeds.
-
-    In the background, not before the server starts: a database that is down or not reachable yet
-    leaves the pod alive and not ready (the readiness check reports why), instead of crash-looping
-    into ever longer restart back-offs; it becomes ready as soon as the database is there. Without
-    the unique index a duplicate SKU would not be refused, so the pod is not ready before.
-    """
-
-    def __init__(self, db: Database, *, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
-        self._db = db
-        self._first_delay, self._max_delay = first_delay, max_delay
-        self.done = False
-        self.last_error = ""
-
-    async def run_until_done(self) -> None:
-        delay = self._first_delay
-        while True:
-            try:
-                await ensure_indexes(self._db)
-            except Exception as error:
-                self.last_error = describe(error)
-                log.warning("creating the indexes failed, retrying in %gs: %s", delay, self.last_error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_delay)
-            else:
-                self.done, self.last_error = True, ""
-                return
-
-    def pending(self) -> str:
-        """'' once the indexes exist, else why the service is not ready yet."""
-        if self.done:
-            return ""
-        return f"indexes not created yet ({self.last_error or 'creating'})"
+def startup_indexes(db: Database) -> StartupStep:
+    """The indexes a starting replica ensures in the background, retried until it succeeds (the pod
+    is alive and not ready meanwhile: see StartupStep). Without the unique index a duplicate SKU
+    would not be refused, so the pod is not ready before."""
+    words = {"failed": "creating the indexes failed", "not_done": "indexes not created yet", "running": "creating"}
+    return StartupStep(partial(ensure_indexes, db), describe=describe, log=log, **words)

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 from pymongo.errors import ConnectionFailure
 
@@ -22,13 +20,9 @@ from catalog_data.adapters.repository import ItemRepository
 from catalog_data.config import Settings
 from catalog_data.domain.model import InvalidItem, Item, ItemNotFound, SkuTaken
 from catalog_data.service_layer import services
-from platform_contract.telemetry.metrics import HttpMetrics
-from platform_contract.telemetry.web import instrument_app
+from platform_contract.data_service import Wiring, add_probes, data_app
 
 log = logging.getLogger("catalog_data.api")
-
-ReadyCheck = Callable[[], Awaitable[str]]  # '' when ready, else the reason
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 class NewItem(BaseModel):
@@ -67,31 +61,11 @@ def _items(request: Request) -> ItemRepository:
 Items = Annotated[ItemRepository, Depends(_items)]
 
 
-def create_app(
-    settings: Settings,
-    *,
-    items: Callable[[], ItemRepository],
-    ready_check: ReadyCheck,
-    metrics: HttpMetrics,
-    lifespan: Lifespan | None = None,
-) -> FastAPI:
-    app = FastAPI(title="catalog-data", version="0.1.0", lifespan=lifespan)
+def create_app(settings: Settings, *, items: Callable[[], ItemRepository], wiring: Wiring) -> FastAPI:
+    app = data_app(
+        settings, wiring, title="catalog-data", not_found=ItemNotFound, conflict=SkuTaken, invalid=InvalidItem
+    )
     app.state.items = items
-    instrument_app(app, request_id_header=settings.request_id_header, metrics=metrics, access_log="catalog_data.access")
-
-    @app.exception_handler(ItemNotFound)
-    async def not_found(_: Request, error: ItemNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_404_NOT_FOUND)
-
-    @app.exception_handler(SkuTaken)
-    async def sku_taken(_: Request, error: SkuTaken) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_409_CONFLICT)
-
-    @app.exception_handler(InvalidItem)
-    async def invalid(_: Request, error: InvalidItem) -> JSONResponse:
-        # the same shape as FastAPI's own validation errors, so clients parse one format
-        detail = [{"loc": ["body", error.field], "msg": error.problem, "type": "value_error"}]
-        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(ConnectionFailure)
     async def database_unavailable(_: Request, error: ConnectionFailure) -> JSONResponse:
@@ -133,25 +107,10 @@ def create_app(
         await services.remove_item(items, item_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        """Liveness: the process serves requests. Never looks at the database: a database outage
-        must not get every replica restarted."""
-        return {"status": "ok"}
-
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
-        """Readiness: the database answers and the indexes exist; without them this service can do
-        nothing useful (or, without the unique index, nothing safe)."""
-        reason = await ready_check()
-        if reason:
-            return JSONResponse(
-                {"status": "unavailable", "database": reason}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE
-            )
-        return JSONResponse({"status": "ready", "database": "ok"})
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    add_probes(
+        app,
+        wiring,
+        ready_description="Readiness: the database answers and the indexes exist; without them this service can do\n"
+        "nothing useful (or, without the unique index, nothing safe).",
+    )
     return app

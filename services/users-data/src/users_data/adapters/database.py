@@ -3,8 +3,8 @@ as a server rather than as a table."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from functools import partial
 from importlib import resources
 
 import sqlalchemy as sa
@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from platform_contract.data_service import StartupStep, answers_within
 from users_data.config import Settings
 
 log = logging.getLogger(__name__)
@@ -35,15 +36,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 async def ping(engine: AsyncEngine, within_seconds: float) -> str:
     """'' when the database answers within `within_seconds`, else why not (no credentials in it)."""
-    try:
-        async with asyncio.timeout(within_seconds):
-            async with engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
-    except TimeoutError:
-        return f"no answer within {within_seconds:g}s"
-    except Exception as error:  # any failure means "not ready"; the driver's own words say which
-        return describe(error)
-    return ""
+
+    async def select_1() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    return await answers_within(within_seconds, select_1, describe)
 
 
 def describe(error: BaseException) -> str:
@@ -73,36 +71,8 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     log.info("database schema at %s", revision)
 
 
-class StartupMigrations:
-    """The migrations a starting replica runs, retried until they succeed.
-
-    In the background, not before the server starts: a database that is down or not provisioned yet
-    leaves the pod alive and not ready (the readiness check reports why), instead of crash-looping
-    into ever longer restart back-offs; it becomes ready as soon as the database is there.
-    """
-
-    def __init__(self, engine: AsyncEngine, *, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
-        self._engine = engine
-        self._first_delay, self._max_delay = first_delay, max_delay
-        self.done = False
-        self.last_error = ""
-
-    async def run_until_done(self) -> None:
-        delay = self._first_delay
-        while True:
-            try:
-                await migrate(self._engine)
-            except Exception as error:
-                self.last_error = describe(error)
-                log.warning("database migrations failed, retrying in %gs: %s", delay, self.last_error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_delay)
-            else:
-                self.done, self.last_error = True, ""
-                return
-
-    def pending(self) -> str:
-        """'' once the schema is migrated, else why the service is not ready yet."""
-        if self.done:
-            return ""
-        return f"schema not migrated yet ({self.last_error or 'migrating'})"
+def startup_migrations(engine: AsyncEngine) -> StartupStep:
+    """The migrations a starting replica runs in the background, retried until they succeed (the
+    pod is alive and not ready meanwhile: see StartupStep)."""
+    words = {"failed": "database migrations failed", "not_done": "schema not migrated yet", "running": "migrating"}
+    return StartupStep(partial(migrate, engine), describe=describe, log=log, **words)

@@ -4,25 +4,18 @@ layer and domain errors to status codes; they hold no rule of their own."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
-from platform_contract.telemetry.metrics import HttpMetrics
-from platform_contract.telemetry.web import instrument_app
+from platform_contract.data_service import Wiring, add_probes, data_app
 from users_data.config import Settings
 from users_data.domain.model import TELEGRAM_ID_MAX, EmailTaken, InvalidUser, User, UserNotFound
 from users_data.service_layer import services
 from users_data.service_layer.unit_of_work import UnitOfWork
-
-ReadyCheck = Callable[[], Awaitable[str]]  # '' when ready, else the reason
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 class NewUser(BaseModel):
@@ -67,31 +60,11 @@ def _unit_of_work(request: Request) -> UnitOfWork:
 Uow = Annotated[UnitOfWork, Depends(_unit_of_work)]
 
 
-def create_app(
-    settings: Settings,
-    *,
-    unit_of_work: Callable[[], UnitOfWork],
-    ready_check: ReadyCheck,
-    metrics: HttpMetrics,
-    lifespan: Lifespan | None = None,
-) -> FastAPI:
-    app = FastAPI(title="users-data", version="0.1.0", lifespan=lifespan)
+def create_app(settings: Settings, *, unit_of_work: Callable[[], UnitOfWork], wiring: Wiring) -> FastAPI:
+    app = data_app(
+        settings, wiring, title="users-data", not_found=UserNotFound, conflict=EmailTaken, invalid=InvalidUser
+    )
     app.state.unit_of_work = unit_of_work
-    instrument_app(app, request_id_header=settings.request_id_header, metrics=metrics, access_log="users_data.access")
-
-    @app.exception_handler(UserNotFound)
-    async def not_found(_: Request, error: UserNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_404_NOT_FOUND)
-
-    @app.exception_handler(EmailTaken)
-    async def email_taken(_: Request, error: EmailTaken) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_409_CONFLICT)
-
-    @app.exception_handler(InvalidUser)
-    async def invalid(_: Request, error: InvalidUser) -> JSONResponse:
-        # the same shape as FastAPI's own validation errors, so clients parse one format
-        detail = [{"loc": ["body", error.field], "msg": error.problem, "type": "value_error"}]
-        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
     async def create_user(body: NewUser, uow: Uow, response: Response) -> UserOut:
@@ -138,24 +111,9 @@ def create_app(
         await services.remove_user(uow, user_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        """Liveness: the process serves requests. Never looks at the database: a database outage
-        must not get every replica restarted."""
-        return {"status": "ok"}
-
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
-        """Readiness: the database answers; without it this service can do nothing useful."""
-        reason = await ready_check()
-        if reason:
-            return JSONResponse(
-                {"status": "unavailable", "database": reason}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE
-            )
-        return JSONResponse({"status": "ready", "database": "ok"})
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    add_probes(
+        app,
+        wiring,
+        ready_description="Readiness: the database answers; without it this service can do nothing useful.",
+    )
     return app
