@@ -16,7 +16,8 @@ in place.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from platform_operator import cache, database, messaging
@@ -69,16 +70,10 @@ async def cleanup(
         topology = messaging.Topology(user=topology.user)
     if backends.rabbitmq is not None and not topology.empty:
         own = {e.name for e in topology.exchanges if not others_using(e.name)}
-        try:
+        with _blocking("RabbitMQ", BrokerUnavailable, BrokerRefused, "leave the rest on the broker", body, emit):
             result = await backends.rabbitmq.deprovision(
                 topology, sorted(own), force=svc.spec.messaging.delete_queues_with_messages
             )
-        except BrokerUnavailable as exc:
-            emit(body, "Warning", "CleanupBlocked", _blocked("RabbitMQ", exc))
-            raise CleanupBlocked(_blocked("RabbitMQ", exc)) from exc
-        except BrokerRefused as exc:
-            emit(body, "Warning", "CleanupBlocked", _refused("RabbitMQ", exc, "leave the rest on the broker"))
-            raise CleanupBlocked(_refused("RabbitMQ", exc, "leave the rest on the broker")) from exc
         if result.deleted:
             emit(body, "Normal", "QueuesDeleted", f"RabbitMQ: deleted {', '.join(result.deleted)}.")
         if result.kept:
@@ -92,16 +87,10 @@ async def cleanup(
 
     if backends.redis is not None:
         plan = cache.plan(svc)
-        try:
+        with _blocking("Redis", CacheUnavailable, CacheRefused, "leave its keys in place", body, emit):
             # A prefix refused to this service (KeyPrefixClaimed) holds another service's keys.
             removed = 0 if prefix_taken else await backends.redis.delete_keys(plan.prefix)
             await backends.redis.delete_user(plan.user)
-        except CacheUnavailable as exc:
-            emit(body, "Warning", "CleanupBlocked", _blocked("Redis", exc))
-            raise CleanupBlocked(_blocked("Redis", exc)) from exc
-        except CacheRefused as exc:
-            emit(body, "Warning", "CleanupBlocked", _refused("Redis", exc, "leave its keys in place"))
-            raise CleanupBlocked(_refused("Redis", exc, "leave its keys in place")) from exc
         emit(
             body, "Normal", "CacheDeleted", f"Redis: deleted user {plan.user} and {removed} keys under {plan.prefix}:."
         )
@@ -150,7 +139,7 @@ async def _drop_database(
     if backends.postgres is None or plan is None or database_taken:
         return
     pg = backends.postgres
-    try:
+    with _blocking("PostgreSQL", PostgresUnavailable, PostgresRefused, "leave the database in place", body, emit):
         full = [] if svc.spec.database and svc.spec.database.delete_with_data else await pg.holds_rows(plan)
         if full:
             await pg.retire(plan)
@@ -164,14 +153,27 @@ async def _drop_database(
             )
             return
         dropped = await pg.drop(plan)
-    except PostgresUnavailable as exc:
-        emit(body, "Warning", "CleanupBlocked", _blocked("PostgreSQL", exc))
-        raise CleanupBlocked(_blocked("PostgreSQL", exc)) from exc
-    except PostgresRefused as exc:
-        emit(body, "Warning", "CleanupBlocked", _refused("PostgreSQL", exc, "leave the database in place"))
-        raise CleanupBlocked(_refused("PostgreSQL", exc, "leave the database in place")) from exc
     if dropped:
         emit(body, "Normal", "DatabaseDeleted", f"PostgreSQL: dropped {' and '.join(dropped)}.")
+
+
+@contextlib.contextmanager
+def _blocking(
+    system: str,
+    unreachable: type[Exception],
+    refused: type[Exception],
+    left: str,
+    body: Mapping[str, Any],
+    emit: EventSink,
+) -> Iterator[None]:
+    """An outside system that cannot be reached or refuses a deletion holds up the PlatformService's
+    deletion: told as a Warning Event, raised as CleanupBlocked (kopf retries)."""
+    try:
+        yield
+    except (unreachable, refused) as exc:
+        message = _refused(system, exc, left) if isinstance(exc, refused) else _blocked(system, exc)
+        emit(body, "Warning", "CleanupBlocked", message)
+        raise CleanupBlocked(message) from exc
 
 
 def _refused(system: str, exc: Exception, left: str) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,30 +173,23 @@ async def monitoring_crds(
     name: str,
     body: kopf.Body,
     memo: kopf.Memo,
-    known_services: kopf.Index[Any, Any] | None = None,
-    ingress_claims: kopf.Index[Any, Any] | None = None,
-    queue_claims: kopf.Index[Any, Any] | None = None,
-    tenancy_claims: kopf.Index[Any, Any] | None = None,
-    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
-    service_types: kopf.Index[Any, Any] | None = None,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """The ServiceMonitor or PodMonitor CRD installed or removed: every service is reconciled at
     once, its monitor made (and the pods' prometheus.io annotations dropped) or the other way round."""
     kind = MONITOR_CRDS[name]
     served = type != "DELETED" and _serves_v1(body)
-    if not memo.backends.monitoring.set(kind, served) or known_services is None:
+    known = kwargs.get("known_services")
+    if not memo.backends.monitoring.set(kind, served) or known is None:
         return
-    services = [key for key in known_services if isinstance(key, tuple) and len(key) == 2]
+    services = [key for key in known if isinstance(key, tuple) and len(key) == 2]
     log.info(
         f"{kind} is {'now served' if served else 'no longer served'}: reconciling {len(services)} services "
         f"({'monitors' if served else 'prometheus.io annotations'} for their metrics)."
     )
-    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
+    indices = _claim_indices(kwargs)
     for namespace, svc_name in services:
-        task = asyncio.ensure_future(_again(namespace, svc_name, memo, indices, why=f"{name} changed", external=False))
-        memo.seen.again.add(task)
-        task.add_done_callback(memo.seen.again.discard)
+        memo.seen.later(_again(namespace, svc_name, memo, indices, why=f"{name} changed", external=False))
 
 
 class PausedAwareDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -341,6 +334,16 @@ async def known_services(namespace: str | None, name: str, **_: Any) -> dict[tup
     return {(namespace or "", name): True}
 
 
+Indices = tuple[kopf.Index[Any, Any] | None, ...]
+CLAIM_INDICES = ("ingress_claims", "queue_claims", "tenancy_claims", "live_ingress_hosts", "service_types")
+
+
+def _claim_indices(kwargs: Mapping[str, Any]) -> Indices:
+    """The indexes a reconcile reads claims from. kopf passes every index declared above to every
+    handler, by the name of its function."""
+    return tuple(kwargs.get(index) for index in CLAIM_INDICES)
+
+
 def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     # kopf only reads apiVersion, kind and metadata from it.
     kopf.event(dict(body), type=type_, reason=reason, message=message)  # type: ignore[arg-type]
@@ -354,7 +357,7 @@ async def _run(
     namespace: str | None,
     name: str,
     memo: kopf.Memo,
-    indices: tuple[kopf.Index[Any, Any] | None, ...],
+    indices: Indices,
     retry: int = 0,
     *,
     external: bool = True,
@@ -384,9 +387,7 @@ async def _run(
         raise kopf.TemporaryError(f"Refused: {'; '.join(outcome.refused.values())}", delay=60)
 
 
-def _attach_broker_watch(
-    memo: kopf.Memo, indices: tuple[kopf.Index[Any, Any] | None, ...], known: kopf.Index[Any, Any] | None
-) -> None:
+def _attach_broker_watch(memo: kopf.Memo, indices: Indices, known: kopf.Index[Any, Any] | None) -> None:
     """Handlers run only on the replica that acts: each one tells the broker watch so (recovery.py)."""
     if known is None or memo.get("broker_watch") is None:
         return
@@ -404,16 +405,10 @@ async def reconcile_service(
     name: str,
     memo: kopf.Memo,
     retry: int,
-    ingress_claims: kopf.Index[Any, Any] | None = None,
-    queue_claims: kopf.Index[Any, Any] | None = None,
-    tenancy_claims: kopf.Index[Any, Any] | None = None,
-    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
-    known_services: kopf.Index[Any, Any] | None = None,
-    service_types: kopf.Index[Any, Any] | None = None,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
-    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
-    _attach_broker_watch(memo, indices, known_services)
+    indices = _claim_indices(kwargs)
+    _attach_broker_watch(memo, indices, kwargs.get("known_services"))
     await _run(namespace, name, memo, indices, retry)
 
 
@@ -424,18 +419,12 @@ async def update_service(
     name: str,
     memo: kopf.Memo,
     retry: int,
-    ingress_claims: kopf.Index[Any, Any] | None = None,
-    queue_claims: kopf.Index[Any, Any] | None = None,
-    tenancy_claims: kopf.Index[Any, Any] | None = None,
-    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
-    known_services: kopf.Index[Any, Any] | None = None,
-    service_types: kopf.Index[Any, Any] | None = None,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """A spec change visits RabbitMQ and Redis only when what they hold must change (reconcile's
     digest): an image or replica change is the Kubernetes side's alone."""
-    memo.seen.known = known_services
-    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
+    memo.seen.known = kwargs.get("known_services")
+    indices = _claim_indices(kwargs)
     await _run(namespace, name, memo, indices, retry, external=False)
 
 
@@ -445,13 +434,7 @@ async def resync(
     name: str,
     memo: kopf.Memo,
     stopped: kopf.DaemonStopped | None = None,
-    ingress_claims: kopf.Index[Any, Any] | None = None,
-    queue_claims: kopf.Index[Any, Any] | None = None,
-    tenancy_claims: kopf.Index[Any, Any] | None = None,
-    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
-    known_services: kopf.Index[Any, Any] | None = None,
-    service_types: kopf.Index[Any, Any] | None = None,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """Level-triggered safety net: repairs what no event told us about, refreshes status.
 
@@ -462,8 +445,8 @@ async def resync(
 
     The first resync after each `sweep_seconds` also removes users whose PlatformService is gone
     (sweep.py): a timer runs only on the replica that acts, with kopf's indexes filled."""
-    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
-    memo.seen.known = known_services
+    indices = _claim_indices(kwargs)
+    known_services = memo.seen.known = kwargs.get("known_services")
     _attach_broker_watch(memo, indices, known_services)
 
     async def sweep_and_run() -> None:
@@ -562,12 +545,7 @@ async def pause_or_resume(
     meta: kopf.Meta,
     status: kopf.Status,
     memo: kopf.Memo,
-    ingress_claims: kopf.Index[Any, Any] | None = None,
-    queue_claims: kopf.Index[Any, Any] | None = None,
-    tenancy_claims: kopf.Index[Any, Any] | None = None,
-    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
-    service_types: kopf.Index[Any, Any] | None = None,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """platform.dev/paused set or removed: the status says so at once, and on resume everything is
     reconciled (RabbitMQ and Redis too). An event handler, not an update handler, so that kopf
@@ -579,7 +557,7 @@ async def pause_or_resume(
     paused = is_paused(meta.get("annotations"))
     if paused == shown:
         return
-    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
+    indices = _claim_indices(kwargs)
     try:
         await _run(namespace, name, memo, indices, external=not paused)
     except kopf.TemporaryError as exc:  # the resync retries
@@ -592,17 +570,12 @@ async def wake_dependents(
     namespace: str | None,
     name: str,
     memo: kopf.Memo,
-    dependents: kopf.Index[Any, Any] | None = None,
-    ingress_claims: kopf.Index[Any, Any] | None = None,
-    queue_claims: kopf.Index[Any, Any] | None = None,
-    tenancy_claims: kopf.Index[Any, Any] | None = None,
-    live_ingress_hosts: kopf.Index[Any, Any] | None = None,
-    service_types: kopf.Index[Any, Any] | None = None,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """A PlatformService appeared or is gone: those that depend on it learn it now (DependenciesReady),
     not at their next resync. In the background, like the Redis watch's reconciles: this one's own
     events are not held up by its dependents'."""
+    dependents = kwargs.get("dependents")
     if type not in ("ADDED", "DELETED") or namespace is None or dependents is None:
         return
     waiting = sorted(set(dependents.get((namespace, name), [])))
@@ -610,12 +583,9 @@ async def wake_dependents(
         return
     came = "is gone" if type == "DELETED" else "appeared"
     log.info(f"{namespace}/{name} {came}: reconciling its dependents {', '.join(waiting)}.")
-    indices = (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types)
+    indices = _claim_indices(kwargs)
     for dependent in waiting:
-        again = _again(namespace, dependent, memo, indices, why=f"{name} came or went", external=False)
-        task = asyncio.ensure_future(again)
-        memo.seen.again.add(task)
-        task.add_done_callback(memo.seen.again.discard)
+        memo.seen.later(_again(namespace, dependent, memo, indices, why=f"{name} came or went", external=False))
 
 
 @dataclass
@@ -623,9 +593,15 @@ class Seen:
     """What the handlers of the acting replica last saw: when they ran, kopf's indexes (live views)."""
 
     last_acted: float = 0.0
-    indices: tuple[kopf.Index[Any, Any] | None, ...] | None = None
+    indices: Indices | None = None
     known: kopf.Index[Any, Any] | None = None
-    again: set[asyncio.Future[None]] = field(default_factory=set)  # reconciles the Redis watch started
+    again: set[asyncio.Future[None]] = field(default_factory=set)  # reconciles started in the background
+
+    def later(self, reconcile: Coroutine[Any, Any, None]) -> None:
+        """Runs a reconcile in the background, held here until it ends (asyncio keeps only weak references)."""
+        task = asyncio.ensure_future(reconcile)
+        self.again.add(task)
+        task.add_done_callback(self.again.discard)
 
 
 def _acting(memo: kopf.Memo) -> bool:
@@ -655,16 +631,14 @@ async def _watch_redis(memo: kopf.Memo, interval: float) -> None:
         log.warning(f"Redis has lost its users (restarted empty?): provisioning {len(services)} services again.")
         # In the background, so that the watch goes on looking (Redis may restart again meanwhile).
         for namespace, name in services:
-            task = asyncio.ensure_future(_again(namespace, name, memo))
-            seen.again.add(task)
-            task.add_done_callback(seen.again.discard)
+            seen.later(_again(namespace, name, memo))
 
 
 async def _again(
     namespace: str,
     name: str,
     memo: kopf.Memo,
-    indices: tuple[kopf.Index[Any, Any] | None, ...] | None = None,
+    indices: Indices | None = None,
     why: str = "Redis lost its users",
     *,
     external: bool = True,
@@ -690,12 +664,7 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
         type: str,
         event: Mapping[str, Any],
         memo: kopf.Memo,
-        ingress_claims: kopf.Index[Any, Any] | None = None,
-        queue_claims: kopf.Index[Any, Any] | None = None,
-        tenancy_claims: kopf.Index[Any, Any] | None = None,
-        live_ingress_hosts: kopf.Index[Any, Any] | None = None,
-        service_types: kopf.Index[Any, Any] | None = None,
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         """A child was edited, deleted or changed status: reconcile its owner now, not at the next resync.
 
@@ -716,7 +685,7 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
                 namespace,
                 owner,
                 memo,
-                (ingress_claims, queue_claims, tenancy_claims, live_ingress_hosts, service_types),
+                _claim_indices(kwargs),
                 external=False,
             )
         except kopf.TemporaryError as exc:

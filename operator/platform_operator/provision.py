@@ -38,13 +38,10 @@ async def provision_queues(
                 force=svc.spec.messaging.delete_queues_with_messages,
             )
         except BrokerUnavailable as exc:
-            outcome.retry.append(str(exc))
             kept = list(previous.get("queues") or [])  # still ours to release on the next try
-            why = f"{exc}; retrying with backoff."
-            return Condition.false(conditions.QUEUES_READY, "RabbitMQUnavailable", why), kept
+            return unavailable(outcome, conditions.QUEUES_READY, "RabbitMQUnavailable", exc), kept
         except BrokerRefused as exc:
-            outcome.refused["RabbitMQ"] = str(exc)
-            return broker_refused(exc), list(previous.get("queues") or [])
+            return broker_refused(outcome, exc), list(previous.get("queues") or [])
         outcome.written.append(f"rabbitmq released {', '.join(dropped)}")
         done = released.deleted + released.kept
         say("Normal", "QueuesReleased", f"No longer consumed, unbound: {', '.join(done)}.")
@@ -55,9 +52,7 @@ async def provision_queues(
             conditions.QUEUES_READY, "NotManaged", "The operator is not configured with a RabbitMQ to provision."
         ), []
     if not secret_in_place:
-        return Condition.false(
-            conditions.QUEUES_READY, "CredentialsSecretRefused", "The credentials Secret could not be written."
-        ), []
+        return no_secret(conditions.QUEUES_READY), []
     reserved = reserved_names([q.name for q in topology.queues] + [e.name for e in topology.exchanges])
     if reserved:
         # Not asked of the broker: it refuses them to everyone (its own exchanges are amq.*).
@@ -71,11 +66,9 @@ async def provision_queues(
         result = await rabbit.provision(topology, creds.rabbitmq_password)
         queues = await rabbit.queue_stats(topology.queues_in_status)
     except BrokerUnavailable as exc:
-        outcome.retry.append(str(exc))
-        return Condition.false(conditions.QUEUES_READY, "RabbitMQUnavailable", f"{exc}; retrying with backoff."), []
+        return unavailable(outcome, conditions.QUEUES_READY, "RabbitMQUnavailable", exc), []
     except BrokerRefused as exc:
-        outcome.refused["RabbitMQ"] = str(exc)
-        return broker_refused(exc), []
+        return broker_refused(outcome, exc), []
     if result.written:
         outcome.written.extend(f"rabbitmq {w}" for w in result.written)
         say("Normal", "QueuesProvisioned", f"RabbitMQ: {', '.join(result.written[:8])}.")
@@ -97,12 +90,31 @@ async def provision_queues(
     ), queues
 
 
-def broker_refused(exc: BrokerRefused) -> Condition:
-    return Condition.false(
+def unavailable(outcome: Outcome, condition: str, reason: str, exc: Exception) -> Condition:
+    """A server that did not answer in time: the reconcile is retried with backoff."""
+    outcome.retry.append(str(exc))
+    return Condition.false(condition, reason, f"{exc}; retrying with backoff.")
+
+
+def refused(outcome: Outcome, server: str, condition: str, reason: str, exc: Exception, what_to_do: str) -> Condition:
+    """A server that answered no: the same call cannot succeed, so it is reported (and retried slowly)."""
+    outcome.refused[server] = str(exc)
+    return Condition.false(condition, reason, f"{exc}{what_to_do} (retried every minute).")
+
+
+def broker_refused(outcome: Outcome, exc: BrokerRefused) -> Condition:
+    return refused(
+        outcome,
+        "RabbitMQ",
         conditions.QUEUES_READY,
         "RabbitMQRefused",
-        f"{exc}. Retrying the same declarations cannot succeed; change the spec (retried every minute).",
+        exc,
+        ". Retrying the same declarations cannot succeed; change the spec",
     )
+
+
+def no_secret(condition: str) -> Condition:
+    return Condition.false(condition, "CredentialsSecretRefused", "The credentials Secret could not be written.")
 
 
 async def refuse_cache(
@@ -139,21 +151,20 @@ async def provision_cache(
             conditions.CACHE_READY, "NotManaged", "The operator is not configured with a Redis to provision."
         )
     if not secret_in_place:
-        return Condition.false(
-            conditions.CACHE_READY, "CredentialsSecretRefused", "The credentials Secret could not be written."
-        )
+        return no_secret(conditions.CACHE_READY)
     try:
         wrote = await store.ensure_user(plan, creds.redis_password)
         seeded = await store.seed(plan)
     except CacheUnavailable as exc:
-        outcome.retry.append(str(exc))
-        return Condition.false(conditions.CACHE_READY, "RedisUnavailable", f"{exc}; retrying with backoff.")
+        return unavailable(outcome, conditions.CACHE_READY, "RedisUnavailable", exc)
     except CacheRefused as exc:
-        outcome.refused["Redis"] = str(exc)
-        return Condition.false(
+        return refused(
+            outcome,
+            "Redis",
             conditions.CACHE_READY,
             "RedisRefused",
-            f"{exc}. Retrying the same call cannot succeed; change the spec (retried every minute).",
+            exc,
+            ". Retrying the same call cannot succeed; change the spec",
         )
     if wrote:
         outcome.written.append(f"redis user {plan.user}")
@@ -204,28 +215,28 @@ async def provision_database(
             "The operator is not configured with a PostgreSQL server to provision (PLATFORM_POSTGRES_ADMIN_URL).",
         )
     if not secret_in_place:
-        return Condition.false(
-            conditions.DATABASE_READY, "CredentialsSecretRefused", "The credentials Secret could not be written."
-        )
+        return no_secret(conditions.DATABASE_READY)
     try:
         result = await pg.ensure(plan, creds.database_password)
     except PostgresUnavailable as exc:
-        outcome.retry.append(str(exc))
-        return Condition.false(conditions.DATABASE_READY, "PostgresUnavailable", f"{exc}; retrying with backoff.")
+        return unavailable(outcome, conditions.DATABASE_READY, "PostgresUnavailable", exc)
     except NameTaken as exc:
-        outcome.refused["PostgreSQL"] = str(exc)
-        return Condition.false(
+        return refused(
+            outcome,
+            "PostgreSQL",
             conditions.DATABASE_READY,
             "DatabaseNameTaken",
-            f"{exc}; the operator never takes over what it did not make. Drop or rename it (retried every minute).",
+            exc,
+            "; the operator never takes over what it did not make. Drop or rename it",
         )
     except PostgresRefused as exc:
-        outcome.refused["PostgreSQL"] = str(exc)
-        return Condition.false(
+        return refused(
+            outcome,
+            "PostgreSQL",
             conditions.DATABASE_READY,
             "DatabaseRefused",
-            f"{exc}. Retrying the same cannot succeed; rename the service or ask the database's owner "
-            "(retried every minute).",
+            exc,
+            ". Retrying the same cannot succeed; rename the service or ask the database's owner",
         )
     if result.written:
         outcome.written.extend(f"postgres {w}" for w in result.written)

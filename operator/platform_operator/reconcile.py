@@ -61,52 +61,26 @@ async def reconcile(
     plan and the credentials' rotation equals the one recorded when they were last provisioned (the
     create and resume handlers and the resync timer, which repairs drift, always visit them).
     """
-    key = (namespace, name)
-    lock = state.lock_for(namespace, name)
-    waiting = state.waiting
-    if not external and lock.locked() and waiting.get(key, 0) > 0:
-        return None  # a queued reconcile reads everything afresh after the running one
-    waiting[key] = waiting.get(key, 0) + 1
-    try:
-        await lock.acquire()
-    finally:
-        # Never raises: an exception here, after the lock was taken, would leave it held for good.
-        left = waiting.pop(key, 1) - 1
-        if left > 0:
-            waiting[key] = left
-    try:
+    async with state.turn(namespace, name, may_skip=not external) as ours:
+        if not ours:
+            return None  # a queued reconcile reads everything afresh after the running one
         async with (backends.slots if external else backends.kube_slots) or contextlib.nullcontext():
-            return await _reconcile_locked(
-                namespace, name, kube, backends, state, claims=claims, emit=emit, external=external
-            )
-    finally:
-        lock.release()
-
-
-async def _reconcile_locked(
-    namespace: str,
-    name: str,
-    kube: Kube,
-    backends: Backends,
-    state: ReconcileState,
-    *,
-    claims: ClaimLookup,
-    emit: EventSink,
-    external: bool,
-) -> Outcome | None:
-    body = await kube.get(API_VERSION, KIND, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return None
-    svc = PlatformService.from_body(body)
-    if is_paused(body["metadata"].get("annotations")):
-        return await _pause(svc, body, kube, emit)
-    async with observability.reconciling(namespace, name, svc.spec.type) as result:
-        try:
-            outcome = await _reconcile(svc, body, kube, backends, state, claims=claims, emit=emit, external=external)
-        except NamespaceTerminatingError:
-            result["result"] = "gone"
-            return None  # the namespace controller is deleting everything in it, this object too
-        result["result"] = "retry" if outcome.retry else "refused" if outcome.refused else "ok"
+            body = await kube.get(API_VERSION, KIND, namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            svc = PlatformService.from_body(body)
+            if is_paused(body["metadata"].get("annotations")):
+                return await _pause(svc, body, kube, emit)
+            async with observability.reconciling(namespace, name, svc.spec.type) as result:
+                try:
+                    outcome = await _reconcile(
+                        svc, body, kube, backends, state, claims=claims, emit=emit, external=external
+                    )
+                except NamespaceTerminatingError:
+                    result["result"] = "gone"
+                    return None  # the namespace controller is deleting everything in it, this object too
+                result["result"] = "retry" if outcome.retry else "refused" if outcome.refused else "ok"
+        # Still this object's turn: a later reconcile's record cannot be overwritten by this one's.
         if outcome.written or outcome.status_written:
             log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
         ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}

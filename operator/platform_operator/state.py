@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,29 @@ class ReconcileState:
     def lock_for(self, namespace: str, name: str) -> asyncio.Lock:
         """One reconcile of an object at a time."""
         return self.locks.setdefault((namespace, name), asyncio.Lock())
+
+    @contextlib.asynccontextmanager
+    async def turn(self, namespace: str, name: str, *, may_skip: bool) -> AsyncIterator[bool]:
+        """Waits for the object's turn (one reconcile of it at a time) and holds it inside the block.
+        Yields False at once, without waiting, when `may_skip` and another reconcile is already queued
+        behind the running one: that one reads everything afresh and covers this trigger too."""
+        key = (namespace, name)
+        lock = self.lock_for(namespace, name)
+        if may_skip and lock.locked() and self.waiting.get(key, 0) > 0:
+            yield False
+            return
+        self.waiting[key] = self.waiting.get(key, 0) + 1
+        try:
+            await lock.acquire()
+        finally:
+            # Never raises: an exception here, after the lock was taken, would leave it held for good.
+            left = self.waiting.pop(key, 1) - 1
+            if left > 0:
+                self.waiting[key] = left
+        try:
+            yield True
+        finally:
+            lock.release()
 
     def forget(self, namespace: str, name: str) -> None:
         """Drops what this process keeps about a PlatformService that is gone."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from platform_operator import database
@@ -27,20 +27,34 @@ from platform_operator.redis_store import CacheError, RedisStore
 log = logging.getLogger("platform_operator")
 
 Exists = Callable[[str, str], bool]  # (namespace, name) -> does the PlatformService exist
+SWEPT = {"rabbitmq": "broker users", "redis": "Redis users", "postgres": "database roles"}
+Owner = tuple[str, str]  # the (namespace, name) of the PlatformService a user or role was made for
 
 
 def orphans(users: Iterable[str], exists: Exists, namespaces: Iterable[str] = ()) -> list[str]:
     """Users named <namespace>.<name> whose PlatformService is gone, in the watched namespaces
     (all when none are listed): another operator's namespaces are not ours to judge."""
+    return orphaned(_owners_by_name(users), exists, namespaces)
+
+
+def orphaned(owners: Mapping[str, Owner], exists: Exists, namespaces: Iterable[str] = ()) -> list[str]:
+    """The users (or roles) whose owning PlatformService is gone, in the watched namespaces."""
     watched = set(namespaces)
-    out = []
+    return sorted(
+        user
+        for user, (namespace, name) in owners.items()
+        if not (watched and namespace not in watched) and not exists(namespace, name)
+    )
+
+
+def _owners_by_name(users: Iterable[str]) -> dict[str, Owner]:
+    """A broker or Redis user is named after its service: <namespace>.<name>; other names own nothing."""
+    out = {}
     for user in users:
         namespace, _, name = user.partition(".")
-        if not name or (watched and namespace not in watched):
-            continue
-        if not exists(namespace, name):
-            out.append(user)
-    return sorted(out)
+        if name:
+            out[user] = (namespace, name)
+    return out
 
 
 @dataclass
@@ -72,32 +86,59 @@ class UserSweep:
         `rabbitmq <user>` / `redis <user>` / `postgres <role>`."""
         removed: list[str] = []
         if self.rabbitmq is not None:
-            try:
-                for user in orphans(await self.rabbitmq.service_users(), exists, self.namespaces):
-                    if await self.rabbitmq.delete_user(user):
-                        removed.append(f"rabbitmq {user}")
-            except BrokerError as exc:
-                log.warning(f"Sweep of broker users skipped: {exc}")
+            broker = self.rabbitmq
+            removed += await self._sweep(
+                "rabbitmq",
+                BrokerError,
+                lambda: _listed_by_name(broker.service_users()),
+                lambda user, _owner: broker.delete_user(user),
+                exists,
+            )
         if self.redis is not None:
-            try:
-                for user in orphans(await self.redis.service_users(), exists, self.namespaces):
-                    if await self.redis.delete_user(user):
-                        removed.append(f"redis {user}")
-            except CacheError as exc:
-                log.warning(f"Sweep of Redis users skipped: {exc}")
+            store = self.redis
+            removed += await self._sweep(
+                "redis",
+                CacheError,
+                lambda: _listed_by_name(store.service_users()),
+                lambda user, _owner: store.delete_user(user),
+                exists,
+            )
         if self.postgres is not None:
-            try:
-                roles = await self.postgres.service_roles()
-                for role, (namespace, name) in roles.items():
-                    if (self.namespaces and namespace not in self.namespaces) or exists(namespace, name):
-                        continue
-                    if await self.postgres.retire_role(role, database.marker(namespace, name)):
-                        removed.append(f"postgres {role}")
-            except PostgresError as exc:
-                log.warning(f"Sweep of database roles skipped: {exc}")
+            pg = self.postgres
+            removed += await self._sweep(
+                "postgres",
+                PostgresError,
+                pg.service_roles,
+                lambda role, owner: pg.retire_role(role, database.marker(*owner)),
+                exists,
+            )
         if removed:
             log.warning(
                 f"Removed users whose PlatformService is gone (database roles: login disabled, databases kept):"
                 f" {', '.join(removed)}."
             )
         return removed
+
+    async def _sweep(
+        self,
+        server: str,
+        failure: type[Exception],
+        listing: Callable[[], Awaitable[Mapping[str, Owner]]],
+        retire: Callable[[str, Owner], Awaitable[bool]],
+        exists: Exists,
+    ) -> list[str]:
+        """One server's orphans retired (deleted, or a role's login disabled); a server that fails is
+        skipped until the next sweep."""
+        done = []
+        try:
+            owners = await listing()
+            for user in orphaned(owners, exists, self.namespaces):
+                if await retire(user, owners[user]):
+                    done.append(f"{server} {user}")
+        except failure as exc:
+            log.warning(f"Sweep of {SWEPT[server]} skipped: {exc}")
+        return done
+
+
+async def _listed_by_name(users: Awaitable[list[str]]) -> dict[str, Owner]:
+    return _owners_by_name(await users)
