@@ -6,6 +6,7 @@ an unreachable server is a retry, a refusal is reported and retried slowly.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from platform_operator import cache, conditions, credentials, database, messaging
@@ -37,11 +38,9 @@ async def provision_queues(
                 delete=svc.spec.deletion_policy == "Delete",
                 force=svc.spec.messaging.delete_queues_with_messages,
             )
-        except BrokerUnavailable as exc:
+        except BROKER_FAILURES.kinds as exc:
             kept = list(previous.get("queues") or [])  # still ours to release on the next try
-            return unavailable(outcome, conditions.QUEUES_READY, "RabbitMQUnavailable", exc), kept
-        except BrokerRefused as exc:
-            return broker_refused(outcome, exc), list(previous.get("queues") or [])
+            return BROKER_FAILURES.condition_for(exc, outcome), kept
         outcome.written.append(f"rabbitmq released {', '.join(dropped)}")
         done = released.deleted + released.kept
         say("Normal", "QueuesReleased", f"No longer consumed, unbound: {', '.join(done)}.")
@@ -65,10 +64,8 @@ async def provision_queues(
     try:
         result = await rabbit.provision(topology, creds.rabbitmq_password)
         queues = await rabbit.queue_stats(topology.queues_in_status)
-    except BrokerUnavailable as exc:
-        return unavailable(outcome, conditions.QUEUES_READY, "RabbitMQUnavailable", exc), []
-    except BrokerRefused as exc:
-        return broker_refused(outcome, exc), []
+    except BROKER_FAILURES.kinds as exc:
+        return BROKER_FAILURES.condition_for(exc, outcome), []
     if result.written:
         outcome.written.extend(f"rabbitmq {w}" for w in result.written)
         say("Normal", "QueuesProvisioned", f"RabbitMQ: {', '.join(result.written[:8])}.")
@@ -90,27 +87,63 @@ async def provision_queues(
     ), queues
 
 
-def unavailable(outcome: Outcome, condition: str, reason: str, exc: Exception) -> Condition:
-    """A server that did not answer in time: the reconcile is retried with backoff."""
-    outcome.retry.append(str(exc))
-    return Condition.false(condition, reason, f"{exc}; retrying with backoff.")
+@dataclass(frozen=True)
+class Failures:
+    """How one server's failures read in its condition. Each known exception class (the most specific
+    first) has its reason and, for a refusal, what the user can do about it: the same call cannot
+    succeed, so it is reported and retried slowly. Without advice, the server did not answer in
+    time and the reconcile is retried with backoff."""
+
+    server: str
+    aspect: str  # the condition's type
+    reasons: tuple[tuple[type[Exception], str, str | None], ...]
+
+    @property
+    def kinds(self) -> tuple[type[Exception], ...]:
+        return tuple(kind for kind, _, _ in self.reasons)
+
+    def condition_for(self, exc: Exception, outcome: Outcome) -> Condition:
+        reason, advice = next((r, a) for kind, r, a in self.reasons if isinstance(exc, kind))
+        if advice is None:
+            outcome.retry.append(str(exc))
+            return Condition.false(self.aspect, reason, f"{exc}; retrying with backoff.")
+        outcome.refused[self.server] = str(exc)
+        return Condition.false(self.aspect, reason, f"{exc}{advice} (retried every minute).")
 
 
-def refused(outcome: Outcome, server: str, condition: str, reason: str, exc: Exception, what_to_do: str) -> Condition:
-    """A server that answered no: the same call cannot succeed, so it is reported (and retried slowly)."""
-    outcome.refused[server] = str(exc)
-    return Condition.false(condition, reason, f"{exc}{what_to_do} (retried every minute).")
-
-
-def broker_refused(outcome: Outcome, exc: BrokerRefused) -> Condition:
-    return refused(
-        outcome,
-        "RabbitMQ",
-        conditions.QUEUES_READY,
-        "RabbitMQRefused",
-        exc,
-        ". Retrying the same declarations cannot succeed; change the spec",
-    )
+BROKER_FAILURES = Failures(
+    "RabbitMQ",
+    conditions.QUEUES_READY,
+    (
+        (BrokerUnavailable, "RabbitMQUnavailable", None),
+        (BrokerRefused, "RabbitMQRefused", ". Retrying the same declarations cannot succeed; change the spec"),
+    ),
+)
+CACHE_FAILURES = Failures(
+    "Redis",
+    conditions.CACHE_READY,
+    (
+        (CacheUnavailable, "RedisUnavailable", None),
+        (CacheRefused, "RedisRefused", ". Retrying the same call cannot succeed; change the spec"),
+    ),
+)
+DATABASE_FAILURES = Failures(
+    "PostgreSQL",
+    conditions.DATABASE_READY,
+    (
+        (PostgresUnavailable, "PostgresUnavailable", None),
+        (
+            NameTaken,
+            "DatabaseNameTaken",
+            "; the operator never takes over what it did not make. Drop or rename it",
+        ),
+        (
+            PostgresRefused,
+            "DatabaseRefused",
+            ". Retrying the same cannot succeed; rename the service or ask the database's owner",
+        ),
+    ),
+)
 
 
 def no_secret(condition: str) -> Condition:
@@ -155,17 +188,8 @@ async def provision_cache(
     try:
         wrote = await store.ensure_user(plan, creds.redis_password)
         seeded = await store.seed(plan)
-    except CacheUnavailable as exc:
-        return unavailable(outcome, conditions.CACHE_READY, "RedisUnavailable", exc)
-    except CacheRefused as exc:
-        return refused(
-            outcome,
-            "Redis",
-            conditions.CACHE_READY,
-            "RedisRefused",
-            exc,
-            ". Retrying the same call cannot succeed; change the spec",
-        )
+    except CACHE_FAILURES.kinds as exc:
+        return CACHE_FAILURES.condition_for(exc, outcome)
     if wrote:
         outcome.written.append(f"redis user {plan.user}")
         say("Normal", "CacheProvisioned", f"Redis user {plan.user} limited to {plan.key_pattern}.")
@@ -218,26 +242,8 @@ async def provision_database(
         return no_secret(conditions.DATABASE_READY)
     try:
         result = await pg.ensure(plan, creds.database_password)
-    except PostgresUnavailable as exc:
-        return unavailable(outcome, conditions.DATABASE_READY, "PostgresUnavailable", exc)
-    except NameTaken as exc:
-        return refused(
-            outcome,
-            "PostgreSQL",
-            conditions.DATABASE_READY,
-            "DatabaseNameTaken",
-            exc,
-            "; the operator never takes over what it did not make. Drop or rename it",
-        )
-    except PostgresRefused as exc:
-        return refused(
-            outcome,
-            "PostgreSQL",
-            conditions.DATABASE_READY,
-            "DatabaseRefused",
-            exc,
-            ". Retrying the same cannot succeed; rename the service or ask the database's owner",
-        )
+    except DATABASE_FAILURES.kinds as exc:
+        return DATABASE_FAILURES.condition_for(exc, outcome)
     if result.written:
         outcome.written.extend(f"postgres {w}" for w in result.written)
         say("Normal", "DatabaseProvisioned", f"PostgreSQL: {', '.join(result.written)}.")

@@ -29,6 +29,8 @@ log = logging.getLogger("platform_operator")
 Exists = Callable[[str, str], bool]  # (namespace, name) -> does the PlatformService exist
 SWEPT = {"rabbitmq": "broker users", "redis": "Redis users", "postgres": "database roles"}
 Owner = tuple[str, str]  # the (namespace, name) of the PlatformService a user or role was made for
+Listing = Callable[[], Awaitable[Mapping[str, Owner]]]  # a server's users (or roles) and their owners
+Retire = Callable[[str, Owner], Awaitable[bool]]  # removes (or locks) one; False when there was nothing to do
 
 
 def orphans(users: Iterable[str], exists: Exists, namespaces: Iterable[str] = ()) -> list[str]:
@@ -84,34 +86,17 @@ class UserSweep:
     async def run(self, exists: Exists) -> list[str]:
         """Removes the orphaned users now and locks the orphaned roles; returns them as
         `rabbitmq <user>` / `redis <user>` / `postgres <role>`."""
-        removed: list[str] = []
-        if self.rabbitmq is not None:
-            broker = self.rabbitmq
-            removed += await self._sweep(
-                "rabbitmq",
-                BrokerError,
-                lambda: _listed_by_name(broker.service_users()),
-                lambda user, _owner: broker.delete_user(user),
-                exists,
+        broker, store, pg = self.rabbitmq, self.redis, self.postgres
+        sweeps: list[tuple[str, type[Exception], Listing, Retire]] = []
+        if broker is not None:
+            sweeps.append(("rabbitmq", BrokerError, _by_name(broker.service_users), _user(broker.delete_user)))
+        if store is not None:
+            sweeps.append(("redis", CacheError, _by_name(store.service_users), _user(store.delete_user)))
+        if pg is not None:
+            sweeps.append(
+                ("postgres", PostgresError, pg.service_roles, lambda r, o: pg.retire_role(r, database.marker(*o)))
             )
-        if self.redis is not None:
-            store = self.redis
-            removed += await self._sweep(
-                "redis",
-                CacheError,
-                lambda: _listed_by_name(store.service_users()),
-                lambda user, _owner: store.delete_user(user),
-                exists,
-            )
-        if self.postgres is not None:
-            pg = self.postgres
-            removed += await self._sweep(
-                "postgres",
-                PostgresError,
-                pg.service_roles,
-                lambda role, owner: pg.retire_role(role, database.marker(*owner)),
-                exists,
-            )
+        removed = [done for sweep in sweeps for done in await self._sweep(*sweep, exists)]
         if removed:
             log.warning(
                 f"Removed users whose PlatformService is gone (database roles: login disabled, databases kept):"
@@ -123,8 +108,8 @@ class UserSweep:
         self,
         server: str,
         failure: type[Exception],
-        listing: Callable[[], Awaitable[Mapping[str, Owner]]],
-        retire: Callable[[str, Owner], Awaitable[bool]],
+        listing: Listing,
+        retire: Retire,
         exists: Exists,
     ) -> list[str]:
         """One server's orphans retired (deleted, or a role's login disabled); a server that fails is
@@ -140,5 +125,13 @@ class UserSweep:
         return done
 
 
-async def _listed_by_name(users: Awaitable[list[str]]) -> dict[str, Owner]:
-    return _owners_by_name(await users)
+def _by_name(users: Callable[[], Awaitable[list[str]]]) -> Listing:
+    async def listing() -> dict[str, Owner]:
+        return _owners_by_name(await users())
+
+    return listing
+
+
+def _user(delete: Callable[[str], Awaitable[bool]]) -> Retire:
+    """A broker or Redis user is retired by deleting it."""
+    return lambda user, _owner: delete(user)
