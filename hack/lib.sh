@@ -32,6 +32,8 @@
 #                       binary is not there yet ("NAME VERSION cached" when none is missing);
 #                       EXTRA_LDFLAGS joins -ldflags. The cache folder is keyed by version, outside
 #                       the checkout, so a warm machine builds nothing.
+#   go_build_kubernetes CMD...   Kubernetes' commands at KUBE_VERSION (below)
+#   go_build_etcd VERSION BINARY...   etcd and etcdctl (below)
 
 log() { printf '[%s %s] %s\n' "${LOG_TAG:-hack}" "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -175,6 +177,40 @@ go_install() {
     log "$name $ver: building $(basename "$p")"
     timed "$name $ver $(basename "$p")" \
       env GOBIN="$out" go install -trimpath -ldflags "-s -w ${EXTRA_LDFLAGS:-}" "$p@$ver"
+  done
+}
+
+# k8s.io/kubernetes requires its staging modules at v0.0.0 through ./staging replaces that its zip does
+# not carry: a small module of our own in $WORK points each one at the published v0.Y.Z.
+# `go_build_kubernetes CMD...` builds those of Kubernetes' commands (kubelet, kubectl, ...) at
+# KUBE_VERSION that are not in $BIN/kube-KUBE_VERSION yet, with the version stamped in as Kubernetes'
+# own build does (kubeadm and kwokctl read it). Needs BIN and WORK.
+go_build_kubernetes() {
+  local out="$BIN/kube-$KUBE_VERSION" dir="$WORK/kubernetes-$KUBE_VERSION" staging_ver="v0.${KUBE_VERSION#v1.}"
+  local c absent=() gomod minor ld="" pkg
+  for c in "$@"; do [ -x "$out/$c" ] || absent+=("$c"); done
+  [ ${#absent[@]} -gt 0 ] || { log "kubernetes $KUBE_VERSION cached: $*"; return 0; }
+  mkdir -p "$dir" "$out"
+  log "kubernetes $KUBE_VERSION: resolving modules for $* (staging at $staging_ver)"
+  gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  {
+    printf 'module platform.dev/kubebuild\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$KUBE_VERSION"
+    grep -E '=> \./staging/src/' "$gomod" | awk -v v="$staging_ver" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } >"$dir/go.mod"
+  printf 'package main\n\nfunc main() {}\n' >"$dir/main.go"
+  (cd "$dir" && { go get "${@/#/k8s.io/kubernetes/cmd/}" >/dev/null 2>&1 || true; })
+  minor=${KUBE_VERSION#v1.}
+  minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean"
+    ld+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  for c in "${absent[@]}"; do
+    log "kubernetes $KUBE_VERSION: building $c (several minutes on a cold cache)"
+    (cd "$dir" && timed "$c" go build -mod=mod -trimpath -tags=selinux,notest -ldflags "-s -w $ld" -o "$out/$c.tmp" "k8s.io/kubernetes/cmd/$c")
+    mv "$out/$c.tmp" "$out/$c"
   done
 }
 

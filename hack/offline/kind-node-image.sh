@@ -115,38 +115,8 @@ node_image() { echo "$IMAGE_REPO:$KUBE_VERSION-$(image_key)"; }
 build_kind() { go_install kind "$KIND_VERSION" sigs.k8s.io/kind; }
 build_crictl() { go_install crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl; }
 
-# kubelet, kubeadm, kube-proxy: the module pattern of hack/build-cluster-tools.sh (k8s.io/kubernetes
-# with its staging modules replaced by their published v0.Y.Z), in a folder of our own.
-build_kube_node() {
-  local out="$BIN/kube-$KUBE_VERSION" cmds=(kubelet kubeadm kube-proxy) c missing=0
-  for c in "${cmds[@]}"; do [ -x "$out/$c" ] || missing=1; done
-  [ $missing = 1 ] || return 0
-  local dir="$WORK/kubernetes-$KUBE_VERSION" staging_ver="v0.${KUBE_VERSION#v1.}"
-  mkdir -p "$dir" "$out"
-  log "kubernetes $KUBE_VERSION: resolving modules for ${cmds[*]}"
-  local gomod
-  gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-  {
-    printf 'module platform.dev/kindnodebuild\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$KUBE_VERSION"
-    grep -E '=> \./staging/src/' "$gomod" | awk -v v="$staging_ver" '{print "\t" $1 " => " $1 " " v}'
-    echo ")"
-  } >"$dir/go.mod"
-  printf 'package main\n\nfunc main() {}\n' >"$dir/main.go"
-  (cd "$dir" && go get "${cmds[@]/#/k8s.io/kubernetes/cmd/}" >/dev/null 2>&1 || true)
-  local minor=${KUBE_VERSION#v1.} ld="" pkg
-  minor=${minor%%.*}
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ld+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean"
-    ld+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
-  for c in "${cmds[@]}"; do
-    [ -x "$out/$c" ] && continue
-    log "kubernetes $KUBE_VERSION: building $c"
-    (cd "$dir" && timed "$c" go build -mod=mod -trimpath -tags=selinux,notest -ldflags "-s -w $ld" -o "$out/$c.tmp" "k8s.io/kubernetes/cmd/$c")
-    mv "$out/$c.tmp" "$out/$c"
-  done
-}
+# kubelet, kubeadm, kube-proxy (hack/lib.sh), beside the control plane of hack/build-cluster-tools.sh.
+build_kube_node() { go_build_kubernetes kubelet kubeadm kube-proxy; }
 
 build_kube_control_plane() { # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
   "$here/../build-cluster-tools.sh" kubernetes >/dev/null
