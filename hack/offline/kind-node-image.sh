@@ -122,8 +122,6 @@ build_kube_control_plane() { # kube-apiserver, kube-controller-manager, kube-sch
   "$here/../build-cluster-tools.sh" kubernetes >/dev/null
 }
 
-# etcd at the version of kubeadm's etcd image tag (3.6.5-0 -> v3.6.5), with etcdctl (hack/lib.sh).
-
 # pause: Kubernetes' build/pause/linux/pause.c, static, as its Makefile builds it.
 build_pause() { # version
   local ver=$1 out="$BIN/pause-$1"
@@ -571,7 +569,7 @@ parts() {
   for ref in $list; do
     tag=${ref##*:}
     case $ref in
-    */etcd:*) build_etcd "v${tag%-*}" ;;
+    */etcd:*) go_build_etcd "v${tag%-*}" etcd etcdctl ;; # the etcd image's tag (3.6.5-0 -> v3.6.5)
     */coredns:*) go_install coredns "$tag" github.com/coredns/coredns ;;
     */pause:*) build_pause "$tag" ;;
     esac
