@@ -12,15 +12,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
 
-CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
-BIN="$CACHE/bin"
-WORK="$CACHE/build"
-mkdir -p "$BIN" "$WORK"
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
-
 LOG_TAG=build
 # shellcheck source=hack/lib.sh
 . "$here/lib.sh"
+go_build_env build
+mkdir -p "$BIN" "$WORK"
 
 # The control plane and kubectl (hack/lib.sh); hack/offline/kind-node-image.sh adds the node's into the same folder.
 build_kubernetes() { go_build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl; }

@@ -27,6 +27,9 @@
 #   ensure_docker       a Docker engine answers the docker CLI: the default one, else the one of
 #                       hack/offline/docker-engine.sh (DOCKER_HOST exported); dies otherwise
 #   timed LABEL CMD...  run CMD, then log how long it took
+#   go_build_env DIR    the settings of the Go builds below: BIN=$PLATFORM_CACHE/bin (a folder per tool and
+#                       version), WORK=$PLATFORM_CACHE/DIR (their modules and scratch; not made here),
+#                       CGO_ENABLED=0 and GOFLAGS (-buildvcs=false unless set) exported; CACHE as well
 #   go_install NAME VERSION PACKAGE...
 #                       GOBIN=$BIN/NAME-VERSION go install PACKAGE@VERSION for each PACKAGE whose
 #                       binary is not there yet ("NAME VERSION cached" when none is missing);
@@ -163,6 +166,13 @@ timed() {
   shift
   "$@"
   log "$label: done in $((SECONDS - start))s"
+}
+
+go_build_env() {
+  CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
+  BIN=$CACHE/bin
+  WORK=$CACHE/$1
+  export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
 }
 
 go_install() {

@@ -67,17 +67,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 source "$here/../versions.env"
 
-CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
-BIN="$CACHE/bin"
+LOG_TAG=kind-node
+# shellcheck source=hack/lib.sh
+. "$here/../lib.sh"
+go_build_env build/kind-node
 KN="$CACHE/kind-node"
-WORK="$CACHE/build/kind-node"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 IMAGE_REPO=${KIND_NODE_IMAGE_NAME:-platform/kind-node}
 CRICTL_VERSION=v1.34.0
 LOCAL_PATH_PROVISIONER_VERSION=v0.0.30
 WRAPPER="$here/oci-runtime-wrapper"
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 # The node: what kind's base image installs from apt (less nfs/iscsi), Debian's containerd/runc/CNI
 # plugins in place of kind's builds, python3 for the runtime wrapper.
@@ -87,9 +87,6 @@ SLIM_PACKAGES=iptables,nftables,iproute2,conntrack,ca-certificates,netbase
 # Test pods (`test`), when hack/offline/images.sh is not there: python3 for an HTTP server and client.
 PROBE_PACKAGES=python3,ca-certificates,netbase,iproute2
 
-LOG_TAG=kind-node
-# shellcheck source=hack/lib.sh
-. "$here/../lib.sh"
 sha() { sha256sum | cut -c1-"${1:-12}"; }
 
 kind_dir() {
