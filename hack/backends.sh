@@ -19,10 +19,12 @@
 # write to stdout.
 set -euo pipefail
 
-CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
+LOG_TAG=backends
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 NAME=${BACKENDS_NAME:-platform}
-[[ $NAME =~ ^[A-Za-z0-9_-]+$ ]] || { echo "BACKENDS_NAME must match [A-Za-z0-9_-]+: $NAME" >&2; exit 2; }
-DIR=$CACHE/backends/$NAME
+DIR=$(instance_dir)
 REDIS_DIR=$DIR/redis
 RABBIT_DIR=$DIR/rabbitmq
 PORTS_FILE=$DIR/ports.env
@@ -30,21 +32,10 @@ RABBIT_BIN=/usr/lib/rabbitmq/bin   # not /usr/sbin: Debian's wrapper there su's 
 RABBIT_NODE=platform-$NAME@localhost
 RABBIT_ADMIN=platform-admin
 
-LOG_TAG=backends
-# shellcheck source=hack/lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
 # Ports: the environment wins, then what `up` recorded for this instance, then the defaults.
-if [ -f "$PORTS_FILE" ]; then
-  while IFS='=' read -r key value; do
-    case $key in
-      REDIS_PORT | RABBITMQ_PORT | RABBITMQ_MANAGEMENT_PORT) [ -n "${!key:-}" ] || printf -v "$key" '%s' "$value" ;;
-    esac
-  done < "$PORTS_FILE"
-fi
-REDIS_PORT=${REDIS_PORT:-6390}
-RABBITMQ_PORT=${RABBITMQ_PORT:-5682}
-RABBITMQ_MANAGEMENT_PORT=${RABBITMQ_MANAGEMENT_PORT:-15682}
+port_setting REDIS_PORT "$PORTS_FILE" 6390
+port_setting RABBITMQ_PORT "$PORTS_FILE" 5682
+port_setting RABBITMQ_MANAGEMENT_PORT "$PORTS_FILE" 15682
 RABBITMQ_DIST_PORT=$((RABBITMQ_PORT + 20000))
 
 SUDO=()
@@ -70,16 +61,7 @@ prepare() {
 distro_service_stop() {  # distro_service_stop SERVICE USER COMM
   local svc=$1 user=$2 comm=$3 pids
   id -u "$user" >/dev/null 2>&1 || return 0
-  # Never started again at boot (our instances are started by this script only).
-  if [ -d /run/systemd/system ]; then
-    if systemctl is-enabled --quiet "$svc" 2>/dev/null; then
-      log "disabling the distro's $svc unit"
-      "${SUDO[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
-    fi
-  elif compgen -G "/etc/rc[2-5].d/S[0-9][0-9]$svc" >/dev/null; then
-    log "disabling the distro's $svc init script"
-    "${SUDO[@]}" update-rc.d "$svc" disable >/dev/null 2>&1 || true
-  fi
+  distro_unit_disable "$svc"
   pids=$(pgrep -u "$user" -x "$comm" || true)
   [ -n "$pids" ] || return 0
   log "stopping the distro's $svc (pids ${pids//$'\n'/ }) so that it holds no port"
@@ -96,17 +78,7 @@ distro_service_stop() {  # distro_service_stop SERVICE USER COMM
 }
 
 install() {
-  local missing=() pkg
-  for pkg in redis-server rabbitmq-server; do
-    # not `dpkg -s` alone: it succeeds for a removed package whose config files remain
-    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]} (apt-get)"
-    "${SUDO[@]}" apt-get update -qq >&2
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      redis-server rabbitmq-server >&2
-  fi
+  apt_ensure redis-server rabbitmq-server
   command -v openssl >/dev/null || die "openssl is needed (apt-get install openssl)"
   command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
   distro_service_stop redis-server redis redis-server
@@ -157,23 +129,7 @@ EOF
   log "redis: ready (pid $(cat "$REDIS_DIR/redis.pid"))"
 }
 
-stop_redis() {
-  local pid
-  if ! pid=$(alive "$REDIS_DIR/redis.pid" redis-server); then
-    log "redis: not running"
-    rm -f "$REDIS_DIR/redis.pid"
-    return 0
-  fi
-  log "redis: stopping (pid $pid)"
-  redis_cli shutdown nosave >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
-  if ! wait_gone "$pid" 30; then
-    log "redis: still running after 30s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || die "redis: pid $pid does not die"
-  fi
-  rm -f "$REDIS_DIR/redis.pid"
-  log "redis: stopped"
-}
+stop_redis() { stop_process redis "$REDIS_DIR/redis.pid" redis-server redis_cli shutdown nosave; }
 
 # ---------------------------------------------------------------------------------------------
 # RabbitMQ
@@ -283,24 +239,10 @@ EOF
 }
 
 stop_rabbitmq() {
-  local pid
-  if ! pid=$(alive "$RABBIT_DIR/rabbitmq.pid" beam.smp); then
-    log "rabbitmq: not running"
-    rm -f "$RABBIT_DIR/rabbitmq.pid"
-    return 0
-  fi
-  log "rabbitmq: stopping node $RABBIT_NODE (pid $pid)"
-  # `stop PIDFILE` returns once that process is gone; 3.10 spends ~5s of it in the management agent.
   rabbit_env
-  timeout 60 env "${rabbit_env[@]}" "$RABBIT_BIN/rabbitmqctl" -n "$RABBIT_NODE" -q stop "$RABBIT_DIR/rabbitmq.pid" \
-    >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
-  if ! wait_gone "$pid" 30; then
-    log "rabbitmq: still running after 30s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || die "rabbitmq: pid $pid does not die"
-  fi
-  rm -f "$RABBIT_DIR/rabbitmq.pid"
-  log "rabbitmq: stopped"
+  # `stop PIDFILE` returns once that process is gone; 3.10 spends ~5s of it in the management agent.
+  stop_process "rabbitmq node $RABBIT_NODE" "$RABBIT_DIR/rabbitmq.pid" beam.smp \
+    timeout 60 env "${rabbit_env[@]}" "$RABBIT_BIN/rabbitmqctl" -n "$RABBIT_NODE" -q stop "$RABBIT_DIR/rabbitmq.pid"
 }
 
 # ---------------------------------------------------------------------------------------------

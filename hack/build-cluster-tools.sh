@@ -12,57 +12,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
 
-CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
-BIN="$CACHE/bin"
-WORK="$CACHE/build"
-mkdir -p "$BIN" "$WORK"
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
-
 LOG_TAG=build
 # shellcheck source=hack/lib.sh
 . "$here/lib.sh"
+go_build_env build
+mkdir -p "$BIN" "$WORK"
 
-# The kubernetes module requires its staging modules at v0.0.0 through ./staging replaces that
-# its zip does not carry; a small module of our own points each one at the published v0.Y.Z.
-build_kubernetes() {
-  local out="$BIN/kube-$KUBE_VERSION"
-  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-  local missing=0 c
-  for c in "${cmds[@]}"; do [ -x "$out/$c" ] || missing=1; done
-  [ $missing = 1 ] || { log "kubernetes $KUBE_VERSION cached"; return; }
-  local dir="$WORK/kubernetes-$KUBE_VERSION" staging_ver="v0.${KUBE_VERSION#v1.}"
-  mkdir -p "$dir" "$out"
-  log "kubernetes $KUBE_VERSION: resolving modules (staging at $staging_ver)"
-  local gomod
-  gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-  {
-    echo "module platform.dev/kubebuild"
-    echo
-    echo "go 1.24.0"
-    echo
-    echo "require k8s.io/kubernetes $KUBE_VERSION"
-    echo
-    echo "replace ("
-    grep -E '=> \./staging/src/' "$gomod" | awk -v v="$staging_ver" '{print "\t" $1 " => " $1 " " v}'
-    echo ")"
-  } > "$dir/go.mod"
-  printf 'package main\n\nfunc main() {}\n' > "$dir/main.go"
-  local pkgs=() ; for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-  (cd "$dir" && go get "${pkgs[@]}" >/dev/null 2>&1 || true)
-  local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-  local ld="" pkg
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ld+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean"
-    ld+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
-  for c in "${cmds[@]}"; do
-    [ -x "$out/$c" ] && continue
-    log "kubernetes $KUBE_VERSION: building $c (several minutes on a cold cache)"
-    (cd "$dir" && go build -mod=mod -trimpath -tags=selinux,notest -ldflags "-s -w $ld" -o "$out/$c.tmp" "k8s.io/kubernetes/cmd/$c")
-    mv "$out/$c.tmp" "$out/$c"
-  done
-}
+# The control plane and kubectl (hack/lib.sh); hack/offline/kind-node-image.sh adds the node's into the same folder.
+build_kubernetes() { go_build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl; }
 
 build_etcd() { go_build_etcd "$ETCD_VERSION" etcd; }
 

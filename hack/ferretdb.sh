@@ -24,39 +24,26 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
+LOG_TAG=ferretdb
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
+
 CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
-NAME=${BACKENDS_NAME:-platform}
-[[ $NAME =~ ^[A-Za-z0-9_-]+$ ]] || { echo "BACKENDS_NAME must match [A-Za-z0-9_-]+: $NAME" >&2; exit 2; }
-DIR=$CACHE/backends/$NAME/ferretdb
+DIR=$(instance_dir)/ferretdb
 DATA=$DIR/data
 STATE=$DIR/state
 LOG=$DIR/ferretdb.log
 PID_FILE=$DIR/ferretdb.pid
 PORT_FILE=$DIR/port.env
 
-LOG_TAG=ferretdb
-# shellcheck source=hack/lib.sh
-. "$here/lib.sh"
-
 # The version: the environment wins, then hack/versions.env, then the pin here.
-if [ -z "${FERRETDB_VERSION:-}" ] && [ -f "$here/versions.env" ]; then
-  while IFS='=' read -r key value; do
-    [ "$key" != FERRETDB_VERSION ] || FERRETDB_VERSION=$value
-  done < "$here/versions.env"
-fi
-FERRETDB_VERSION=${FERRETDB_VERSION:-v1.24.2}
+setting FERRETDB_VERSION "$here/versions.env" v1.24.2
 [[ $FERRETDB_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]] || die "FERRETDB_VERSION must be a v1.x.y release (v2 has no SQLite backend): $FERRETDB_VERSION"
 BIN_DIR=$CACHE/bin/ferretdb-$FERRETDB_VERSION
 BIN=$BIN_DIR/ferretdb
 
 # The port: the environment wins, then what `up` recorded for this instance, then the default.
-if [ -z "${FERRETDB_PORT:-}" ] && [ -f "$PORT_FILE" ]; then
-  while IFS='=' read -r key value; do
-    [ "$key" != FERRETDB_PORT ] || FERRETDB_PORT=$value
-  done < "$PORT_FILE"
-fi
-FERRETDB_PORT=${FERRETDB_PORT:-27027}
-[[ $FERRETDB_PORT =~ ^[0-9]+$ ]] || die "FERRETDB_PORT must be a number: $FERRETDB_PORT"
+port_setting FERRETDB_PORT "$PORT_FILE" 27027
 ADDR=127.0.0.1:$FERRETDB_PORT
 
 # ---------------------------------------------------------------------------------------------
@@ -147,23 +134,7 @@ start() {
   log "ready (pid $(cat "$PID_FILE"))"
 }
 
-stop() {
-  local pid
-  if ! pid=$(alive "$PID_FILE" ferretdb); then
-    log "not running"
-    rm -f "$PID_FILE"
-    return 0
-  fi
-  log "stopping (pid $pid)"
-  kill "$pid" 2>/dev/null || true
-  if ! wait_gone "$pid" 30; then
-    log "still running after 30s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || die "pid $pid does not die"
-  fi
-  rm -f "$PID_FILE"
-  log "stopped"
-}
+stop() { stop_process "" "$PID_FILE" ferretdb; }
 
 print_env() {
   echo "export PLATFORM_MONGODB_URL=mongodb://$ADDR/"

@@ -431,6 +431,19 @@ reach() {
   ADDRESS="127.0.0.1:$FORWARDED_PORT"
 }
 
+# reach_url LABEL URL PORT: reach the host of URL (PORT when it names none), as reach does; sets
+# REACHED_URL to URL at ADDRESS in place of its host:port (scheme, user and path kept). LABEL names it
+# in the log line (not the URL: it may hold a password).
+reach_url() {
+  local label=$1 url=$2 host port scheme=${2%%://*} rest=${2#*://} userinfo="" path=""
+  read -r host port <<<"$(url_address "$url" "$3")"
+  reach "$host" "$port"
+  case $rest in *@*) userinfo="${rest%@*}@" rest=${rest##*@} ;; esac
+  case $rest in */*) path="/${rest#*/}" ;; esac
+  REACHED_URL="$scheme://$userinfo$ADDRESS$path"
+  log "$label: $host:$port -> $ADDRESS"
+}
+
 # The suite checks queues, Redis users and databases itself, with the PLATFORM_* settings `make
 # test-e2e` gets from hack/backends.sh and hack/postgres.sh. Here they are the in-cluster operator's
 # own, read from its pod, with the in-cluster servers forwarded to local ports.
@@ -474,13 +487,8 @@ for key, value in sorted(os.environ.items()):
     log "RabbitMQ AMQP: $amqp_host:$amqp_port -> $ADDRESS"
   fi
   if [ -n "$redis" ]; then
-    read -r host port <<<"$(url_address "$redis" 6379)"
-    reach "$host" "$port"
-    local scheme=${redis%%://*} rest=${redis#*://} userinfo="" path=""
-    case $rest in *@*) userinfo="${rest%@*}@" rest=${rest##*@} ;; esac
-    case $rest in */*) path="/${rest#*/}" ;; esac
-    export PLATFORM_REDIS_URL="$scheme://$userinfo$ADDRESS$path"
-    log "Redis (admin): $host:$port -> $ADDRESS"
+    reach_url "Redis (admin)" "$redis" 6379
+    export PLATFORM_REDIS_URL=$REACHED_URL
   fi
   if [ -n "$redis_host" ]; then
     reach "$redis_host" "$redis_port"
@@ -489,13 +497,8 @@ for key, value in sorted(os.environ.items()):
   if [ -n "$pg_admin" ]; then
     # The admin URL holds no password (the chart gives it apart: PLATFORM_POSTGRES_ADMIN_PASSWORD,
     # exported above, which the suite passes on as it is).
-    read -r host port <<<"$(url_address "$pg_admin" 5432)"
-    reach "$host" "$port"
-    local scheme=${pg_admin%%://*} rest=${pg_admin#*://} userinfo="" path=""
-    case $rest in *@*) userinfo="${rest%@*}@" rest=${rest##*@} ;; esac
-    case $rest in */*) path="/${rest#*/}" ;; esac
-    export PLATFORM_POSTGRES_ADMIN_URL="$scheme://$userinfo$ADDRESS$path"
-    log "PostgreSQL (admin): $host:$port -> $ADDRESS"
+    reach_url "PostgreSQL (admin)" "$pg_admin" 5432
+    export PLATFORM_POSTGRES_ADMIN_URL=$REACHED_URL
   fi
   if [ -n "$pg_host" ]; then
     # Where a test logs in with a service's own DATABASE_URL (which names the in-cluster host).

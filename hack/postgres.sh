@@ -29,10 +29,11 @@
 # `hack/postgres.sh down` first.
 set -euo pipefail
 
-CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
-NAME=${BACKENDS_NAME:-platform}
-[[ $NAME =~ ^[A-Za-z0-9_-]+$ ]] || { echo "BACKENDS_NAME must match [A-Za-z0-9_-]+: $NAME" >&2; exit 2; }
-DIR=$CACHE/backends/$NAME/postgres
+LOG_TAG=postgres
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DIR=$(instance_dir)/postgres
 DATA=$DIR/data
 RUN=$DIR/run
 LOG=$DIR/postgres.log
@@ -43,18 +44,8 @@ ADMIN_ROLE=platform_admin
 ROLE=platform
 DATABASE=platform
 
-LOG_TAG=postgres
-# shellcheck source=hack/lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
 # The port: the environment wins, then what `up` recorded for this instance, then the default.
-if [ -z "${POSTGRES_PORT:-}" ] && [ -f "$PORT_FILE" ]; then
-  while IFS='=' read -r key value; do
-    [ "$key" != POSTGRES_PORT ] || POSTGRES_PORT=$value
-  done < "$PORT_FILE"
-fi
-POSTGRES_PORT=${POSTGRES_PORT:-5442}
-[[ $POSTGRES_PORT =~ ^[0-9]+$ ]] || die "POSTGRES_PORT must be a number: $POSTGRES_PORT"
+port_setting POSTGRES_PORT "$PORT_FILE" 5442
 
 SUDO=()
 [ "$(id -u)" = 0 ] || SUDO=(sudo)
@@ -77,8 +68,6 @@ pg_bin() {  # the newest installed server version's bin directory (initdb and pg
   { [ -n "$bin" ] && [ -x "$bin/pg_ctl" ]; } || die "no PostgreSQL server under /usr/lib/postgresql: run hack/postgres.sh install"
   echo "$bin"
 }
-
-installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
 running() {  # the postmaster's pid if our cluster runs (pg_ctl status reads data/postmaster.pid)
   [ -f "$DATA/PG_VERSION" ] || return 1
@@ -134,27 +123,14 @@ stop_distro_clusters() {
       "${SUDO[@]}" pg_ctlcluster "$ver" "$cluster" stop >&2 || true
     fi
   done
-  if [ -d /run/systemd/system ]; then
-    if systemctl is-enabled --quiet postgresql 2>/dev/null; then
-      log "disabling the distro's postgresql unit"
-      "${SUDO[@]}" systemctl disable --now postgresql >/dev/null 2>&1 || true
-    fi
-  elif compgen -G "/etc/rc[2-5].d/S[0-9][0-9]postgresql" >/dev/null; then
-    log "disabling the distro's postgresql init script"
-    "${SUDO[@]}" update-rc.d postgresql disable >/dev/null 2>&1 || true
-  fi
+  distro_unit_disable postgresql
 }
 
 install() {
-  local missing=()
-  installed postgresql || missing+=(postgresql)
+  local packages=(postgresql)
   # root needs setfacl to let the postgres user reach a cluster under its private home
-  [ "$(id -u)" != 0 ] || command -v setfacl >/dev/null || missing+=(acl)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]} (apt-get)"
-    "${SUDO[@]}" apt-get update -qq >&2
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-  fi
+  [ "$(id -u)" != 0 ] || command -v setfacl >/dev/null || packages+=(acl)
+  apt_ensure "${packages[@]}"
   command -v openssl >/dev/null || die "openssl is needed (apt-get install openssl)"
   stop_distro_clusters
 }

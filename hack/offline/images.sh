@@ -476,22 +476,65 @@ dev_server_remove() {
 # $1: container; the tail of its log.
 dev_server_log() { docker_ logs --tail 25 "$1" 2>&1 | sed 's/^/    /' >&2; }
 
+# $1: container, $2: what failed; logs that, then the tail of the container's log.
+check_failed() {
+  log "FAILED: $2; its log:"
+  dev_server_log "$1"
+}
+
+# $1: container, then `docker run` flags and the image (and its command): started detached under that
+# name; when it cannot start, removed with its volume (of the same name).
+check_start() {
+  local name=$1
+  shift
+  docker_ run --name "$name" "$@" >/dev/null || { dev_server_remove "$name" "$name"; return 1; }
+}
+
+# $1: container, $2: seconds, then a command: run every second until it succeeds (true), the container
+# stops or the time is up (false). Prints the command's last output (stdout and stderr).
+check_await() {
+  local name=$1 seconds=$2 out=""
+  shift 2
+  for _ in $(seq 1 "$seconds"); do
+    out=$("$@" 2>&1) && { printf '%s\n' "$out"; return 0; }
+    [ "$(docker_ inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
+    sleep 1
+  done
+  printf '%s\n' "$out"
+  return 1
+}
+
+# $1: target of this script, $2: its images (one a line), $3: what it means when a check fails, then
+# the checks (functions): dies unless each image is built; runs every check, then dies if one failed.
+run_checks() {
+  local target=$1 images=$2 failure=$3 image check failed=0
+  shift 3
+  for image in $images; do
+    image_exists "$image" || die "$image is not built (hack/offline/images.sh $target)"
+  done
+  for check in "$@"; do "$check" || failed=1; done
+  [ "$failed" = 0 ] || die "$failure"
+}
+
+# $1: container, $2: password; PONG (true) or what redis-cli said instead.
+redis_pong() {
+  local out
+  out=$(docker_ exec -e "REDISCLI_AUTH=$2" "$1" redis-cli -p 6379 ping 2>&1) || true
+  printf '%s\n' "$out"
+  [ "$out" = PONG ]
+}
+
 # Redis as the chart starts it: the command with the password, port 6379, on a read-only root.
 check_redis() {
   local name=platform-check-redis-$$ password=check-$RANDOM$RANDOM out="" started rc=1 flags
   flags=$(dev_server_run_flags /data redis "$name" "$REDIS_IMAGE") || return 1
   mapfile -t flags <<<"$flags"
   started=$(date +%s)
-  docker_ run "${flags[@]}" --name "$name" -e "REDIS_PASSWORD=$password" "$REDIS_IMAGE" \
-    redis-server --requirepass "$password" --save "" --appendonly no --port 6379 >/dev/null ||
-    { dev_server_remove "$name" "$name"; return 1; }
-  for _ in $(seq 1 30); do
-    if out=$(docker_ exec -e "REDISCLI_AUTH=$password" "$name" redis-cli -p 6379 ping 2>&1) && [ "$out" = PONG ]; then
-      rc=0
-      break
-    fi
-    sleep 1
-  done
+  check_start "$name" "${flags[@]}" -e "REDIS_PASSWORD=$password" "$REDIS_IMAGE" \
+    redis-server --requirepass "$password" --save "" --appendonly no --port 6379 || return 1
+  if out=$(check_await "$name" 30 redis_pong "$name" "$password"); then
+    rc=0
+  fi
   if [ "$rc" = 0 ]; then
     # Without the password: refused.
     if docker_ exec "$name" redis-cli -p 6379 ping 2>&1 | grep -q NOAUTH; then
@@ -501,8 +544,7 @@ check_redis() {
       rc=1
     fi
   else
-    log "FAILED: $REDIS_IMAGE: no PONG within 30s (last: $out); its log:"
-    dev_server_log "$name"
+    check_failed "$name" "$REDIS_IMAGE: no PONG within 30s (last: $out)"
   fi
   dev_server_remove "$name" "$name"
   return "$rc"
@@ -519,16 +561,11 @@ check_rabbitmq() {
   flags=$(dev_server_run_flags /var/lib/rabbitmq rabbitmq "$name" "$RABBITMQ_IMAGE") || return 1
   mapfile -t flags <<<"$flags"
   started=$(date +%s)
-  docker_ run "${flags[@]}" --name "$name" -e RABBITMQ_DEFAULT_USER=platform-admin \
-    -e "RABBITMQ_DEFAULT_PASS=$password" "$RABBITMQ_IMAGE" >/dev/null || { dev_server_remove "$name" "$name"; return 1; }
-  for _ in $(seq 1 60); do
-    if out=$(docker_ exec "$name" python3 -c "$(overview_program)" 2>&1); then
-      rc=0
-      break
-    fi
-    [ "$(docker_ inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
-    sleep 1
-  done
+  check_start "$name" "${flags[@]}" -e RABBITMQ_DEFAULT_USER=platform-admin \
+    -e "RABBITMQ_DEFAULT_PASS=$password" "$RABBITMQ_IMAGE" || return 1
+  if out=$(check_await "$name" 60 docker_ exec "$name" python3 -c "$(overview_program)"); then
+    rc=0
+  fi
   if [ "$rc" = 0 ]; then
     log "ok: $RABBITMQ_IMAGE, as uid 999 on a read-only root: /api/overview as the default user after $(($(date +%s) - started))s: $out"
     # The CLI tools in the container reach the node (cookie, node name), as `kubectl exec` would.
@@ -537,22 +574,15 @@ check_rabbitmq() {
       rc=1
     fi
   else
-    log "FAILED: $RABBITMQ_IMAGE: /api/overview did not answer within 60s (last: $out); its log:"
-    dev_server_log "$name"
+    check_failed "$name" "$RABBITMQ_IMAGE: /api/overview did not answer within 60s (last: $out)"
   fi
   dev_server_remove "$name" "$name"
   return "$rc"
 }
 
 check_dev_servers() {
-  local image failed=0
-  for image in $(dev_server_images); do
-    image_exists "$image" || die "$image is not built (hack/offline/images.sh dev-servers)"
-  done
-  check_redis || failed=1
-  check_rabbitmq || failed=1
-  check_postgres || failed=1
-  [ "$failed" = 0 ] || die "a dev server image does not work as the chart runs it"
+  run_checks dev-servers "$(dev_server_images)" "a dev server image does not work as the chart runs it" \
+    check_redis check_rabbitmq check_postgres
 }
 
 # `docker run` flags of demo-databases.yaml's pods: uid/gid $2 with fsGroup $2, no capabilities, no
@@ -571,10 +601,12 @@ demo_database_run_flags() {
   done
 }
 
-# $1: container; waits until it has exited (up to $2 s), then prints its exit code.
-demo_database_stopped() {
-  local name=$1 seconds=$2
-  for _ in $(seq 1 "$seconds"); do
+# $1: container; `docker stop` (its stop signal, then SIGKILL after 30 s, as the kubelet stops a pod),
+# waits until it has exited (up to 5 s more), then prints its exit code.
+demo_database_stop() {
+  local name=$1
+  docker_ stop -t 30 "$name" >/dev/null
+  for _ in $(seq 1 5); do
     [ "$(docker_ inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
     sleep 1
   done
@@ -595,16 +627,10 @@ check_postgres() {
   local env=(-e "POSTGRES_USER=$user" -e "POSTGRES_PASSWORD=$password" -e POSTGRES_DB=postgres
     -e PGDATA=/var/lib/postgresql/data/pgdata)
   started=$(date +%s)
-  docker_ run "${flags[@]}" --name "$name" "${env[@]}" "$POSTGRES_IMAGE" >/dev/null ||
-    { dev_server_remove "$name" "$name"; return 1; }
-  for _ in $(seq 1 60); do
-    if docker_ exec "$name" pg_isready -q -h 127.0.0.1 -p 5432 -U "$user" -d postgres 2>/dev/null; then
-      rc=0
-      break
-    fi
-    [ "$(docker_ inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
-    sleep 1
-  done
+  check_start "$name" "${flags[@]}" "${env[@]}" "$POSTGRES_IMAGE" || return 1
+  if check_await "$name" 60 docker_ exec "$name" pg_isready -q -h 127.0.0.1 -p 5432 -U "$user" -d postgres >/dev/null; then
+    rc=0
+  fi
   if [ "$rc" = 0 ]; then
     out=$(docker_ exec -e "PGPASSWORD=$password" "$name" psql -X -At -h 127.0.0.1 -U "$user" -d postgres \
       -c 'CREATE TABLE t (x int); INSERT INTO t VALUES (42)' \
@@ -621,29 +647,21 @@ check_postgres() {
       rc=1
     fi
   else
-    log "FAILED: $POSTGRES_IMAGE: not ready within 60s; its log:"
-    dev_server_log "$name"
+    check_failed "$name" "$POSTGRES_IMAGE: not ready within 60s"
   fi
   if [ "$rc" = 0 ]; then
-    docker_ stop -t 30 "$name" >/dev/null
-    code=$(demo_database_stopped "$name" 5)
+    code=$(demo_database_stop "$name")
     if [ "$code" = 0 ] && docker_ logs "$name" 2>&1 | grep -q 'database system is shut down'; then
       docker_ start "$name" >/dev/null
-      out=""
-      for _ in $(seq 1 30); do
-        out=$(docker_ exec -e "PGPASSWORD=$password" "$name" psql -X -At -h 127.0.0.1 -U "$user" -d postgres -c 'SELECT x FROM t' 2>/dev/null) && break
-        sleep 1
-      done
+      out=$(check_await "$name" 30 docker_ exec -e "PGPASSWORD=$password" "$name" psql -X -At -h 127.0.0.1 -U "$user" -d postgres -c 'SELECT x FROM t') || true
       if [ "$out" = 42 ] && [ "$(docker_ logs "$name" 2>&1 | grep -c 'initializing')" = 1 ]; then
         log "ok: $POSTGRES_IMAGE stops cleanly on docker stop ($(docker_ inspect --format '{{.Config.StopSignal}}' "$POSTGRES_IMAGE"): exit 0) and restarts on its data"
       else
-        log "FAILED: $POSTGRES_IMAGE: after a restart on the same volume: ${out:-no answer}; its log:"
-        dev_server_log "$name"
+        check_failed "$name" "$POSTGRES_IMAGE: after a restart on the same volume: ${out:-no answer}"
         rc=1
       fi
     else
-      log "FAILED: $POSTGRES_IMAGE: docker stop: exit $code; its log:"
-      dev_server_log "$name"
+      check_failed "$name" "$POSTGRES_IMAGE: docker stop: exit $code"
       rc=1
     fi
   fi
@@ -664,45 +682,32 @@ check_ferretdb() {
   flags=$(demo_database_run_flags /state 999 "$name" /tmp) || return 1
   mapfile -t flags <<<"$flags"
   started=$(date +%s)
-  docker_ run "${flags[@]}" --name "$name" "$FERRETDB_IMAGE" >/dev/null ||
-    { dev_server_remove "$name" "$name"; return 1; }
-  for _ in $(seq 1 30); do
-    if out=$(docker_ run --rm --network "container:$name" --user 10001:10001 --read-only "$base" \
-      python3 -c "$(mongo_program)" 2>&1); then
-      rc=0
-      break
-    fi
-    [ "$(docker_ inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" = true ] || break
-    sleep 1
-  done
+  check_start "$name" "${flags[@]}" "$FERRETDB_IMAGE" || return 1
+  if out=$(check_await "$name" 30 docker_ run --rm --network "container:$name" --user 10001:10001 --read-only "$base" \
+    python3 -c "$(mongo_program)"); then
+    rc=0
+  fi
   if [ "$rc" = 0 ]; then
     log "ok: $FERRETDB_IMAGE, as uid 999 on a read-only root: after $(($(date +%s) - started))s: $out"
-    docker_ stop -t 30 "$name" >/dev/null
-    code=$(demo_database_stopped "$name" 5)
+    code=$(demo_database_stop "$name")
     if [ "$code" = 0 ] &&
       docker_ run --rm --user 0 --mount "type=volume,src=$name,dst=/state" --entrypoint ls "$base" /state |
       grep -x 'check.sqlite' >/dev/null; then
       log "ok: $FERRETDB_IMAGE stops cleanly on SIGTERM (exit 0); its SQLite files are in the volume (check.sqlite)"
     else
-      log "FAILED: $FERRETDB_IMAGE: docker stop: exit $code, or no check.sqlite in /state; its log:"
-      dev_server_log "$name"
+      check_failed "$name" "$FERRETDB_IMAGE: docker stop: exit $code, or no check.sqlite in /state"
       rc=1
     fi
   else
-    log "FAILED: $FERRETDB_IMAGE: no answer within 30s (last: $out); its log:"
-    dev_server_log "$name"
+    check_failed "$name" "$FERRETDB_IMAGE: no answer within 30s (last: $out)"
   fi
   dev_server_remove "$name" "$name"
   return "$rc"
 }
 
 check_demo_databases() {
-  local image failed=0
-  for image in $(demo_database_images); do
-    image_exists "$image" || die "$image is not built (hack/offline/images.sh demo-databases)"
-  done
-  check_ferretdb || failed=1
-  [ "$failed" = 0 ] || die "the demo database image does not work as demo-databases.yaml runs it"
+  run_checks demo-databases "$(demo_database_images)" \
+    "the demo database image does not work as demo-databases.yaml runs it" check_ferretdb
 }
 
 save_images() {

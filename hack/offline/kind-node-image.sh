@@ -67,17 +67,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 source "$here/../versions.env"
 
-CACHE=${PLATFORM_CACHE:-$HOME/.cache/platform-operator}
-BIN="$CACHE/bin"
+LOG_TAG=kind-node
+# shellcheck source=hack/lib.sh
+. "$here/../lib.sh"
+go_build_env build/kind-node
 KN="$CACHE/kind-node"
-WORK="$CACHE/build/kind-node"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 IMAGE_REPO=${KIND_NODE_IMAGE_NAME:-platform/kind-node}
 CRICTL_VERSION=v1.34.0
 LOCAL_PATH_PROVISIONER_VERSION=v0.0.30
 WRAPPER="$here/oci-runtime-wrapper"
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 # The node: what kind's base image installs from apt (less nfs/iscsi), Debian's containerd/runc/CNI
 # plugins in place of kind's builds, python3 for the runtime wrapper.
@@ -87,9 +87,6 @@ SLIM_PACKAGES=iptables,nftables,iproute2,conntrack,ca-certificates,netbase
 # Test pods (`test`), when hack/offline/images.sh is not there: python3 for an HTTP server and client.
 PROBE_PACKAGES=python3,ca-certificates,netbase,iproute2
 
-LOG_TAG=kind-node
-# shellcheck source=hack/lib.sh
-. "$here/../lib.sh"
 sha() { sha256sum | cut -c1-"${1:-12}"; }
 
 kind_dir() {
@@ -115,44 +112,12 @@ node_image() { echo "$IMAGE_REPO:$KUBE_VERSION-$(image_key)"; }
 build_kind() { go_install kind "$KIND_VERSION" sigs.k8s.io/kind; }
 build_crictl() { go_install crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl; }
 
-# kubelet, kubeadm, kube-proxy: the module pattern of hack/build-cluster-tools.sh (k8s.io/kubernetes
-# with its staging modules replaced by their published v0.Y.Z), in a folder of our own.
-build_kube_node() {
-  local out="$BIN/kube-$KUBE_VERSION" cmds=(kubelet kubeadm kube-proxy) c missing=0
-  for c in "${cmds[@]}"; do [ -x "$out/$c" ] || missing=1; done
-  [ $missing = 1 ] || return 0
-  local dir="$WORK/kubernetes-$KUBE_VERSION" staging_ver="v0.${KUBE_VERSION#v1.}"
-  mkdir -p "$dir" "$out"
-  log "kubernetes $KUBE_VERSION: resolving modules for ${cmds[*]}"
-  local gomod
-  gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-  {
-    printf 'module platform.dev/kindnodebuild\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$KUBE_VERSION"
-    grep -E '=> \./staging/src/' "$gomod" | awk -v v="$staging_ver" '{print "\t" $1 " => " $1 " " v}'
-    echo ")"
-  } >"$dir/go.mod"
-  printf 'package main\n\nfunc main() {}\n' >"$dir/main.go"
-  (cd "$dir" && go get "${cmds[@]/#/k8s.io/kubernetes/cmd/}" >/dev/null 2>&1 || true)
-  local minor=${KUBE_VERSION#v1.} ld="" pkg
-  minor=${minor%%.*}
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ld+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean"
-    ld+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
-  for c in "${cmds[@]}"; do
-    [ -x "$out/$c" ] && continue
-    log "kubernetes $KUBE_VERSION: building $c"
-    (cd "$dir" && timed "$c" go build -mod=mod -trimpath -tags=selinux,notest -ldflags "-s -w $ld" -o "$out/$c.tmp" "k8s.io/kubernetes/cmd/$c")
-    mv "$out/$c.tmp" "$out/$c"
-  done
-}
+# kubelet, kubeadm, kube-proxy (hack/lib.sh), beside the control plane of hack/build-cluster-tools.sh.
+build_kube_node() { go_build_kubernetes kubelet kubeadm kube-proxy; }
 
 build_kube_control_plane() { # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
   "$here/../build-cluster-tools.sh" kubernetes >/dev/null
 }
-
-# etcd at the version of kubeadm's etcd image tag (3.6.5-0 -> v3.6.5), with etcdctl (hack/lib.sh).
 
 # pause: Kubernetes' build/pause/linux/pause.c, static, as its Makefile builds it.
 build_pause() { # version
@@ -601,7 +566,7 @@ parts() {
   for ref in $list; do
     tag=${ref##*:}
     case $ref in
-    */etcd:*) build_etcd "v${tag%-*}" ;;
+    */etcd:*) go_build_etcd "v${tag%-*}" etcd etcdctl ;; # the etcd image's tag (3.6.5-0 -> v3.6.5)
     */coredns:*) go_install coredns "$tag" github.com/coredns/coredns ;;
     */pause:*) build_pause "$tag" ;;
     esac
