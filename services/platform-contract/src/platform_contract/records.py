@@ -44,8 +44,8 @@ class Records:
 
 
 def add_record_routes(app: FastAPI, records: Records) -> None:
-    """POST, GET and PATCH and DELETE of records.collection (and of its records by id), named (as
-    operations) `create_user`, `get_user`, `list_users`, `patch_user` and `delete_user`."""
+    """POST and GET of records.collection, GET, PATCH and DELETE of one record by its id: the
+    operations `create_user`, `list_users`, `get_user`, `patch_user` and `delete_user` (for "user")."""
     r = records
     noun, nouns, collection = r.noun, f"{r.noun}s", r.collection
     one = f"{collection}/{{{noun}_id}}"
