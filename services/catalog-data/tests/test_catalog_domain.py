@@ -14,13 +14,13 @@ from catalog_data.domain.model import (
     NAME_MAX_LENGTH,
     PRICE_MAX,
     SKU_MAX_LENGTH,
-    InvalidItem,
     Item,
     ItemChanges,
     normalize_sku,
     price_cents,
     price_of_cents,
 )
+from platform_contract.domain import InvalidField
 
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -54,7 +54,7 @@ def test_valid_skus(sku: str) -> None:
 
 @pytest.mark.parametrize("sku", ["", "   ", "-A", "A-", "A B", "ä1", "A/B", "A$", "x" * (SKU_MAX_LENGTH + 1)])
 def test_invalid_sku_is_refused_naming_the_field(sku: str) -> None:
-    with pytest.raises(InvalidItem) as info:
+    with pytest.raises(InvalidField) as info:
         Item.create(sku, "Mug", 1)
     assert info.value.field == "sku"
     assert str(info.value).startswith("sku: ")
@@ -62,7 +62,7 @@ def test_invalid_sku_is_refused_naming_the_field(sku: str) -> None:
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * (NAME_MAX_LENGTH + 1)])
 def test_invalid_name_is_refused_naming_the_field(name: str) -> None:
-    with pytest.raises(InvalidItem) as info:
+    with pytest.raises(InvalidField) as info:
         Item.create("A", name, 1)
     assert info.value.field == "name"
 
@@ -79,7 +79,7 @@ def test_invalid_name_is_refused_naming_the_field(name: str) -> None:
     ],
 )
 def test_invalid_price_is_refused_naming_the_field(price: str | Decimal, problem: str) -> None:
-    with pytest.raises(InvalidItem, match=problem) as info:
+    with pytest.raises(InvalidField, match=problem) as info:
         Item.create("A", "Mug", price)
     assert info.value.field == "price"
 
@@ -106,7 +106,7 @@ def test_changes_check_only_what_is_given() -> None:
     changes = ItemChanges.of(name="  New   name ")
     assert changes == ItemChanges(sku=None, name="New name", price=None)
 
-    with pytest.raises(InvalidItem) as info:
+    with pytest.raises(InvalidField) as info:
         ItemChanges.of(name="ok", price="-1")
     assert info.value.field == "price"
 

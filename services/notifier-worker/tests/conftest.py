@@ -6,7 +6,6 @@ Needs the PLATFORM_* variables of hack/backends.sh (`eval "$(hack/backends.sh en
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -17,58 +16,22 @@ from notifier_worker_env import Admin, Deployed, Workers, worker_service
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from operator_testkit import AsTheOperator
 
-from platform_contract.testing import BACKEND_VARIABLES, START_BACKENDS, required_env
-from platform_operator import builders, cache, messaging
+from platform_operator import messaging
 from platform_operator.model import PlatformService
-from platform_operator.rabbitmq import RabbitMQ
-from platform_operator.redis_store import RedisStore
-
-
-@pytest.fixture(scope="session")
-def backends() -> dict[str, str]:
-    return required_env(BACKEND_VARIABLES, hint=START_BACKENDS)
 
 
 @pytest.fixture
-async def provision(backends: dict[str, str]) -> AsyncIterator[Callable[..., Awaitable[Deployed]]]:
-    broker = RabbitMQ(
-        backends["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
-        backends["PLATFORM_RABBITMQ_ADMIN_USER"],
-        backends["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
-        "/",
-    )
-    store = RedisStore(backends["PLATFORM_REDIS_URL"])
+async def provision(as_the_operator: AsTheOperator) -> AsyncIterator[Callable[..., Awaitable[Deployed]]]:
     done: list[PlatformService] = []
 
     async def _provision(*, max_retries: int = 2, prefetch: int = 10, **env: str) -> Deployed:
         suffix = uuid.uuid4().hex[:6]
         queue, exchange = f"notifier.orders.{suffix}", f"orders.{suffix}"
         svc = worker_service(queue, exchange, max_retries=max_retries, prefetch=prefetch)
-        password = secrets.token_hex(16)
-        topo = messaging.plan(svc)
-        result = await broker.provision(topo, password)
-        assert result.conflicts == []
-        plan = cache.plan(svc)
-        await store.ensure_user(plan, password)
+        settings = await as_the_operator.provision(svc)
         done.append(svc)
-        settings = builders.secret_settings(
-            svc,
-            rabbitmq_url=messaging.amqp_url(
-                topo.user,
-                password,
-                backends["PLATFORM_RABBITMQ_SERVICE_HOST"],
-                int(backends["PLATFORM_RABBITMQ_SERVICE_PORT"]),
-                "/",
-            ),
-            redis_url=cache.redis_url(
-                plan.user,
-                password,
-                backends["PLATFORM_REDIS_SERVICE_HOST"],
-                int(backends["PLATFORM_REDIS_SERVICE_PORT"]),
-                0,
-            ),
-        )
         # The worker's own settings, as a user would set them in spec.env; port 0: tests run in parallel.
         settings |= {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "10", **env}
         # On the broker every name sits under the service's namespace (messaging.broker_name).
@@ -77,13 +40,7 @@ async def provision(backends: dict[str, str]) -> AsyncIterator[Callable[..., Awa
 
     yield _provision
     for svc in done:
-        topo = messaging.plan(svc)
-        await broker.deprovision(topo, [e.name for e in topo.exchanges], force=True)
-        plan = cache.plan(svc)
-        await store.delete_keys(plan.prefix)
-        await store.delete_user(plan.user)
-    await broker.close()
-    await store.close()
+        await as_the_operator.deprovision(svc)
 
 
 @pytest.fixture

@@ -44,8 +44,13 @@ async def test_python_m_notifier_worker_consumes_and_stops_on_sigterm(provision,
                 headers={"x-request-id": "req-process"},
             )
             await eventually(lambda: admin.redis.exists(d.settings.key("notifications", "o-p")), what="notification")
-            metrics = (await http.get("/metrics")).text
-            assert f'notifier_messages_processed_total{{queue="{d.queue}"}} 1.0' in metrics
+            # counted once the message is acknowledged, just after the notification is stored
+            processed = f'notifier_messages_processed_total{{queue="{d.queue}"}} 1.0'
+
+            async def counted() -> bool:
+                return processed in (await http.get("/metrics")).text
+
+            await eventually(counted, what=processed)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,24 +25,15 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import yaml
+from operator_testkit import AsTheOperator
 from orders_testkit import TcpProxy, UsersDataStandIn
 
 from orders_api.bootstrap import build_app
 from orders_api.config import Settings
 from platform_contract import data_url_variable
-from platform_contract.testing import BACKEND_VARIABLES, START_BACKENDS, required_env
-from platform_operator import builders, cache, messaging
 from platform_operator.model import PlatformService
-from platform_operator.rabbitmq import RabbitMQ
-from platform_operator.redis_store import RedisStore
 
 SAMPLE = Path(__file__).resolve().parents[3] / "samples" / "orders-api.yaml"
-
-
-def _backends() -> dict[str, str]:
-    env = required_env(BACKEND_VARIABLES, hint=START_BACKENDS)
-    env["PLATFORM_RABBITMQ_VHOST"] = os.environ.get("PLATFORM_RABBITMQ_VHOST", "/")
-    return env
 
 
 @dataclass
@@ -66,46 +56,12 @@ class Platform:
 
 
 @pytest.fixture(scope="session")
-async def platform() -> AsyncIterator[Platform]:
-    backends = _backends()
+async def platform(backends: dict[str, str], as_the_operator: AsTheOperator) -> AsyncIterator[Platform]:
     body = yaml.safe_load(SAMPLE.read_text())
     # A namespace of its own per run: its own prefix, broker user and Redis user.
     body["metadata"]["namespace"] = f"t-{uuid.uuid4().hex[:8]}"
     svc = PlatformService.from_body(body)
-
-    topology = messaging.plan(svc)
-    rabbit = RabbitMQ(
-        backends["PLATFORM_RABBITMQ_MANAGEMENT_URL"],
-        backends["PLATFORM_RABBITMQ_ADMIN_USER"],
-        backends["PLATFORM_RABBITMQ_ADMIN_PASSWORD"],
-        backends["PLATFORM_RABBITMQ_VHOST"],
-    )
-    rabbit_password = secrets.token_urlsafe(18)
-    provisioned = await rabbit.provision(topology, rabbit_password)
-    assert not provisioned.conflicts, provisioned.conflicts
-
-    cache_plan = cache.plan(svc)
-    store = RedisStore(backends["PLATFORM_REDIS_URL"])
-    redis_password = secrets.token_urlsafe(18)
-    await store.ensure_user(cache_plan, redis_password)
-
-    env = builders.secret_settings(
-        svc,
-        rabbitmq_url=messaging.amqp_url(
-            topology.user,
-            rabbit_password,
-            backends["PLATFORM_RABBITMQ_SERVICE_HOST"],
-            int(backends["PLATFORM_RABBITMQ_SERVICE_PORT"]),
-            backends["PLATFORM_RABBITMQ_VHOST"],
-        ),
-        redis_url=cache.redis_url(
-            cache_plan.user,
-            redis_password,
-            backends["PLATFORM_REDIS_SERVICE_HOST"],
-            int(backends["PLATFORM_REDIS_SERVICE_PORT"]),
-            0,
-        ),
-    )
+    env = await as_the_operator.provision(svc)
     redis_admin = aioredis.from_url(backends["PLATFORM_REDIS_URL"], decode_responses=True)
     management = httpx.AsyncClient(
         base_url=backends["PLATFORM_RABBITMQ_MANAGEMENT_URL"].rstrip("/") + "/api",
@@ -115,11 +71,7 @@ async def platform() -> AsyncIterator[Platform]:
     try:
         yield Platform(svc, env, backends, redis_admin, management)
     finally:
-        await store.delete_keys(cache_plan.prefix)
-        await store.delete_user(cache_plan.user)
-        await store.close()
-        await rabbit.deprovision(topology, [e.name for e in topology.exchanges], force=True)
-        await rabbit.close()
+        await as_the_operator.deprovision(svc)
         await redis_admin.aclose()
         await management.aclose()
 

@@ -161,14 +161,20 @@ async def test_a_second_order_of_the_same_account_has_the_same_user(polling: Dep
     assert len(polling.orders.puts()) == 2  # asked each time: the mapping is orders-api's (users-data's)
 
 
-async def test_the_user_lookup_failing_keeps_the_order_for_a_retry(polling: Deployed) -> None:
-    chat = polling.new_chat()
-    await order_until_confirm(polling, chat, "soup", "2")
-    polling.orders.user_answer = (503, "users-data unreachable")
+async def confirm_while_the_user_lookup_answers(d: Deployed, status: int, detail: str) -> tuple[int, str]:
+    """A new chat's order of 2 x soup confirmed while orders-api answers the user lookup with
+    `status` and `detail`: the chat, and the bot's reply (no order has been placed)."""
+    chat = d.new_chat()
+    await order_until_confirm(d, chat, "soup", "2")
+    d.orders.user_answer = (status, detail)
+    reply = await d.telegram.say(chat, "yes")
+    assert d.orders.posts() == []
+    return chat, reply
 
-    first = await polling.telegram.say(chat, "yes")
+
+async def test_the_user_lookup_failing_keeps_the_order_for_a_retry(polling: Deployed) -> None:
+    chat, first = await confirm_while_the_user_lookup_answers(polling, 503, "users-data unreachable")
     assert first == "I could not reach the order service. Answer yes to try again, or no to cancel."
-    assert polling.orders.posts() == []
     polling.orders.user_answer = None
     second = await polling.telegram.say(chat, "yes")
 
@@ -178,14 +184,8 @@ async def test_the_user_lookup_failing_keeps_the_order_for_a_retry(polling: Depl
 
 
 async def test_a_user_refused_by_orders_api_ends_the_order(polling: Deployed) -> None:
-    chat = polling.new_chat()
-    await order_until_confirm(polling, chat, "soup", "2")
-    polling.orders.user_answer = (422, "users-data refused the user: name too long")
-
-    reply = await polling.telegram.say(chat, "yes")
-
+    _, reply = await confirm_while_the_user_lookup_answers(polling, 422, "users-data refused the user: name too long")
     assert reply == "The order service refused this order: users-data refused the user: name too long"
-    assert polling.orders.posts() == []
 
 
 async def test_health_ready_and_metrics(polling: Deployed) -> None:

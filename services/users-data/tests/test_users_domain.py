@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from users_data.domain.model import NAME_MAX_LENGTH, TELEGRAM_ID_MAX, InvalidUser, User, normalize_email
+from platform_contract.domain import InvalidField
+from users_data.domain.model import NAME_MAX_LENGTH, TELEGRAM_ID_MAX, User, normalize_email
 
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -37,14 +38,14 @@ def test_created_at_defaults_to_now_in_utc() -> None:
     ["", "ann", "ann@", "@example.org", "ann@example", "ann lee@example.org", "a@b@example.org", "x" * 315 + "@ex.org"],
 )
 def test_invalid_email_is_refused_naming_the_field(email: str) -> None:
-    with pytest.raises(InvalidUser) as info:
+    with pytest.raises(InvalidField) as info:
         User.register(email, "Ann")
     assert info.value.field == "email"
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * (NAME_MAX_LENGTH + 1)])
 def test_invalid_name_is_refused_naming_the_field(name: str) -> None:
-    with pytest.raises(InvalidUser) as info:
+    with pytest.raises(InvalidField) as info:
         User.register("ann@example.org", name)
     assert info.value.field == "name"
     assert str(info.value).startswith("name: ")
@@ -68,9 +69,9 @@ def test_changed_with_only_a_name_keeps_the_email() -> None:
 
 def test_changed_validates_like_register() -> None:
     user = User.register("ann@example.org", "Ann", now=NOW)
-    with pytest.raises(InvalidUser, match="email"):
+    with pytest.raises(InvalidField, match="email"):
         user.changed(email="not-an-address")
-    with pytest.raises(InvalidUser, match="name"):
+    with pytest.raises(InvalidField, match="name"):
         user.changed(name=" ")
 
 
@@ -93,6 +94,6 @@ def test_a_telegram_user_has_its_telegram_id_and_no_email() -> None:
 
 @pytest.mark.parametrize("telegram_id", [0, -1, TELEGRAM_ID_MAX + 1])
 def test_a_telegram_id_out_of_range_is_refused(telegram_id: int) -> None:
-    with pytest.raises(InvalidUser) as error:
+    with pytest.raises(InvalidField) as error:
         User.from_telegram(telegram_id, "Ann")
     assert error.value.field == "telegram_id"

@@ -14,26 +14,18 @@ class Metrics:
         if registry is None:
             registry = new_registry()
         self.registry = registry
-        self.processed = Counter(
-            "notifier_messages_processed",
-            "Messages handled: their notification was sent.",
-            ["queue"],
-            registry=registry,
+
+        def per_queue(name: str, documentation: str) -> Counter:
+            return Counter(name, documentation, ["queue"], registry=registry)
+
+        self.processed = per_queue("notifier_messages_processed", "Messages handled: their notification was sent.")
+        self.duplicates = per_queue(
+            "notifier_messages_duplicates", "Messages acknowledged without sending: they had been handled already."
         )
-        self.duplicates = Counter(
-            "notifier_messages_duplicates",
-            "Messages acknowledged without sending: they had been handled already.",
-            ["queue"],
-            registry=registry,
-        )
-        self.retried = Counter(
-            "notifier_messages_retried", "Failed messages sent to the delayed retry path.", ["queue"], registry=registry
-        )
-        self.deferred = Counter(
+        self.retried = per_queue("notifier_messages_retried", "Failed messages sent to the delayed retry path.")
+        self.deferred = per_queue(
             "notifier_messages_deferred",
             "Messages put back for later because another delivery of them was being handled.",
-            ["queue"],
-            registry=registry,
         )
         self.dead_lettered = Counter(
             "notifier_messages_dead_lettered",

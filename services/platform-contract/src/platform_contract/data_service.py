@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field, ValidationError, field_validator
 
 from platform_contract import PlatformSettings, serving
+from platform_contract.domain import InvalidField, KeyTaken, RecordNotFound
 from platform_contract.telemetry import setup_tracing
 from platform_contract.telemetry.logs import configure_logging
 from platform_contract.telemetry.metrics import HttpMetrics, new_registry
@@ -195,19 +196,11 @@ def database_wiring(
     return Wiring(ready, lifespan, HttpMetrics(new_registry()))
 
 
-def data_app(
-    settings: PlatformSettings,
-    wiring: Wiring,
-    *,
-    title: str,
-    not_found: type[Exception],
-    conflict: type[Exception],
-    invalid: type[Exception],
-) -> FastAPI:
+def data_app(settings: PlatformSettings, wiring: Wiring, *, title: str) -> FastAPI:
     """The app named `title` (its access log: `<title as a package>.access`) with its telemetry,
-    and the domain's errors as HTTP: `not_found` 404, `conflict` 409 (both with the error's message
-    as `detail`), and `invalid` 422 in the shape of FastAPI's own validation errors (the error
-    carries the `field` it is about and its `problem`)."""
+    and the domain's errors (platform_contract.domain) as HTTP: RecordNotFound 404, KeyTaken 409
+    (both with the error's message as `detail`), and InvalidField 422 in the shape of FastAPI's own
+    validation errors."""
     app = FastAPI(title=title, version="0.1.0", lifespan=wiring.lifespan)
     access_log = f"{title.replace('-', '_')}.access"
     instrument_app(app, request_id_header=settings.request_id_header, metrics=wiring.metrics, access_log=access_log)
@@ -218,14 +211,14 @@ def data_app(
     async def as_conflict(_: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=status.HTTP_409_CONFLICT)
 
-    async def as_invalid(_: Request, error: Any) -> JSONResponse:
+    async def as_invalid(_: Request, error: Any) -> JSONResponse:  # an InvalidField
         # the same shape as FastAPI's own validation errors, so clients parse one format
         detail = [{"loc": ["body", error.field], "msg": error.problem, "type": "value_error"}]
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
-    app.add_exception_handler(not_found, as_not_found)
-    app.add_exception_handler(conflict, as_conflict)
-    app.add_exception_handler(invalid, as_invalid)
+    app.add_exception_handler(RecordNotFound, as_not_found)
+    app.add_exception_handler(KeyTaken, as_conflict)
+    app.add_exception_handler(InvalidField, as_invalid)
     return app
 
 

@@ -17,7 +17,8 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from catalog_data.adapters.database import ITEMS, SKU_UNIQUE, Database, Document
-from catalog_data.domain.model import Item, ItemChanges, SkuTaken, normalize_sku, price_cents, price_of_cents
+from catalog_data.domain.model import Item, ItemChanges, normalize_sku, price_cents, price_of_cents
+from platform_contract.domain import KeyTaken
 
 LIST_ORDER = [("created_at", ASCENDING), ("_id", ASCENDING)]
 
@@ -66,7 +67,7 @@ class ItemRepository:
             await self._items.insert_one(to_document(item))
         except OperationFailure as error:
             if sku_taken(error):
-                raise SkuTaken(item.sku) from None
+                raise KeyTaken("an item", "sku", item.sku) from None
             raise
 
     async def get(self, item_id: uuid.UUID) -> Item | None:
@@ -100,7 +101,7 @@ class ItemRepository:
                 )
         except OperationFailure as error:
             if changes.sku is not None and sku_taken(error):
-                raise SkuTaken(changes.sku) from None
+                raise KeyTaken("an item", "sku", changes.sku) from None
             raise
         return to_item(doc) if doc else None
 

@@ -8,6 +8,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
+
+from platform_contract.domain import InvalidField, one_line_name
 
 SKU_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 200
@@ -16,27 +19,6 @@ CENT = Decimal("0.01")
 
 # A stock-keeping unit as warehouses write it: letters and digits, with - _ . inside.
 _SKU = re.compile(rf"[A-Z0-9](?:[A-Z0-9._-]{{0,{SKU_MAX_LENGTH - 2}}}[A-Z0-9])?")
-
-
-class InvalidItem(ValueError):
-    """An item that breaks a rule about one of its fields."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-
-class ItemNotFound(LookupError):
-    def __init__(self, item_id: uuid.UUID) -> None:
-        super().__init__(f"no item with id {item_id}")
-        self.item_id = item_id
-
-
-class SkuTaken(Exception):
-    def __init__(self, sku: str) -> None:
-        super().__init__(f"an item with sku {sku} already exists")
-        self.sku = sku
 
 
 def normalize_sku(sku: str) -> str:
@@ -48,21 +30,15 @@ def normalize_sku(sku: str) -> str:
 def valid_sku(sku: str) -> str:
     sku = normalize_sku(sku)
     if not sku:
-        raise InvalidItem("sku", "must not be empty")
+        raise InvalidField("sku", "must not be empty")
     if len(sku) > SKU_MAX_LENGTH:
-        raise InvalidItem("sku", f"longer than {SKU_MAX_LENGTH} characters")
+        raise InvalidField("sku", f"longer than {SKU_MAX_LENGTH} characters")
     if not _SKU.fullmatch(sku):
-        raise InvalidItem("sku", f"{sku!r} may hold only letters, digits and - _ . (not at either end)")
+        raise InvalidField("sku", f"{sku!r} may hold only letters, digits and - _ . (not at either end)")
     return sku
 
 
-def valid_name(name: str) -> str:
-    name = " ".join(name.split())
-    if not name:
-        raise InvalidItem("name", "must not be empty")
-    if len(name) > NAME_MAX_LENGTH:
-        raise InvalidItem("name", f"longer than {NAME_MAX_LENGTH} characters")
-    return name
+valid_name = partial(one_line_name, max_length=NAME_MAX_LENGTH)
 
 
 def valid_price(price: Decimal | int | str) -> Decimal:
@@ -70,15 +46,15 @@ def valid_price(price: Decimal | int | str) -> Decimal:
     try:
         value = Decimal(price)
     except (InvalidOperation, ValueError, TypeError):
-        raise InvalidItem("price", f"{price!r} is not a number") from None
+        raise InvalidField("price", f"{price!r} is not a number") from None
     if not value.is_finite():
-        raise InvalidItem("price", "must be a finite number")
+        raise InvalidField("price", "must be a finite number")
     if value < 0:
-        raise InvalidItem("price", "must not be negative")
+        raise InvalidField("price", "must not be negative")
     if value >= PRICE_MAX:
-        raise InvalidItem("price", f"must be less than {PRICE_MAX}")
+        raise InvalidField("price", f"must be less than {PRICE_MAX}")
     if value != value.quantize(CENT):
-        raise InvalidItem("price", "has more than two decimals")
+        raise InvalidField("price", "has more than two decimals")
     return value.quantize(CENT)
 
 

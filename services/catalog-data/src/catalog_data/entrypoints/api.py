@@ -8,9 +8,8 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
 
-from fastapi import Depends, FastAPI, Query, Request, Response, status
+from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from pymongo.errors import ConnectionFailure
@@ -18,9 +17,10 @@ from pymongo.errors import ConnectionFailure
 from catalog_data.adapters.database import describe
 from catalog_data.adapters.repository import ItemRepository
 from catalog_data.config import Settings
-from catalog_data.domain.model import InvalidItem, Item, ItemNotFound, SkuTaken
+from catalog_data.domain.model import Item
 from catalog_data.service_layer import services
 from platform_contract.data_service import Wiring, add_probes, data_app
+from platform_contract.records import Records, add_record_routes
 
 log = logging.getLogger("catalog_data.api")
 
@@ -58,13 +58,8 @@ def _items(request: Request) -> ItemRepository:
     return factory()
 
 
-Items = Annotated[ItemRepository, Depends(_items)]
-
-
 def create_app(settings: Settings, *, items: Callable[[], ItemRepository], wiring: Wiring) -> FastAPI:
-    app = data_app(
-        settings, wiring, title="catalog-data", not_found=ItemNotFound, conflict=SkuTaken, invalid=InvalidItem
-    )
+    app = data_app(settings, wiring, title="catalog-data")
     app.state.items = items
 
     @app.exception_handler(ConnectionFailure)
@@ -77,35 +72,23 @@ def create_app(settings: Settings, *, items: Callable[[], ItemRepository], wirin
             headers={"Retry-After": "1"},
         )
 
-    @app.post("/items", status_code=status.HTTP_201_CREATED, response_model=ItemOut)
-    async def create_item(body: NewItem, items: Items, response: Response) -> ItemOut:
-        item = await services.create_item(items, sku=body.sku, name=body.name, price=body.price)
-        response.headers["Location"] = f"/items/{item.id}"
-        return ItemOut.of(item)
-
-    @app.get("/items/{item_id}", response_model=ItemOut)
-    async def get_item(item_id: uuid.UUID, items: Items) -> ItemOut:
-        return ItemOut.of(await services.get_item(items, item_id))
-
-    @app.get("/items", response_model=list[ItemOut])
-    async def list_items(
-        items: Items,
-        sku: Annotated[str | None, Query(description="exact SKU, any case")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
-    ) -> list[ItemOut]:
-        found = await services.find_items(items, sku=sku, limit=limit, offset=offset)
-        return [ItemOut.of(i) for i in found]
-
-    @app.patch("/items/{item_id}", response_model=ItemOut)
-    async def patch_item(item_id: uuid.UUID, body: ItemChangesIn, items: Items) -> ItemOut:
-        item = await services.change_item(items, item_id, sku=body.sku, name=body.name, price=body.price)
-        return ItemOut.of(item)
-
-    @app.delete("/items/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
-    async def delete_item(item_id: uuid.UUID, items: Items) -> Response:
-        await services.remove_item(items, item_id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    add_record_routes(
+        app,
+        Records(
+            noun="item",
+            key="sku",
+            key_description="exact SKU, any case",
+            new=NewItem,
+            changes=ItemChangesIn,
+            out=ItemOut,
+            store=_items,
+            create=services.create_item,
+            get=services.get_item,
+            find=services.find_items,
+            change=services.change_item,
+            remove=services.remove_item,
+        ),
+    )
 
     add_probes(
         app,

@@ -11,19 +11,20 @@ import uuid
 from decimal import Decimal
 
 from catalog_data.adapters.repository import ItemRepository
-from catalog_data.domain.model import Item, ItemChanges, ItemNotFound
+from catalog_data.domain.model import Item, ItemChanges
+from platform_contract.domain import RecordNotFound
 
 
 async def create_item(items: ItemRepository, *, sku: str, name: str, price: Decimal | int | str) -> Item:
     item = Item.create(sku, name, price)
-    await items.add(item)  # SkuTaken if the SKU is in use
+    await items.add(item)  # KeyTaken if the SKU is in use
     return item
 
 
 async def get_item(items: ItemRepository, item_id: uuid.UUID) -> Item:
     item = await items.get(item_id)
     if item is None:
-        raise ItemNotFound(item_id)
+        raise RecordNotFound("item", item_id)
     return item
 
 
@@ -42,13 +43,13 @@ async def change_item(
     name: str | None = None,
     price: Decimal | int | str | None = None,
 ) -> Item:
-    changes = ItemChanges.of(sku=sku, name=name, price=price)  # InvalidItem before anything is written
+    changes = ItemChanges.of(sku=sku, name=name, price=price)  # InvalidField before anything is written
     item = await items.change(item_id, changes)
     if item is None:
-        raise ItemNotFound(item_id)
+        raise RecordNotFound("item", item_id)
     return item
 
 
 async def remove_item(items: ItemRepository, item_id: uuid.UUID) -> None:
     if not await items.delete(item_id):
-        raise ItemNotFound(item_id)
+        raise RecordNotFound("item", item_id)

@@ -48,6 +48,19 @@ START_BACKENDS = (
     '`eval "$(hack/backends.sh env)"` before running these tests'
 )
 
+# PUT /users/by-telegram/{telegram_id} with {"name": ...}: users-data's, which orders-api passes on
+# after checking it the same way. Each of these is refused with 422 (and orders-api asks nobody).
+BAD_TELEGRAM_ACCOUNT_REQUESTS = [
+    ("0", {"name": "Ann"}),  # ids start at 1
+    ("-1", {"name": "Ann"}),
+    (str(2**63), {"name": "Ann"}),  # past a bigint
+    ("ann", {"name": "Ann"}),
+    ("42", {"name": "   "}),  # a name is not empty
+    ("42", {"name": "x" * 201}),  # nor longer than 200
+    ("42", {}),
+    ("42", {"name": "Ann", "email": "ann@example.org"}),  # a Telegram account tells no email
+]
+
 RunningApp = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 JsonLogs = Callable[[], list[dict[str, Any]]]
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
+from platform_contract.domain import KeyTaken
 from platform_contract.testing import (
     JsonLogs,
     RunningApp,
@@ -330,6 +331,15 @@ class DataSettingsContract(DataService):
         monkeypatch.setenv("DATABASE_ENGINE", self.other_engine)
         with pytest.raises(ValidationError, match=self.refusal):
             self.settings_class()
+
+
+async def only_one_is_made(record: type, creations: Iterable[Awaitable[object]]) -> None:
+    """Runs concurrent creations of records with one unique key: exactly one makes its `record`,
+    every other one is refused with KeyTaken (the database's unique index, not a read before the
+    write, decides)."""
+    results = await asyncio.gather(*creations, return_exceptions=True)
+    assert sum(isinstance(r, record) for r in results) == 1, results
+    assert sum(isinstance(r, KeyTaken) for r in results) == len(results) - 1, results
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ replica and any restart carries it on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
@@ -84,26 +86,38 @@ async def status(message: Message, command: CommandObject, ordering: Ordering) -
     await message.answer(f"Order {found.id}: {found.quantity} x {found.item}{state_text}.")
 
 
-async def got_item(message: Message, state: FSMContext) -> None:
-    try:
-        item = parse_item(message.text)
-    except InvalidInput as exc:
-        await message.answer(str(exc))
-        return
-    await state.update_data(item=item)
-    await state.set_state(OrderForm.quantity)
-    await message.answer(f"How many {item}?")
+def form_step(
+    field: str,
+    parse: Callable[[str | None], object],
+    then: State,
+    question: Callable[[dict[str, Any]], str],
+    reply_markup: ReplyKeyboardMarkup | None = None,
+) -> Callable[[Message, FSMContext], Awaitable[None]]:
+    """The handler of one step of the order form: the answer, parsed, kept as `field` of the
+    conversation, then on to the state `then` with its `question` (about what the conversation
+    holds now); an answer that does not parse gets the reason, and the step stays."""
+
+    async def step(message: Message, state: FSMContext) -> None:
+        try:
+            value = parse(message.text)
+        except InvalidInput as exc:
+            await message.answer(str(exc))
+            return
+        data = await state.update_data({field: value})
+        await state.set_state(then)
+        await message.answer(question(data), reply_markup=reply_markup)
+
+    return step
 
 
-async def got_quantity(message: Message, state: FSMContext) -> None:
-    try:
-        quantity = parse_quantity(message.text)
-    except InvalidInput as exc:
-        await message.answer(str(exc))
-        return
-    data = await state.update_data(quantity=quantity)
-    await state.set_state(OrderForm.confirm)
-    await message.answer(f"Order {quantity} x {data['item']}? Answer yes or no.", reply_markup=CONFIRM_KEYBOARD)
+got_item = form_step("item", parse_item, OrderForm.quantity, lambda data: f"How many {data['item']}?")
+got_quantity = form_step(
+    "quantity",
+    parse_quantity,
+    OrderForm.confirm,
+    lambda data: f"Order {data['quantity']} x {data['item']}? Answer yes or no.",
+    CONFIRM_KEYBOARD,
+)
 
 
 async def got_confirmation(

@@ -15,8 +15,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from platform_contract.domain import KeyTaken
 from users_data.adapters.tables import EMAIL_UNIQUE, TELEGRAM_ID_UNIQUE, users
-from users_data.domain.model import EmailTaken, User, normalize_email
+from users_data.domain.model import User, normalize_email
 
 UNIQUE_VIOLATION = "23505"
 
@@ -98,5 +99,5 @@ class UserRepository:
             await self._conn.execute(stmt)
         except IntegrityError as error:
             if email is not None and _email_taken(error):
-                raise EmailTaken(email) from None
+                raise KeyTaken("a user", "email", email) from None
             raise

@@ -7,6 +7,9 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+
+from platform_contract.domain import InvalidField, one_line_name
 
 EMAIL_MAX_LENGTH = 320  # RFC 5321: 64 for the local part, 255 for the domain, and the @
 NAME_MAX_LENGTH = 200
@@ -15,27 +18,6 @@ TELEGRAM_ID_MAX = 2**63 - 1  # stored as a PostgreSQL bigint; Telegram's user id
 # Deliberately loose: one @, something on each side, a dot in the domain, no spaces. Whether the
 # address really exists is for a confirmation mail to find out, not for a regular expression.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-class InvalidUser(ValueError):
-    """A user that breaks a rule about one of its fields."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-
-class UserNotFound(LookupError):
-    def __init__(self, user_id: uuid.UUID) -> None:
-        super().__init__(f"no user with id {user_id}")
-        self.user_id = user_id
-
-
-class EmailTaken(Exception):
-    def __init__(self, email: str) -> None:
-        super().__init__(f"a user with email {email} already exists")
-        self.email = email
 
 
 def normalize_email(email: str) -> str:
@@ -47,24 +29,18 @@ def normalize_email(email: str) -> str:
 def valid_email(email: str) -> str:
     email = normalize_email(email)
     if len(email) > EMAIL_MAX_LENGTH:
-        raise InvalidUser("email", f"longer than {EMAIL_MAX_LENGTH} characters")
+        raise InvalidField("email", f"longer than {EMAIL_MAX_LENGTH} characters")
     if not _EMAIL.fullmatch(email):
-        raise InvalidUser("email", f"{email!r} is not an email address")
+        raise InvalidField("email", f"{email!r} is not an email address")
     return email
 
 
-def valid_name(name: str) -> str:
-    name = " ".join(name.split())
-    if not name:
-        raise InvalidUser("name", "must not be empty")
-    if len(name) > NAME_MAX_LENGTH:
-        raise InvalidUser("name", f"longer than {NAME_MAX_LENGTH} characters")
-    return name
+valid_name = partial(one_line_name, max_length=NAME_MAX_LENGTH)
 
 
 def valid_telegram_id(telegram_id: int) -> int:
     if not 0 < telegram_id <= TELEGRAM_ID_MAX:
-        raise InvalidUser("telegram_id", f"must be from 1 to {TELEGRAM_ID_MAX}")
+        raise InvalidField("telegram_id", f"must be from 1 to {TELEGRAM_ID_MAX}")
     return telegram_id
 
 

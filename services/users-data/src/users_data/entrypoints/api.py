@@ -8,12 +8,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Path, Query, Request, Response, status
+from fastapi import Depends, FastAPI, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from platform_contract.data_service import Wiring, add_probes, data_app
+from platform_contract.records import Records, add_record_routes
 from users_data.config import Settings
-from users_data.domain.model import TELEGRAM_ID_MAX, EmailTaken, InvalidUser, User, UserNotFound
+from users_data.domain.model import TELEGRAM_ID_MAX, User
 from users_data.service_layer import services
 from users_data.service_layer.unit_of_work import UnitOfWork
 
@@ -57,20 +58,26 @@ def _unit_of_work(request: Request) -> UnitOfWork:
     return request.app.state.unit_of_work()
 
 
-Uow = Annotated[UnitOfWork, Depends(_unit_of_work)]
-
-
 def create_app(settings: Settings, *, unit_of_work: Callable[[], UnitOfWork], wiring: Wiring) -> FastAPI:
-    app = data_app(
-        settings, wiring, title="users-data", not_found=UserNotFound, conflict=EmailTaken, invalid=InvalidUser
-    )
+    app = data_app(settings, wiring, title="users-data")
     app.state.unit_of_work = unit_of_work
-
-    @app.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-    async def create_user(body: NewUser, uow: Uow, response: Response) -> UserOut:
-        user = await services.register_user(uow, email=body.email, name=body.name)
-        response.headers["Location"] = f"/users/{user.id}"
-        return UserOut.of(user)
+    add_record_routes(
+        app,
+        Records(
+            noun="user",
+            key="email",
+            key_description="exact address, any case",
+            new=NewUser,
+            changes=UserChanges,
+            out=UserOut,
+            store=_unit_of_work,
+            create=services.register_user,
+            get=services.get_user,
+            find=services.find_users,
+            change=services.change_user,
+            remove=services.remove_user,
+        ),
+    )
 
     @app.put(
         "/users/by-telegram/{telegram_id}",
@@ -78,7 +85,10 @@ def create_app(settings: Settings, *, unit_of_work: Callable[[], UnitOfWork], wi
         responses={201: {"model": UserOut, "description": "no user had this Telegram id: made now"}},
     )
     async def user_for_telegram(
-        telegram_id: Annotated[int, Path(ge=1, le=TELEGRAM_ID_MAX)], body: TelegramAccount, uow: Uow, response: Response
+        telegram_id: Annotated[int, Path(ge=1, le=TELEGRAM_ID_MAX)],
+        body: TelegramAccount,
+        uow: Annotated[UnitOfWork, Depends(_unit_of_work)],
+        response: Response,
     ) -> UserOut:
         """Find-or-create: the user of this Telegram account (200), or a new one with `name` (201)."""
         user, created = await services.user_for_telegram(uow, telegram_id=telegram_id, name=body.name)
@@ -86,30 +96,6 @@ def create_app(settings: Settings, *, unit_of_work: Callable[[], UnitOfWork], wi
             response.status_code = status.HTTP_201_CREATED
             response.headers["Location"] = f"/users/{user.id}"
         return UserOut.of(user)
-
-    @app.get("/users/{user_id}", response_model=UserOut)
-    async def get_user(user_id: uuid.UUID, uow: Uow) -> UserOut:
-        return UserOut.of(await services.get_user(uow, user_id))
-
-    @app.get("/users", response_model=list[UserOut])
-    async def list_users(
-        uow: Uow,
-        email: Annotated[str | None, Query(description="exact address, any case")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
-    ) -> list[UserOut]:
-        users = await services.find_users(uow, email=email, limit=limit, offset=offset)
-        return [UserOut.of(u) for u in users]
-
-    @app.patch("/users/{user_id}", response_model=UserOut)
-    async def patch_user(user_id: uuid.UUID, body: UserChanges, uow: Uow) -> UserOut:
-        user = await services.change_user(uow, user_id, email=body.email, name=body.name)
-        return UserOut.of(user)
-
-    @app.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-    async def delete_user(user_id: uuid.UUID, uow: Uow) -> Response:
-        await services.remove_user(uow, user_id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     add_probes(
         app,

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from users_data.domain.model import User, UserNotFound
+from platform_contract.domain import RecordNotFound
+from users_data.domain.model import User
 from users_data.service_layer.unit_of_work import UnitOfWork
 
 
 async def register_user(uow: UnitOfWork, *, email: str, name: str) -> User:
     user = User.register(email, name)
     async with uow:
-        await uow.users.add(user)  # EmailTaken if the address is in use
+        await uow.users.add(user)  # KeyTaken if the address is in use
     return user
 
 
@@ -36,7 +37,7 @@ async def get_user(uow: UnitOfWork, user_id: uuid.UUID) -> User:
     async with uow:
         user = await uow.users.get(user_id)
     if user is None:
-        raise UserNotFound(user_id)
+        raise RecordNotFound("user", user_id)
     return user
 
 
@@ -53,7 +54,7 @@ async def change_user(uow: UnitOfWork, user_id: uuid.UUID, *, email: str | None,
         # locked until commit: two PATCHes of the same user apply one after the other, neither lost
         user = await uow.users.get(user_id, for_update=True)
         if user is None:
-            raise UserNotFound(user_id)
+            raise RecordNotFound("user", user_id)
         changed = user.changed(email=email, name=name)
         if changed != user:
             await uow.users.update(changed)
@@ -63,4 +64,4 @@ async def change_user(uow: UnitOfWork, user_id: uuid.UUID, *, email: str | None,
 async def remove_user(uow: UnitOfWork, user_id: uuid.UUID) -> None:
     async with uow:
         if not await uow.users.delete(user_id):
-            raise UserNotFound(user_id)
+            raise RecordNotFound("user", user_id)
