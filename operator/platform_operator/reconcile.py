@@ -73,9 +73,7 @@ async def reconcile(
                 return await _pause(svc, body, kube, emit)
             async with observability.reconciling(namespace, name, svc.spec.type) as result:
                 try:
-                    outcome = await _reconcile(
-                        svc, body, kube, backends, state, claims=claims, emit=emit, external=external
-                    )
+                    outcome = await _reconcile(svc, body, Pass(kube, backends, state, claims, emit, external))
                 except NamespaceTerminatingError:
                     result["result"] = "gone"
                     return None  # the namespace controller is deleting everything in it, this object too
@@ -102,19 +100,24 @@ async def _pause(svc: PlatformService, body: Mapping[str, Any], kube: Kube, emit
     return outcome
 
 
-async def _reconcile(
-    svc: PlatformService,
-    body: Mapping[str, Any],
-    kube: Kube,
-    backends: Backends,
-    state: ReconcileState,
-    *,
-    claims: ClaimLookup,
-    emit: EventSink,
-    external: bool = True,
-) -> Outcome:
+@dataclass(frozen=True)
+class Pass:
+    """What one reconcile works with: the doors, the process's state, the claims kopf's indexes hold,
+    where Events go, and whether the trigger needs RabbitMQ, Redis and PostgreSQL visited."""
+
+    kube: Kube
+    backends: Backends
+    state: ReconcileState
+    claims: ClaimLookup
+    emit: EventSink
+    external: bool
+
+
+async def _reconcile(svc: PlatformService, body: Mapping[str, Any], run: Pass) -> Outcome:
+    kube, backends, claims = run.kube, run.backends, run.claims
+
     def say(type_: str, reason: str, message: str) -> None:
-        emit(body, type_, reason, message)
+        run.emit(body, type_, reason, message)
 
     # 1. What the spec asks of the outside systems, and the names older services already hold.
     plan = _plan(svc, body, backends, claims)
@@ -131,13 +134,11 @@ async def _reconcile(
     # 3. The children: applied where missing or drifted; those no longer asked for, deleted.
     wanted = _desired_children(svc, plan, backends, settled.creds)
     outcome = Outcome(status={})
-    live_by_kind = await children.apply_children(svc, wanted, settled, kube, backends, state, outcome, say)
+    live_by_kind = await children.apply_children(svc, wanted, settled, kube, backends, run.state, outcome, say)
     await children.delete_unwanted(svc, wanted, kube, backends, outcome, say)
     # 4. RabbitMQ, Redis and PostgreSQL.
     previous = dict(body.get("status") or {})
-    provisioned = await _provision_outside(
-        svc, plan, settled.creds, backends, previous, outcome, say, claims, external=external
-    )
+    provisioned = await _provision_outside(svc, plan, settled.creds, run, previous, outcome, say)
     # 5. The status, decided from all of the above, written only where it changed.
     new_status = status.assemble(
         svc,
@@ -258,23 +259,21 @@ async def _provision_outside(
     svc: PlatformService,
     plan: Plan,
     creds: credentials.Credentials,
-    backends: Backends,
+    run: Pass,
     previous: Mapping[str, Any],
     outcome: Outcome,
     say: Callable[[str, str, str], None],
-    claims: ClaimLookup,
-    *,
-    external: bool,
 ) -> status.Provisioned:
     """RabbitMQ, Redis and PostgreSQL: visited unless the status shows them provisioned for this same
     digest (and the trigger needs them only if something they hold must change)."""
     # The Secret holds the passwords before the users get them, so an operator killed in between
     # finds the same passwords on its next run (no second user, no lost password).
+    backends, claims = run.backends, run.claims
     secret_in_place = "Secret" not in outcome.refused
     digest = status.provisioning_digest(plan.topology, plan.cache, creds, plan.prefix_holder, plan.database)
     before = (
         None
-        if external or f"Secret/{svc.secret_name}" in outcome.written
+        if run.external or f"Secret/{svc.secret_name}" in outcome.written
         else status.provisioned_before(previous, digest)
     )
     taken = claims_.queue_conflicts(svc, plan.topology, claims)
