@@ -324,21 +324,8 @@ async def _wipe_rabbitmq() -> int:
 
 
 async def _reset_backends() -> dict[str, int]:
-    env = os.environ
-    vhost = urllib.parse.quote(env.get("PLATFORM_RABBITMQ_VHOST", "/"), safe="")
-    admin = env["PLATFORM_RABBITMQ_ADMIN_USER"]
-    auth = (admin, env["PLATFORM_RABBITMQ_ADMIN_PASSWORD"])
-    api = env["PLATFORM_RABBITMQ_MANAGEMENT_URL"] + "/api"
-    async with httpx.AsyncClient(base_url=api, auth=auth, timeout=300) as mq:
-        users = [u["name"] for u in (await mq.get("/users", params={"columns": "name"})).json() if u["name"] != admin]
-        # Deleting the vhost takes its queues, exchanges, bindings, policies and permissions with it.
-        (await mq.delete(f"/vhosts/{vhost}")).raise_for_status()
-        (await mq.put(f"/vhosts/{vhost}")).raise_for_status()
-        everything = {"configure": ".*", "write": ".*", "read": ".*"}
-        (await mq.put(f"/permissions/{vhost}/{urllib.parse.quote(admin, safe='')}", json=everything)).raise_for_status()
-        if users:
-            (await mq.post("/users/bulk-delete", json={"users": users})).raise_for_status()
-    r = redis.asyncio.from_url(env["PLATFORM_REDIS_URL"])
+    rabbitmq_users = await _wipe_rabbitmq()
+    r = redis.asyncio.from_url(os.environ["PLATFORM_REDIS_URL"])
     try:
         acl_users = [u.decode() for u in await r.execute_command("ACL", "USERS")]  # type: ignore[no-untyped-call]
         dropped = [u for u in acl_users if u != "default"]
@@ -347,7 +334,7 @@ async def _reset_backends() -> dict[str, int]:
         await r.flushdb()
     finally:
         await r.aclose()
-    return {"rabbitmq_users": len(users), "redis_users": len(dropped)}
+    return {"rabbitmq_users": rabbitmq_users, "redis_users": len(dropped)}
 
 
 def reset_backends() -> None:

@@ -26,7 +26,7 @@ import httpx
 import pytest
 import redis
 import yaml
-from e2e_kube import InClusterOperator, OperatorProcess, kubectl, remember_passwords
+from e2e_kube import InClusterOperator, Operator, OperatorProcess, kubectl, remember_passwords
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def service_account_kubeconfig(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess | InClusterOperator]:
+def operator(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     mode = os.environ.get("PLATFORM_E2E_OPERATOR", "chart")
     if mode == "in-cluster":
         yield InClusterOperator(RELEASE_NAMESPACE, f"deploy/{SERVICE_ACCOUNT}")
@@ -100,7 +100,7 @@ def operator(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     op.stop()
 
 
-_current_operator: list[OperatorProcess | InClusterOperator] = []
+_current_operator: list[Operator] = []
 USER_SECRETS = yaml.safe_dump_all(
     [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}}
@@ -115,7 +115,7 @@ USER_SECRETS = yaml.safe_dump_all(
 
 
 @pytest.fixture
-def ns(operator: OperatorProcess | InClusterOperator, request: pytest.FixtureRequest) -> Iterator[str]:
+def ns(operator: Operator, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"e2e-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
     name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
     kubectl("create", "namespace", name)

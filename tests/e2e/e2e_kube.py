@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 import yaml
 
 T = TypeVar("T")
@@ -22,6 +23,13 @@ OPERATOR_PODS = "app.kubernetes.io/name=platform-operator"  # the chart's operat
 # Every password the operator generated during the run (read from the Secrets before each test's
 # namespace goes), so that the last test can prove none of them reached the operator's log.
 SEEN_PASSWORDS: set[str] = set()
+# On kind (hack/kind.sh e2e) RabbitMQ, Redis and PostgreSQL are the chart's pods, reached through
+# port-forwards: the tests that stop and start the local servers of hack/backends.sh and
+# hack/postgres.sh have nothing to stop there.
+local_servers = pytest.mark.skipif(
+    os.environ.get("PLATFORM_E2E_TARGET") == "kind",
+    reason="stops and starts a local server of hack/backends.sh or hack/postgres.sh; on kind it is the chart's pod",
+)
 
 
 class KubectlError(Exception):
@@ -53,6 +61,11 @@ def list_names(kind: str, namespace: str, selector: str | None = None) -> list[s
         args += ["-l", selector]
     items = json.loads(kubectl(*args).stdout)["items"]
     return sorted(i["metadata"]["name"] for i in items)
+
+
+def events(namespace: str) -> list[dict[str, Any]]:
+    """The namespace's Events, as `kubectl get events` lists them."""
+    return list(json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"])
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -109,6 +122,19 @@ def wait_ready(name: str, namespace: str, timeout: float = 90) -> dict[str, Any]
         return obj if ok else None
 
     return eventually(ready, timeout=timeout, what=f"{namespace}/{name} Ready")
+
+
+def cond_is(
+    name: str, namespace: str, type_: str, status: str, reason: str | None = None, timeout: float = 60
+) -> dict[str, Any]:
+    """Waits until the PlatformService's condition `type_` has `status` (and `reason`, when given); returns it."""
+
+    def check() -> dict[str, Any] | None:
+        obj = get("psvc", name, namespace)
+        c = condition(obj, type_)
+        return obj if c.get("status") == status and (reason is None or c.get("reason") == reason) else None
+
+    return eventually(check, timeout=timeout, what=f"{type_}={status} {reason or ''} on {namespace}/{name}")
 
 
 def free_port() -> int:
@@ -240,6 +266,11 @@ class InClusterOperator:
 
     def log_since(self, mark: str) -> str:
         return "".join(self._logs(f"--since-time={mark}").values())
+
+
+# The operator a session runs against: a local process (the chart's RBAC, or the developer's own
+# kubeconfig) or the chart's pods on kind; tests that need a process skip for the pods.
+Operator = OperatorProcess | InClusterOperator
 
 
 def remember_passwords(namespace: str) -> None:

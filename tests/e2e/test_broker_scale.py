@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from e2e_kube import InClusterOperator, OperatorProcess, apply, eventually, get, psvc, wait_ready
+from e2e_kube import Operator, OperatorProcess, apply, eventually, get, psvc, wait_ready
 
 
 def env(name: str) -> str:
@@ -26,9 +26,7 @@ def env(name: str) -> str:
 
 
 @pytest.fixture
-def slow_resync_operator(
-    operator: OperatorProcess | InClusterOperator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
+def slow_resync_operator(operator: Operator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     if not isinstance(operator, OperatorProcess):
         pytest.skip("replaces the local operator process for a while")
     operator.stop()

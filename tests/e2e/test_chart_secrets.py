@@ -10,7 +10,7 @@ import base64
 import json
 
 import pytest
-from e2e_kube import InClusterOperator, OperatorProcess, apply, condition, kubectl, psvc, wait_ready
+from e2e_kube import InClusterOperator, Operator, apply, condition, kubectl, psvc, wait_ready
 
 
 def _admin_password_secret(operator: InClusterOperator) -> tuple[str, str]:
@@ -22,9 +22,7 @@ def _admin_password_secret(operator: InClusterOperator) -> tuple[str, str]:
     return ref["name"], ref["key"]
 
 
-def test_a_redis_admin_password_with_url_characters_logs_the_operator_in(
-    ns: str, operator: OperatorProcess | InClusterOperator
-):
+def test_a_redis_admin_password_with_url_characters_logs_the_operator_in(ns: str, operator: Operator):
     if not isinstance(operator, InClusterOperator):
         pytest.skip("the chart's operator pods only run on kind")
     name, key = _admin_password_secret(operator)

@@ -16,7 +16,7 @@ import aio_pika
 import pytest
 import redis
 import yaml
-from e2e_kube import InClusterOperator, OperatorProcess, apply, get, psvc, reachable, wait_ready
+from e2e_kube import Operator, OperatorProcess, apply, get, psvc, reachable, wait_ready
 
 SERVICES = 5
 QUIET_SECONDS = 5  # after all are Ready, for the slower replica's reconciles to end
@@ -25,7 +25,7 @@ WATCH_SECONDS = 3  # after the liveness endpoint answers, for both replicas' wat
 
 @pytest.fixture
 def two_operators(
-    ns: str, operator: OperatorProcess | InClusterOperator, tmp_path_factory: pytest.TempPathFactory
+    ns: str, operator: Operator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[OperatorProcess, OperatorProcess]]:
     """Two operators acting at once; the session's operator is stopped meanwhile."""
     if not isinstance(operator, OperatorProcess):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -18,14 +17,22 @@ from typing import Any
 
 import asyncpg
 import pytest
-from e2e_kube import RESYNC_SECONDS, apply, condition, eventually, get, kubectl, psvc, reachable, wait_ready
+from e2e_kube import (
+    RESYNC_SECONDS,
+    apply,
+    cond_is,
+    condition,
+    events,
+    eventually,
+    get,
+    kubectl,
+    local_servers,
+    psvc,
+    reachable,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-local_servers = pytest.mark.skipif(
-    os.environ.get("PLATFORM_E2E_TARGET") == "kind",
-    reason="stops and starts hack/postgres.sh's local server; on kind PostgreSQL is the chart's pod",
-)
 
 
 def admin_url() -> str:
@@ -100,19 +107,6 @@ def database_of(ns: str, name: str = "users") -> str:
 def exists(kind: str, name: str) -> bool:
     table, column = ("pg_database", "datname") if kind == "database" else ("pg_roles", "rolname")
     return bool(run(_admin_fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", name)))
-
-
-def cond_is(name: str, ns: str, type_: str, status: str, reason: str, timeout: float = 60) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        obj = get("psvc", name, ns)
-        c = condition(obj, type_)
-        return obj if (c.get("status"), c.get("reason")) == (status, reason) else None
-
-    return eventually(check, timeout=timeout, what=f"{type_}={status} {reason} on {ns}/{name}")
-
-
-def events(ns: str) -> list[dict[str, Any]]:
-    return list(json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"])
 
 
 def postgres(command: str) -> None:

@@ -7,9 +7,9 @@ import time
 
 from e2e_kube import (
     RESYNC_SECONDS,
-    InClusterOperator,
-    OperatorProcess,
+    Operator,
     apply,
+    cond_is,
     condition,
     eventually,
     get,
@@ -105,32 +105,24 @@ def test_kubectl_scale_reaches_the_deployment(ns: str):
     assert scale["status"]["selector"] == obj["status"]["selector"]
 
 
-def test_dependencies_ready_follows_the_data_service(ns: str, operator: OperatorProcess | InClusterOperator):
+def test_dependencies_ready_follows_the_data_service(ns: str, operator: Operator):
     apply(psvc("orders", type="api", image="example/orders:1", dependsOn=["users"]), ns)
 
-    def deps(reason: str):  # type: ignore[no-untyped-def]
-        obj = get("psvc", "orders", ns)
-        return obj if condition(obj, "DependenciesReady").get("reason") == reason else None
-
-    obj = eventually(lambda: deps("DependencyNotFound"), what="DependencyNotFound")
-    assert condition(obj, "DependenciesReady")["status"] == "False"
+    obj = cond_is("orders", ns, "DependenciesReady", "False", "DependencyNotFound")
     assert "users" in condition(obj, "DependenciesReady")["message"]
     assert condition(obj, "Ready")["status"] == "False"
     # Once the pods are ready (the first aspect that is not True names Ready's reason), the dependency is why.
-    eventually(
-        lambda: condition(get("psvc", "orders", ns), "Ready").get("reason") == "DependencyNotFound",
-        what="Ready=False because of the dependency",
-    )
+    cond_is("orders", ns, "Ready", "False", "DependencyNotFound")
 
     apply(psvc("users", type="worker", image="example/users:1"), ns)
-    eventually(lambda: deps("DependencyNotData"), timeout=RESYNC_SECONDS * 2, what="DependencyNotData")
+    cond_is("orders", ns, "DependenciesReady", "False", "DependencyNotData", timeout=RESYNC_SECONDS * 2)
     kubectl("delete", "psvc", "users", "-n", ns)
-    eventually(lambda: deps("DependencyNotFound"), what="DependencyNotFound again")
+    cond_is("orders", ns, "DependenciesReady", "False", "DependencyNotFound")
 
     mark = operator.log_mark()
     created = time.monotonic()
     apply(psvc("users", **DATA), ns)
-    eventually(lambda: deps("Found"), timeout=RESYNC_SECONDS * 2, what="DependenciesReady=True")
+    cond_is("orders", ns, "DependenciesReady", "True", "Found", timeout=RESYNC_SECONDS * 2)
     assert time.monotonic() - created < RESYNC_SECONDS * 2
     # The data service's own watch event woke the dependent (not only its resync).
     assert f"{ns}/users appeared: reconciling its dependents orders." in operator.log_since(mark)
@@ -141,8 +133,7 @@ def test_paused_service_gets_no_writes_until_resumed(ns: str, audit_log: str | N
     apply(psvc("orders", type="api", image="example/orders:1"), ns)
     wait_ready("orders", ns)
     kubectl("annotate", "psvc", "orders", "-n", ns, "platform.dev/paused=true")
-    obj = eventually(lambda: (o := get("psvc", "orders", ns)) and condition(o, "Ready").get("reason") == "Paused" and o)
-    assert condition(obj, "Ready")["status"] == "Unknown"
+    cond_is("orders", ns, "Ready", "Unknown", "Paused")
     events = kubectl("get", "events", "-n", ns, "--field-selector", "reason=Paused", "-o", "name").stdout
     assert events.strip(), "an Event Paused"
     time.sleep(1)  # the pause's own status write and Event settle
@@ -169,7 +160,7 @@ def test_deleting_a_paused_service_waits_for_the_resume(ns: str):
     apply(psvc("orders", type="api", image="example/orders:1"), ns)
     wait_ready("orders", ns)
     kubectl("annotate", "psvc", "orders", "-n", ns, "platform.dev/paused=true")
-    eventually(lambda: condition(get("psvc", "orders", ns), "Ready").get("reason") == "Paused", what="paused")
+    cond_is("orders", ns, "Ready", "Unknown", "Paused")
     kubectl("delete", "psvc", "orders", "-n", ns, "--wait=false")
     hold(lambda: get("psvc", "orders", ns) is not None, RESYNC_SECONDS * 2, "kept while paused")
     kubectl("annotate", "psvc", "orders", "-n", ns, "platform.dev/paused-")

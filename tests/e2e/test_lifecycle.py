@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from e2e_kube import (
     RESYNC_SECONDS,
-    InClusterOperator,
-    OperatorProcess,
+    Operator,
     apply,
     condition,
+    events,
     eventually,
     get,
     kubectl,
@@ -22,6 +22,8 @@ from e2e_kube import (
     wait_ready,
     writes_by_operator,
 )
+
+from platform_operator import conditions
 
 BOT_SECRET = {"bot": {"mode": "polling", "tokenSecretRef": {"name": "bot-token"}}}
 
@@ -80,18 +82,10 @@ def test_create_gives_exactly_the_children_and_turns_ready(ns: str, name: str, s
     assert status["replicaSummary"] == "1/1"
     assert status["credentialsSecret"] == f"{name}-platform"
     types = {c["type"]: c for c in status["conditions"]}
-    assert set(types) == {
-        "Ready",
-        "DeploymentReady",
-        "QueuesReady",
-        "CacheReady",
-        "IngressReady",
-        "DatabaseReady",
-        "DependenciesReady",
-    }
+    assert set(types) == {conditions.READY, *conditions.ASPECTS}  # the contract's names (test_conditions.py)
     assert all(c["reason"] and c["message"] and c["lastTransitionTime"] for c in types.values())
     assert types["DeploymentReady"]["status"] == "True"
-    reasons = {e["reason"] for e in json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]}
+    reasons = {e["reason"] for e in events(ns)}
     assert "Created" in reasons
 
 
@@ -147,7 +141,7 @@ def test_hand_edited_deployment_and_deleted_service_are_repaired(ns: str):
     )
     svc = eventually(lambda: get("service", "orders", ns), timeout=RESYNC_SECONDS * 5, what="the Service to return")
     assert svc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "platform-operator"
-    reasons = {e["reason"] for e in json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]}
+    reasons = {e["reason"] for e in events(ns)}
     assert "Repaired" in reasons
 
 
@@ -167,9 +161,7 @@ def test_delete_garbage_collects_every_child(ns: str):
     eventually(gone, timeout=60, what="garbage collection of the children")
 
 
-def test_resync_with_nothing_changed_writes_nothing(
-    ns: str, operator: OperatorProcess | InClusterOperator, audit_log: str | None
-):
+def test_resync_with_nothing_changed_writes_nothing(ns: str, operator: Operator, audit_log: str | None):
     apply(psvc("orders", type="api", image="example/orders:1", ingress={"host": "quiet.example.com"}), ns)
     wait_ready("orders", ns)
     time.sleep(RESYNC_SECONDS)  # let the events of the first reconcile settle

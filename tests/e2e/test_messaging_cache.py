@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -22,27 +21,21 @@ import redis
 from aiormq.exceptions import ChannelAccessRefused
 from e2e_kube import (
     RESYNC_SECONDS,
-    InClusterOperator,
-    OperatorProcess,
+    Operator,
     apply,
+    cond_is,
     condition,
+    events,
     eventually,
     get,
     kubectl,
+    local_servers,
     psvc,
     reachable,
     wait_ready,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-# On kind (hack/kind.sh e2e) RabbitMQ and Redis are the chart's pods, reached through port-forwards:
-# the tests that stop and start hack/backends.sh's local servers have nothing to stop there.
-local_servers = pytest.mark.skipif(
-    os.environ.get("PLATFORM_E2E_TARGET") == "kind",
-    reason="stops and starts the local servers of hack/backends.sh; on kind they are the chart's pods",
-)
 
 
 def backends(*args: str) -> None:
@@ -76,15 +69,6 @@ def queue_of(ns: str, name: str = "q") -> str:
 
 def policy_path(ns: str, service: str, queue: str) -> str:
     return "/policies/%2F/" + quote(f"platform/{ns}/{service}/{queue}", safe="")
-
-
-def cond_is(name: str, ns: str, type_: str, status: str, reason: str | None = None, timeout: float = 60) -> dict:
-    def check() -> dict[str, Any] | None:
-        obj = get("psvc", name, ns)
-        c = condition(obj, type_)
-        return obj if c.get("status") == status and (reason is None or c.get("reason") == reason) else None
-
-    return eventually(check, timeout=timeout, what=f"{type_}={status} {reason or ''} on {ns}/{name}")
 
 
 def test_a_service_of_namespace_amq_is_refused_its_queues_without_a_call_to_the_broker(operator: Any, mq: httpx.Client):
@@ -157,9 +141,7 @@ async def _amqp_checks(url: str, own: str, foreign: str) -> None:
         await conn.close()
 
 
-def test_passwords_survive_resyncs_and_restarts_and_rotate_on_request(
-    ns: str, operator: OperatorProcess | InClusterOperator
-):
+def test_passwords_survive_resyncs_and_restarts_and_rotate_on_request(ns: str, operator: Operator):
     apply(worker(), ns)
     wait_ready("notifier", ns)
     before = get("secret", "notifier-platform", ns)
@@ -238,8 +220,7 @@ def test_delete_under_retain_keeps_the_data_outside_and_removes_the_users(ns: st
     # Retained data is no working password: the service is gone, and so are its users.
     assert mq.get(f"/users/{ns}.notifier").status_code == 404
     assert rds.acl_getuser(f"{ns}.notifier") is None
-    events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-    assert any(e["reason"] == "Retained" and "removed broker user" in e["message"] for e in events)
+    assert any(e["reason"] == "Retained" and "removed broker user" in e["message"] for e in events(ns))
 
 
 def test_delete_under_delete_removes_all_but_a_queue_holding_messages(ns: str, mq: httpx.Client, rds: redis.Redis):
@@ -259,15 +240,12 @@ def test_delete_under_delete_removes_all_but_a_queue_holding_messages(ns: str, m
     assert mq.get(f"/users/{ns}.notifier").status_code == 404
     assert rds.acl_getuser(f"{ns}.notifier") is None
     assert rds.exists(f"{ns}:notifier:data") == 0
-    events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-    kept = [e for e in events if e["reason"] == "QueuesKept"]
+    kept = [e for e in events(ns) if e["reason"] == "QueuesKept"]
     assert kept and q in kept[0]["message"]
     mq.delete(f"/queues/%2F/{q}")
 
 
-def test_deletion_is_not_held_by_a_resync_waiting_on_redis(
-    ns: str, rds: redis.Redis, operator: OperatorProcess | InClusterOperator
-):
+def test_deletion_is_not_held_by_a_resync_waiting_on_redis(ns: str, rds: redis.Redis, operator: Operator):
     """kopf keeps the finalizer until the object's resync timer has exited, and looks again only
     after its polling interval: a resync stuck on a slow Redis must be abandoned, not waited for."""
     apply(worker(), ns)
@@ -337,8 +315,7 @@ def test_deletion_blocked_by_a_missing_broker_is_released_by_the_annotation(ns: 
         kubectl("delete", "psvc", "notifier", "-n", ns, "--wait=false")
 
         def blocked() -> bool:
-            events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-            return any(e["reason"] == "CleanupBlocked" for e in events)
+            return any(e["reason"] == "CleanupBlocked" for e in events(ns))
 
         eventually(blocked, timeout=60, what="a CleanupBlocked event")
         assert get("psvc", "notifier", ns) is not None  # held by the finalizer
@@ -366,9 +343,7 @@ def test_a_queue_claimed_by_another_service_is_refused(ns: str, mq: httpx.Client
 
 
 @local_servers
-def test_redis_restarted_empty_has_every_user_back_within_seconds(
-    ns: str, rds: redis.Redis, operator: OperatorProcess | InClusterOperator
-):
+def test_redis_restarted_empty_has_every_user_back_within_seconds(ns: str, rds: redis.Redis, operator: Operator):
     apply(worker(), ns)
     apply(psvc("cache-user", type="worker", image="example/notifier:1"), ns)
     wait_ready("notifier", ns)

@@ -6,7 +6,7 @@ import json
 import urllib.request
 
 import pytest
-from e2e_kube import InClusterOperator, OperatorProcess, apply, eventually, kubectl, psvc, wait_ready
+from e2e_kube import Operator, OperatorProcess, apply, eventually, kubectl, psvc, wait_ready
 
 _ports: list[int] = []  # the metrics port of the local operator under test
 
@@ -27,7 +27,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def local_operator(operator: OperatorProcess | InClusterOperator) -> OperatorProcess:
+def local_operator(operator: Operator) -> OperatorProcess:
     if not isinstance(operator, OperatorProcess):
         pytest.skip("reads the metrics port and log of a local operator process")
     _ports[:] = [operator.metrics_port]

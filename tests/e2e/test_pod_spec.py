@@ -5,17 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from e2e_kube import (
-    RESYNC_SECONDS,
-    InClusterOperator,
-    OperatorProcess,
-    apply,
-    eventually,
-    get,
-    kubectl,
-    psvc,
-    wait_ready,
-)
+from e2e_kube import RESYNC_SECONDS, Operator, apply, eventually, get, kubectl, psvc, wait_ready
 
 SELECTOR = "app.kubernetes.io/name=orders,app.kubernetes.io/instance=orders"
 
@@ -58,9 +48,7 @@ def pods(ns: str) -> list[dict]:  # type: ignore[type-arg]
     return json.loads(kubectl("get", "pods", "-n", ns, "-l", SELECTOR, "-o", "json").stdout)["items"]
 
 
-def test_a_pod_spec_with_every_field_passes_the_restricted_profile(
-    ns: str, operator: OperatorProcess | InClusterOperator
-):
+def test_a_pod_spec_with_every_field_passes_the_restricted_profile(ns: str, operator: Operator):
     kubectl("create", "serviceaccount", "orders-sa", "-n", ns)
     kubectl("create", "configmap", "orders-config", "-n", ns, "--from-literal=mode=test")
     kubectl("create", "secret", "generic", "orders-certs", "-n", ns, "--from-literal=tls.crt=none")

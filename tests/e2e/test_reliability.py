@@ -11,18 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from e2e_kube import (
-    InClusterOperator,
-    OperatorProcess,
-    apply,
-    condition,
-    eventually,
-    get,
-    kubectl,
-    psvc,
-    reachable,
-    wait_ready,
-)
+from e2e_kube import Operator, OperatorProcess, apply, condition, eventually, get, kubectl, psvc, reachable, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +20,7 @@ def reconciled(op: OperatorProcess, mark: int, ns: str, name: str) -> bool:
     return f"Reconciled {ns}/{name}:" in op.log_since(mark)
 
 
-def test_two_replicas_exactly_one_acts_and_the_other_takes_over(ns: str, operator: OperatorProcess | InClusterOperator):
+def test_two_replicas_exactly_one_acts_and_the_other_takes_over(ns: str, operator: Operator):
     if not isinstance(operator, OperatorProcess) or operator.kubeconfig is None:
         pytest.skip("needs the local operator running as the chart runs it (kopf peering)")
     standby = OperatorProcess(operator.log_path.with_name("standby.log"), kubeconfig=operator.kubeconfig, priority=50)
@@ -60,9 +49,7 @@ def test_two_replicas_exactly_one_acts_and_the_other_takes_over(ns: str, operato
         standby.stop()
 
 
-def test_sigkill_in_the_middle_of_a_batch_converges_without_duplicates(
-    ns: str, operator: OperatorProcess | InClusterOperator
-):
+def test_sigkill_in_the_middle_of_a_batch_converges_without_duplicates(ns: str, operator: Operator):
     if not isinstance(operator, OperatorProcess):
         pytest.skip("kills the local operator process")
     names = [f"svc{i}" for i in range(8)]
@@ -97,9 +84,7 @@ def test_sigkill_in_the_middle_of_a_batch_converges_without_duplicates(
     admin.close()
 
 
-def test_api_server_restart_watches_resume_and_nothing_is_missed(
-    ns: str, operator: OperatorProcess | InClusterOperator
-):
+def test_api_server_restart_watches_resume_and_nothing_is_missed(ns: str, operator: Operator):
     cluster = os.environ.get("CLUSTER_NAME")
     if not isinstance(operator, OperatorProcess) or not cluster:
         pytest.skip("restarts the local control plane (kwokctl)")

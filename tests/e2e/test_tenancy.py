@@ -21,7 +21,7 @@ import httpx
 import pytest
 import redis
 from aiormq.exceptions import AMQPConnectionError, ChannelAccessRefused, ChannelNotFoundEntity
-from e2e_kube import RESYNC_SECONDS, SWEEP_SECONDS, apply, condition, eventually, get, kubectl, psvc, reachable
+from e2e_kube import RESYNC_SECONDS, SWEEP_SECONDS, apply, cond_is, condition, eventually, get, kubectl, psvc, reachable
 from e2e_kube import wait_ready as _wait_ready
 
 ORDERS_EVENTS = 5
@@ -40,15 +40,6 @@ def evil(ns: str) -> Iterator[str]:
 
 def wait_ready(name: str, namespace: str) -> dict[str, Any]:
     return _wait_ready(name, namespace, timeout=120)
-
-
-def cond_is(name: str, namespace: str, type_: str, status: str, reason: str, timeout: float = 60) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        obj = get("psvc", name, namespace)
-        c = condition(obj, type_)
-        return obj if (c.get("status"), c.get("reason")) == (status, reason) else None
-
-    return eventually(check, timeout=timeout, what=f"{type_}={status} {reason} on {namespace}/{name}")
 
 
 def secret_urls(name: str, namespace: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -99,3 +100,15 @@ async def trickling_proxy(host: str, port: int, delay: float = 0.3) -> AsyncIter
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
+
+
+async def gives_up_by_its_deadline(door: Any, unavailable: type[Exception], match: str, within: float = 4) -> None:
+    """The door's service_users() (through a trickling_proxy) ends as `unavailable` within `within`
+    seconds, by the door's own deadline and not a socket timeout; the door is closed after."""
+    started = time.monotonic()
+    try:
+        with pytest.raises(unavailable, match=match):
+            await door.service_users()
+        assert time.monotonic() - started < within
+    finally:
+        await door.close()

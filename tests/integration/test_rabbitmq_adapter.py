@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +15,7 @@ import aio_pika
 import httpx
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
-from it_helpers import ENV, make_broker, make_service, require_env, trickling_proxy
+from it_helpers import ENV, gives_up_by_its_deadline, make_broker, make_service, require_env, trickling_proxy
 
 from platform_operator import messaging
 from platform_operator.model import PlatformService
@@ -43,6 +42,12 @@ def on_broker(svc: PlatformService, name: str) -> str:
     return messaging.broker_name(svc.namespace, name)
 
 
+def queue_and_exchange(svc: PlatformService) -> tuple[str, str]:
+    """The broker's names of the queue a worker consumes and the exchange it binds to."""
+    consume = svc.spec.messaging.consumes[0]
+    return on_broker(svc, consume.queue), on_broker(svc, consume.exchange)
+
+
 def worker(queue: str, exchange: str, **consume: Any) -> PlatformService:
     return make_service(
         type="worker",
@@ -65,10 +70,7 @@ async def get_json(api: httpx.AsyncClient, path: str) -> Any:
 
 async def test_provision_declares_the_whole_topology_then_writes_nothing(broker: RabbitMQ, api: httpx.AsyncClient):
     svc = worker(unique("q"), unique("orders"), maxLength=100, messageTTLSeconds=60)
-    q, ex = (
-        on_broker(svc, svc.spec.messaging.consumes[0].queue),
-        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
-    )
+    q, ex = queue_and_exchange(svc)
     topo = messaging.plan(svc)
 
     first = await broker.provision(topo, "pw")
@@ -126,10 +128,7 @@ async def test_retry_path_brings_a_message_back_after_the_delay_then_dead_letter
     broker: RabbitMQ, api: httpx.AsyncClient
 ):
     svc = worker(unique("q"), unique("orders"), retryDelaySeconds=1, maxRetries=1)
-    q, ex = (
-        on_broker(svc, svc.spec.messaging.consumes[0].queue),
-        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
-    )
+    q, ex = queue_and_exchange(svc)
     topo = messaging.plan(svc)
     await broker.provision(topo, "pw")
 
@@ -149,10 +148,7 @@ async def test_retry_path_brings_a_message_back_after_the_delay_then_dead_letter
         again = await _get(queue, timeout=10)
         assert again.body == b"order 1" and again.headers[messaging.RETRY_HEADER] == 1
         # Retries exhausted: rejected without requeue, it lands in the dead-letter queue.
-        await again.reject(requeue=False)
-        dead = await _get(await channel.get_queue(messaging.dlq_name(q)), timeout=10)
-        assert dead.body == b"order 1"
-        await dead.ack()
+        assert await rejected_to_the_dead_letters(again, channel, q) == b"order 1"
     finally:
         await conn.close()
 
@@ -171,6 +167,16 @@ async def _get(queue: aio_pika.abc.AbstractQueue, timeout: float = 5) -> aio_pik
             return msg
         await asyncio.sleep(0.2)
     raise AssertionError(f"no message on {queue.name} within {timeout}s")
+
+
+async def rejected_to_the_dead_letters(
+    msg: aio_pika.abc.AbstractIncomingMessage, channel: aio_pika.abc.AbstractChannel, q: str
+) -> bytes:
+    """Rejects `msg` (no requeue) and takes what lands in q's dead-letter queue: its body."""
+    await msg.reject(requeue=False)
+    dead = await _get(await channel.get_queue(messaging.dlq_name(q)), timeout=15)
+    await dead.ack()
+    return dead.body
 
 
 async def test_max_length_changes_on_a_live_queue_through_its_policy(broker: RabbitMQ, api: httpx.AsyncClient):
@@ -214,10 +220,7 @@ async def test_a_queue_declared_elsewhere_after_the_listing_is_a_conflict_too(br
 
 async def test_deprovision_keeps_queues_with_messages_unless_forced(broker: RabbitMQ, api: httpx.AsyncClient):
     svc = worker(unique("q"), unique("ex"))
-    q, ex = (
-        on_broker(svc, svc.spec.messaging.consumes[0].queue),
-        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
-    )
+    q, ex = queue_and_exchange(svc)
     topo = messaging.plan(svc)
     await broker.provision(topo, "pw")
     await publish(api, ex, "order.created", "keep me")
@@ -237,10 +240,7 @@ async def test_deprovision_keeps_queues_with_messages_unless_forced(broker: Rabb
 
 async def test_queue_stats_report_messages_and_consumers(broker: RabbitMQ, api: httpx.AsyncClient):
     svc = worker(unique("q"), unique("ex"))
-    q, ex = (
-        on_broker(svc, svc.spec.messaging.consumes[0].queue),
-        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
-    )
+    q, ex = queue_and_exchange(svc)
     await broker.provision(messaging.plan(svc), "pw")
     for _ in range(3):
         await publish(api, ex, "order.x", "m")
@@ -288,8 +288,7 @@ async def test_what_is_deleted_by_hand_is_declared_again_once_the_listing_is_old
     broker = make_broker(read_cache_seconds=1)
     try:
         svc = worker(unique("q"), unique("ex"))
-        q = on_broker(svc, svc.spec.messaging.consumes[0].queue)
-        ex = on_broker(svc, svc.spec.messaging.consumes[0].exchange)
+        q, ex = queue_and_exchange(svc)
         topo = messaging.plan(svc)
         await broker.provision(topo, "pw")
         (await api.delete(f"/queues/%2F/{q}")).raise_for_status()
@@ -308,10 +307,7 @@ async def test_a_service_deleted_and_created_again_at_once_gets_everything_again
     """The listing the first provision read still shows what deprovision removed: our own
     deletions are applied to it, so nothing is taken for present that is gone."""
     svc = worker(unique("q"), unique("ex"))
-    q, ex = (
-        on_broker(svc, svc.spec.messaging.consumes[0].queue),
-        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
-    )
+    q, ex = queue_and_exchange(svc)
     topo = messaging.plan(svc)
     await broker.provision(topo, "pw")
     await broker.deprovision(topo, [ex, f"{q}.dlx", f"{q}.retry"], force=True)
@@ -355,10 +351,7 @@ async def test_a_queue_declared_before_arguments_keeps_its_dead_lettering_in_a_p
     """Queues of an older operator have no arguments (their dead-lettering was a policy): they are
     kept as they are, and their policy keeps saying what the arguments would."""
     svc = worker(unique("q"), unique("ex"))
-    q, ex = (
-        on_broker(svc, svc.spec.messaging.consumes[0].queue),
-        on_broker(svc, svc.spec.messaging.consumes[0].exchange),
-    )
+    q, ex = queue_and_exchange(svc)
     name = quote(messaging.policy_name(svc, q), safe="")
     (await api.put(f"/queues/%2F/{q}", json={"durable": True, "arguments": {}})).raise_for_status()
     old_policy = {
@@ -382,10 +375,7 @@ async def test_a_queue_declared_before_arguments_keeps_its_dead_lettering_in_a_p
     try:
         channel = await conn.channel()
         msg = await _get(await channel.get_queue(q), timeout=10)
-        await msg.reject(requeue=False)
-        dead = await _get(await channel.get_queue(messaging.dlq_name(q)), timeout=15)
-        assert dead.body == b"legacy"
-        await dead.ack()
+        assert await rejected_to_the_dead_letters(msg, channel, q) == b"legacy"
     finally:
         await conn.close()
 
@@ -484,10 +474,4 @@ async def test_a_management_api_slower_than_the_deadline_is_unavailable():
             timeout=5,
             deadline=2,
         )
-        started = time.monotonic()
-        try:
-            with pytest.raises(BrokerUnavailable, match="did not answer within 2s"):
-                await b.service_users()
-            assert time.monotonic() - started < 4
-        finally:
-            await b.close()
+        await gives_up_by_its_deadline(b, BrokerUnavailable, "did not answer within 2s")

@@ -44,6 +44,17 @@ def victim_services(ns: str) -> tuple[PlatformService, PlatformService]:
     return publisher, consumer
 
 
+def reader_of_orders(owner_ns: str, ns: str) -> PlatformService:
+    """A worker of `ns` whose queue "feed" binds to the "orders" exchange of `owner_ns`."""
+    return make_service(
+        "reader",
+        ns,
+        type="worker",
+        image="x",
+        messaging={"consumes": [{"queue": "feed", "exchange": "orders", "exchangeNamespace": owner_ns}]},
+    )
+
+
 def attacker_service(ns: str) -> PlatformService:
     """Asks, in its own namespace, for every name the victim uses."""
     return make_service(
@@ -163,13 +174,7 @@ async def test_a_foreign_exchange_is_bound_only_as_shared_and_unbound_when_unsha
     owner_ns, other_ns = namespaces()
     publisher, _ = victim_services(owner_ns)
     await broker.provision(messaging.plan(publisher), "pw-pub")
-    reader = make_service(
-        "reader",
-        other_ns,
-        type="worker",
-        image="x",
-        messaging={"consumes": [{"queue": "feed", "exchange": "orders", "exchangeNamespace": owner_ns}]},
-    )
+    reader = reader_of_orders(owner_ns, other_ns)
     exchange, queue = messaging.broker_name(owner_ns, "orders"), messaging.broker_name(other_ns, "feed")
 
     async def sources() -> set[str]:
@@ -194,13 +199,7 @@ async def test_a_foreign_exchange_is_bound_only_as_shared_and_unbound_when_unsha
 
 async def test_a_shared_exchange_not_declared_yet_is_waited_for(broker: RabbitMQ):
     owner_ns, other_ns = namespaces()
-    reader = make_service(
-        "reader",
-        other_ns,
-        type="worker",
-        image="x",
-        messaging={"consumes": [{"queue": "feed", "exchange": "orders", "exchangeNamespace": owner_ns}]},
-    )
+    reader = reader_of_orders(owner_ns, other_ns)
     result = await broker.provision(messaging.plan(reader), "pw")
     assert result.missing == [messaging.broker_name(owner_ns, "orders")]
 

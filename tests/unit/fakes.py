@@ -19,11 +19,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from platform_operator import cache, database, messaging
+from platform_operator.claims import ClaimLookup
+from platform_operator.conditions import Condition
+from platform_operator.credentials import Credentials
 from platform_operator.kube import ConflictError, RefusedError, UnavailableError
-from platform_operator.model import API_VERSION, KIND
+from platform_operator.model import API_VERSION, KIND, PlatformService
 from platform_operator.postgres import PostgresUnavailable, Provisioned
+from platform_operator.provision import provision_queues
 from platform_operator.rabbitmq import BrokerUnavailable, CleanupResult, ProvisionResult
 from platform_operator.redis_store import CacheUnavailable
+from platform_operator.status import Outcome
 
 Key = tuple[str, str, str]  # kind, namespace, name
 
@@ -366,3 +371,34 @@ def platform_service(
         "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
         "spec": spec,
     }
+
+
+def provision_queues_with(
+    broker: Any,
+    svc: PlatformService,
+    previous: Mapping[str, Any] | None = None,
+    claims: ClaimLookup = lambda _: [],
+    said: list[tuple[str, str, str]] | None = None,
+) -> tuple[Condition, list[dict[str, Any]], Outcome]:
+    """provision_queues as the reconcile calls it (the credentials Secret in place), against a
+    stand-in `broker`; the Events it tells go to `said` when given."""
+    outcome = Outcome(status={})
+
+    def say(kind: str, reason: str, message: str) -> None:
+        if said is not None:
+            said.append((kind, reason, message))
+
+    cond, queues = asyncio.run(
+        provision_queues(
+            svc,
+            messaging.plan(svc),
+            broker,
+            Credentials("rabbit-pass", "redis-pass", ""),
+            True,
+            outcome,
+            say,
+            previous or {},
+            claims,
+        )
+    )
+    return cond, queues, outcome

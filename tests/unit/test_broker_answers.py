@@ -3,14 +3,13 @@ change: a condition in the operator's words and the slow retry), unavailable (ba
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+from fakes import provision_queues_with
 
 from platform_operator import messaging
 from platform_operator.conditions import Condition
-from platform_operator.credentials import Credentials
 from platform_operator.model import PlatformService
-from platform_operator.provision import provision_queues
 from platform_operator.rabbitmq import BrokerError, BrokerRefused, BrokerUnavailable, ProvisionResult
 from platform_operator.status import Outcome
 
@@ -33,20 +32,7 @@ class Broker:
 
 
 def provision(svc: PlatformService, broker: Broker) -> tuple[Condition, Outcome]:
-    outcome = Outcome(status={})
-    cond, _ = asyncio.run(
-        provision_queues(
-            svc,
-            messaging.plan(svc),
-            broker,  # type: ignore[arg-type]
-            Credentials("rabbit-pass", "redis-pass", ""),
-            True,
-            outcome,
-            lambda *a: None,
-            {},
-            lambda _: [],
-        )
-    )
+    cond, _, outcome = provision_queues_with(broker, svc)
     return cond, outcome
 
 

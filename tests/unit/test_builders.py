@@ -44,6 +44,16 @@ def env_by_name(svc: Any) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in env}
 
 
+def secret_ref(name: str, key: str | None) -> dict[str, str]:
+    """A secretRef as a spec gives it: without `key` when None (the builder's default applies)."""
+    return {"name": name} if key is None else {"name": name, "key": key}
+
+
+def from_secret(var: str, secret: str, key: str) -> dict[str, Any]:
+    """The env entry that reads `var` from a Secret's key: the value itself never in the Deployment."""
+    return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
 def decoded(secret: dict[str, Any]) -> dict[str, str]:
     return {k: base64.b64decode(v, validate=True).decode() for k, v in secret["data"].items()}
 
@@ -303,14 +313,8 @@ def test_no_client_labels_without_depends_on(make_svc):
 
 @pytest.mark.parametrize(("engine", "key", "expected_key"), [("postgres", None, "dsn"), ("mongo", "uri", "uri")])
 def test_data_service_gets_database_url_from_its_secret(make_svc, engine, key, expected_key):
-    ref: dict[str, Any] = {"name": "orders-db"}
-    if key is not None:
-        ref["key"] = key
-    env = env_by_name(make_svc(type="data", database={"engine": engine, "secretRef": ref}))
-    assert env["DATABASE_URL"] == {
-        "name": "DATABASE_URL",
-        "valueFrom": {"secretKeyRef": {"name": "orders-db", "key": expected_key}},
-    }
+    env = env_by_name(make_svc(type="data", database={"engine": engine, "secretRef": secret_ref("orders-db", key)}))
+    assert env["DATABASE_URL"] == from_secret("DATABASE_URL", "orders-db", expected_key)
     assert env["DATABASE_ENGINE"] == {"name": "DATABASE_ENGINE", "value": engine}
     assert "value" not in env["DATABASE_URL"], "the DSN must never be inlined into the Deployment"
 
@@ -324,14 +328,8 @@ def test_only_data_services_get_database_settings(make_kind, kind):
 
 @pytest.mark.parametrize(("mode", "key"), [("polling", None), ("webhook", "bot-token")])
 def test_bot_gets_token_and_mode(make_svc, mode, key):
-    ref: dict[str, Any] = {"name": "tg"}
-    if key is not None:
-        ref["key"] = key
-    env = env_by_name(make_svc(type="bot", bot={"mode": mode, "tokenSecretRef": ref}))
-    assert env["BOT_TOKEN"] == {
-        "name": "BOT_TOKEN",
-        "valueFrom": {"secretKeyRef": {"name": "tg", "key": key or "token"}},
-    }
+    env = env_by_name(make_svc(type="bot", bot={"mode": mode, "tokenSecretRef": secret_ref("tg", key)}))
+    assert env["BOT_TOKEN"] == from_secret("BOT_TOKEN", "tg", key or "token")
     assert env["BOT_MODE"] == {"name": "BOT_MODE", "value": mode}
 
 

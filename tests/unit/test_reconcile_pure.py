@@ -429,27 +429,20 @@ def test_desired_status_url_and_prefix_per_kind(make_svc, spec, url, prefix):
     assert status["replicaSummary"] == "0/1"
 
 
-def test_ready_is_true_when_everything_it_manages_is_ready(make_svc):
-    svc = make_svc(type="api")
-    ready = conditions.find(desired_status(svc, {}, _aspects(svc), 2, T0)["conditions"], "Ready")
-    assert ready is not None
-    assert (ready["status"], ready["reason"]) == ("True", "AllReady")
-
-
-def test_ready_is_false_on_an_ingress_conflict(make_svc):
-    svc = _api(make_svc)
-    status = desired_status(svc, {}, _aspects(svc, conflict=("shop", "early")), 2, T0)
-    ready = conditions.find(status["conditions"], "Ready")
-    assert ready is not None
-    assert (ready["status"], ready["reason"]) == ("False", "HostPathConflict")
-
-
-def test_ready_is_false_when_the_host_belongs_to_another_namespace(make_svc):
-    svc = _api(make_svc)
-    status = desired_status(svc, {}, _aspects(svc, host_holder=("team-b", "gateway")), 2, T0)
-    ready = conditions.find(status["conditions"], "Ready")
-    assert ready is not None
-    assert (ready["status"], ready["reason"]) == ("False", "HostClaimed")
+@pytest.mark.parametrize(
+    ("with_ingress", "aspects", "ready"),
+    [
+        (False, {}, ("True", "AllReady")),
+        (True, {"conflict": ("shop", "early")}, ("False", "HostPathConflict")),
+        (True, {"host_holder": ("team-b", "gateway")}, ("False", "HostClaimed")),
+    ],
+    ids=["everything-ready", "ingress-conflict", "host-of-another-namespace"],
+)
+def test_ready_is_true_only_when_everything_it_manages_is_ready(make_svc, with_ingress, aspects, ready):
+    svc = _api(make_svc) if with_ingress else make_svc(type="api")
+    found = conditions.find(desired_status(svc, {}, _aspects(svc, **aspects), 2, T0)["conditions"], "Ready")
+    assert found is not None
+    assert (found["status"], found["reason"]) == ready
 
 
 def test_first_visit_sets_every_condition_even_as_unknown(make_svc):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -30,6 +30,19 @@ class FakeBroker:
 
     def forget_view(self) -> None:
         self.forgot += 1
+
+    def restart_empty(self) -> None:
+        """The vhost came back without the marker, and the connection with it."""
+        self.marker = False
+        self.reconnected.set()
+
+
+async def soon(done: Callable[[], object]) -> None:
+    """Gives the watch's loop up to half a second to make `done()` true; the caller asserts."""
+    for _ in range(50):
+        if done():
+            return
+        await asyncio.sleep(0.01)
 
 
 watches: list[BrokerWatch] = []
@@ -85,19 +98,14 @@ async def test_a_reconnect_wakes_the_watch_attached_by_a_handler_and_a_standby_r
     w = watch(broker, seen, interval=3600)
     await w.check()
     try:
-        broker.marker = False
-        broker.reconnected.set()
-        for _ in range(50):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
+        broker.restart_empty()
+        await soon(lambda: seen)
         assert sorted(seen) == [("a", "one"), ("b", "two")]
 
         standby, quiet = FakeBroker(), []
         s = watch(standby, quiet, interval=0.01, attached_for=0)  # no timer attached it lately
         await s.check()
-        standby.marker = False
-        standby.reconnected.set()
+        standby.restart_empty()
         await asyncio.sleep(0.1)
         await s.stop()
         assert quiet == [] and not standby.marker
@@ -108,15 +116,8 @@ async def test_a_reconnect_wakes_the_watch_attached_by_a_handler_and_a_standby_r
 async def test_the_first_look_is_at_once_so_an_early_wipe_is_recovered():
     broker, seen = FakeBroker(), []
     watch(broker, seen)  # attached: its loop looks for the marker before waiting
-    for _ in range(50):
-        if broker.placed:
-            break
-        await asyncio.sleep(0.01)
+    await soon(lambda: broker.placed)
     assert broker.placed == 1
-    broker.marker = False  # wiped seconds after the operator started
-    broker.reconnected.set()
-    for _ in range(50):
-        if seen:
-            break
-        await asyncio.sleep(0.01)
+    broker.restart_empty()  # wiped seconds after the operator started
+    await soon(lambda: seen)
     assert sorted(seen) == [("a", "one"), ("b", "two")]

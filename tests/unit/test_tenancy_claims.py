@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from fakes import provision_queues_with
 
 from platform_operator import cache, handlers, messaging
 from platform_operator.claims import (
@@ -23,9 +24,7 @@ from platform_operator.claims import (
     unshared_exchanges,
 )
 from platform_operator.conditions import Condition
-from platform_operator.credentials import Credentials
 from platform_operator.model import API_VERSION, KIND, PlatformService
-from platform_operator.provision import provision_queues
 from platform_operator.rabbitmq import BrokerUnavailable, CleanupResult, ProvisionResult
 from platform_operator.status import Outcome
 
@@ -444,20 +443,8 @@ class FakeRabbit:
 def provision(
     svc: PlatformService, rabbit: FakeRabbit, previous: dict[str, Any], claims: Any = lambda _: []
 ) -> tuple[Condition, list[dict[str, Any]], Outcome, list[tuple[str, str, str]]]:
-    outcome, said = Outcome(status={}), []
-    cond, queues = asyncio.run(
-        provision_queues(
-            svc,
-            messaging.plan(svc),
-            rabbit,  # type: ignore[arg-type]
-            Credentials("rabbit-pass", "redis-pass", ""),
-            True,
-            outcome,
-            lambda *a: said.append(a),
-            previous,
-            claims,
-        )
-    )
+    said: list[tuple[str, str, str]] = []
+    cond, queues, outcome = provision_queues_with(rabbit, svc, previous, claims, said)
     return cond, queues, outcome, said
 
 
