@@ -78,12 +78,13 @@ async def reconcile(
                     result["result"] = "gone"
                     return None  # the namespace controller is deleting everything in it, this object too
                 result["result"] = "retry" if outcome.retry else "refused" if outcome.refused else "ok"
-        # Still this object's turn: a later reconcile's record cannot be overwritten by this one's.
-        if outcome.written or outcome.status_written:
-            log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
-        ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}
-        state.readiness.record(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
-        return outcome
+                # Inside the reconcile's span and log context (its id, the object), and still this
+                # object's turn: a later reconcile's readiness record cannot be overwritten by this one's.
+                if outcome.written or outcome.status_written:
+                    log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
+                ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}
+                state.readiness.record(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
+                return outcome
 
 
 async def _pause(svc: PlatformService, body: Mapping[str, Any], kube: Kube, emit: EventSink) -> Outcome:
