@@ -35,7 +35,6 @@ from typing import Any
 
 import httpx
 import redis.asyncio
-import yaml
 
 from platform_operator import builders, cache, credentials, messaging
 from platform_operator.kube import Kube
@@ -95,15 +94,23 @@ def manifest(n: int, ns: str) -> list[dict[str, Any]]:
 
 
 def apply_all(objs: list[dict[str, Any]]) -> None:
-    for chunk in range(0, len(objs), 200):
-        kubectl(
-            "apply",
-            "--server-side",
-            "--field-manager=bench",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump_all(objs[chunk : chunk + 200]),
-        )
+    """Applies the PlatformServices as the direct path applies its children: through the same client,
+    16 at a time (kubectl applied them one by one: 55 s for 300 while the operator was at work)."""
+
+    async def run() -> None:
+        kube = await Kube.connect()
+        sem = asyncio.Semaphore(16)
+
+        async def one(obj: dict[str, Any]) -> None:
+            async with sem:
+                await kube.apply(obj, field_manager="bench")
+
+        try:
+            await asyncio.gather(*(one(o) for o in objs))
+        finally:
+            await kube.close()
+
+    asyncio.run(run())
 
 
 def count_ready(ns: str) -> tuple[int, int]:
@@ -426,8 +433,12 @@ def measure(n: int, resync: float, steady_seconds: float, churn_seconds: float, 
     try:
         cpu0, t0 = op.cpu_seconds(), time.time()
         log(f"N={n}: applying {n} PlatformServices")
+        # From the first PlatformService sent: the operator works while the rest are still arriving.
+        start = time.monotonic()
         apply_all(manifest(n, ns_op))
-        row["operator_seconds"] = round(wait_all_ready(ns_op, n, timeout=max(600, n * 2)), 2)
+        row["operator_apply_seconds"] = round(time.monotonic() - start, 2)
+        wait_all_ready(ns_op, n, timeout=max(600, n * 2))
+        row["operator_seconds"] = round(time.monotonic() - start, 2)
         t1 = time.time()
         row["operator_cpu_seconds"] = round(op.cpu_seconds() - cpu0, 2)
         row["operator_peak_rss_mb"] = round(op.peak_rss_mb(), 1)
@@ -546,7 +557,7 @@ def write(rows: list[dict[str, Any]]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [
-        "| N | operator s | s/service | direct: Kubernetes s | direct: broker s | direct sum s | ratio | "
+        "| N | operator s (applying) | s/service | direct: Kubernetes s | direct: broker s | direct sum s | ratio | "
         "recovery s (broker side) | peak RSS MB | CPU s | API requests | RabbitMQ calls | Redis calls |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -554,7 +565,8 @@ def write(rows: list[dict[str, Any]]) -> None:
         api = ", ".join(f"{k} {v}" for k, v in sorted(r.get("api_requests", {}).items()))
         calls = r.get("outside_calls", {})
         lines.append(
-            f"| {r['n']} | {r['operator_seconds']} | {r['seconds_per_service']} | {r['direct_kube_seconds']} | "
+            f"| {r['n']} | {r['operator_seconds']} ({r.get('operator_apply_seconds', '-')}) | "
+            f"{r['seconds_per_service']} | {r['direct_kube_seconds']} | "
             f"{r['direct_broker_seconds']} | {r['direct_seconds']} | {r['ratio']} | "
             f"{r.get('recovery_seconds', '-')} ({r.get('recovery_broker_seconds', '-')}) | "
             f"{r['operator_peak_rss_mb']} | {r['operator_cpu_seconds']} | {api} | "
