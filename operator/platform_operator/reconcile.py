@@ -65,26 +65,31 @@ async def reconcile(
         if not ours:
             return None  # a queued reconcile reads everything afresh after the running one
         async with (backends.slots if external else backends.kube_slots) or contextlib.nullcontext():
-            body = await kube.get(API_VERSION, KIND, namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return None
-            svc = PlatformService.from_body(body)
-            if is_paused(body["metadata"].get("annotations")):
-                return await _pause(svc, body, kube, emit)
-            async with observability.reconciling(namespace, name, svc.spec.type) as result:
-                try:
-                    outcome = await _reconcile(svc, body, Pass(kube, backends, state, claims, emit, external))
-                except NamespaceTerminatingError:
-                    result["result"] = "gone"
-                    return None  # the namespace controller is deleting everything in it, this object too
-                result["result"] = "retry" if outcome.retry else "refused" if outcome.refused else "ok"
-                # Inside the reconcile's span and log context (its id, the object), and still this
-                # object's turn: a later reconcile's readiness record cannot be overwritten by this one's.
-                if outcome.written or outcome.status_written:
-                    log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
-                ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}
-                state.readiness.record(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
-                return outcome
+            return await _reconcile_turn(namespace, name, Pass(kube, backends, state, claims, emit, external))
+
+
+async def _reconcile_turn(namespace: str, name: str, run: Pass) -> Outcome | None:
+    """The object's turn: read afresh, then paused or reconciled inside its span and log context."""
+    body = await run.kube.get(API_VERSION, KIND, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    svc = PlatformService.from_body(body)
+    if is_paused(body["metadata"].get("annotations")):
+        return await _pause(svc, body, run.kube, run.emit)
+    async with observability.reconciling(namespace, name, svc.spec.type) as result:
+        try:
+            outcome = await _reconcile(svc, body, run)
+        except NamespaceTerminatingError:
+            result["result"] = "gone"
+            return None  # the namespace controller is deleting everything in it, this object too
+        result["result"] = "retry" if outcome.retry else "refused" if outcome.refused else "ok"
+        # Inside the reconcile's log context (its id, the object), and still this object's turn: a
+        # later reconcile's readiness record cannot be overwritten by this one's.
+        if outcome.written or outcome.status_written:
+            log.info(f"Reconciled {namespace}/{name}: wrote {', '.join(outcome.written) or 'status only'}.")
+        ready = conditions.find(outcome.status.get("conditions") or [], conditions.READY) or {}
+        run.state.readiness.record(namespace, name, svc.spec.type, str(ready.get("status", "Unknown")))
+        return outcome
 
 
 async def _pause(svc: PlatformService, body: Mapping[str, Any], kube: Kube, emit: EventSink) -> Outcome:
