@@ -7,15 +7,17 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from platform_contract.telemetry import setup_tracing
 from platform_contract.telemetry.logs import configure_logging
-from telegram_bot.bootstrap import BotApp, bootstrap
 from telegram_bot.config import Settings
-from telegram_bot.entrypoints.web import build_web_app
+
+if TYPE_CHECKING:
+    from telegram_bot.bootstrap import BotApp
 
 log = logging.getLogger("telegram_bot")
 
@@ -27,6 +29,11 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+    # Imported only now: aiogram's types take seconds to import, and a pod whose settings are
+    # invalid says so (main) before paying for them.
+    from telegram_bot.bootstrap import bootstrap
+    from telegram_bot.entrypoints.web import build_web_app
 
     app = bootstrap(settings)
     runner = web.AppRunner(build_web_app(app), shutdown_timeout=settings.shutdown_grace_seconds)
