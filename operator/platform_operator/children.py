@@ -17,7 +17,7 @@ from platform_operator.drift import drifted_paths, holds
 from platform_operator.kube import FIELD_MANAGER, ConflictError, Kube, NotServedError, RefusedError, UnavailableError
 from platform_operator.model import PlatformService
 from platform_operator.state import ReconcileState
-from platform_operator.status import Outcome
+from platform_operator.status import Outcome, child_inputs
 
 log = logging.getLogger("platform_operator")
 
@@ -174,6 +174,7 @@ async def apply_children(
                 live_by_kind[kind] = None
                 continue
         state.remember_write(applied)
+        state.inputs_changed(str(applied.get("kind")), applied.get("metadata") or {}, child_inputs(applied))
         outcome.written.append(f"{kind}/{name}")
         if live is None:
             made.append(f"{kind} {name}")

@@ -29,6 +29,7 @@ from platform_operator.recovery import BrokerWatch
 from platform_operator.redis_store import CacheError, RedisStore
 from platform_operator.settings import OperatorSettings
 from platform_operator.state import ReconcileState
+from platform_operator.status import child_inputs
 from platform_operator.sweep import UserSweep
 
 log = logging.getLogger("platform_operator")
@@ -531,10 +532,17 @@ async def delete_service(
 
 
 @kopf.on.event(*PSVC)
-async def forget_deleted(type: str | None, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    """A PlatformService gone for good, whatever removed its finalizer: this process forgets it."""
+async def forget_deleted(
+    type: str | None, namespace: str | None, name: str, event: Mapping[str, Any], memo: kopf.Memo, **_: Any
+) -> None:
+    """Every version of a PlatformService is kept for the reconciles' reads (`Kube.read`: kopf runs
+    this before the handlers of the same change). One gone for good, whatever removed its
+    finalizer: this process forgets it."""
     if type == "DELETED":
+        memo.kube.observe_gone("PlatformService", namespace or "", name)
         memo.state.forget(namespace or "", name)
+    else:
+        memo.kube.observe(event["object"])
 
 
 @kopf.on.event(*PSVC, id="pause")
@@ -666,19 +674,25 @@ def _child_handler(group: str, version: str, plural: str, kind: str) -> None:
         memo: kopf.Memo,
         **kwargs: Any,
     ) -> None:
-        """A child was edited, deleted or changed status: reconcile its owner now, not at the next resync.
+        """A child was edited, deleted or changed what its owner's status shows: reconcile its owner
+        now, not at the next resync.
 
         Every version the watch reports is kept for the reconciles' reads (`Kube.read`). Only the
         Kubernetes side: RabbitMQ and Redis are visited by the owner's own handlers and the
-        resync. The echo of our own write (the version we just applied) is not a change."""
+        resync. Not a change: the echo of our own write (the version we just applied), and a
+        version whose every field a reconcile reads is as before (status.child_inputs: most of a
+        rollout's status updates)."""
         if type == "DELETED":
             memo.kube.observe_gone(kind, namespace or "", str(meta.get("name")))
         else:
             memo.kube.observe(event["object"])
         owner = _owner(meta)
-        if owner is None or namespace is None or type is None:  # no owner, or the initial listing
+        if owner is None or namespace is None:
             return
-        if type != "DELETED" and memo.state.is_own_echo(kind, meta):
+        changed = memo.state.inputs_changed(kind, meta, None if type == "DELETED" else child_inputs(event["object"]))
+        if type is None:  # the initial listing: the resume handlers reconcile every owner
+            return
+        if type != "DELETED" and (memo.state.is_own_echo(kind, meta) or not changed):
             return
         try:
             await _run(

@@ -15,8 +15,9 @@ read again every minute, so the kubelet's rotation is followed), else the kubeco
 context, exec plugins and OIDC included. A 401 loads the credentials again once (a token that
 was rotated or revoked, an exec plugin's that expired) and repeats the request. An exec plugin
 that states its token's expiry is run again before it expires. Proxies come from the
-kubeconfig's `proxy-url`, or from HTTPS_PROXY/NO_PROXY (the library's session trusts the
-environment).
+kubeconfig's `proxy-url`, or from HTTPS_PROXY/NO_PROXY as they were when the client was made
+(`environment_proxy`): a session that trusts the environment looks them, and ~/.netrc, up again
+in a worker thread on every request, a fifth of the operator's CPU at a thousand services.
 
 An API server that is overloaded (429) or failing (5xx) is asked again after the wait it names
 in Retry-After, else after a doubling back-off, within `Retry`'s bounds; past them the caller
@@ -33,6 +34,8 @@ import logging
 import os
 import secrets
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -51,7 +54,7 @@ FIELD_MANAGER = "platform-operator"
 USER_AGENT = "platform-operator"
 # Connections to the API server at most (the operator's); more requests wait for one. Each TLS connection holds
 # buffers of its own (over 100 KB), and at a thousand services hundreds would open at once.
-MAX_CONNECTIONS = 16
+MAX_CONNECTIONS = 32
 REQUEST_TIMEOUT = 60  # seconds for one request, answer included
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"  # on every child; the watch of children selects on it
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -132,6 +135,15 @@ def _seconds(retry_after: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _version(resource_version: Any) -> int:
+    """A resourceVersion as a number, to tell which of two versions of one object is newer (the API
+    server's are etcd's revisions; one that is not a number counts as newest)."""
+    try:
+        return int(resource_version)
+    except (TypeError, ValueError):
+        return 2**63
+
+
 def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
     prefix, plural = _RESOURCES[(api_version, kind)]
     path = f"{prefix}/namespaces/{namespace}/{plural}"
@@ -197,9 +209,21 @@ async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """kopf's own connection (its watches, events, peering): the same credentials, through the same library.
 
     kopf logs in again by itself when the API server answers 401. Like the operator's own
-    client, it takes HTTPS_PROXY/NO_PROXY from the environment."""
+    client, it takes HTTPS_PROXY/NO_PROXY from the environment, once (`environment_proxy`)."""
     info = await kopf.login_via_async_client(**kwargs)
-    return dataclasses.replace(info, trust_env=True) if info is not None else None
+    if info is None:
+        return None
+    return dataclasses.replace(info, proxy_url=info.proxy_url or environment_proxy(info.server), trust_env=False)
+
+
+def environment_proxy(server: str) -> str | None:
+    """The proxy HTTPS_PROXY (HTTP_PROXY for an http:// server) names for the API server, unless
+    NO_PROXY exempts its host; None when there is none. Read once, when a client is made."""
+    parts = urllib.parse.urlsplit(server)
+    host = parts.hostname or ""
+    if not host or urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(parts.scheme or "https")
 
 
 def _tls(configuration: Configuration) -> tuple[Any, ...]:
@@ -238,12 +262,14 @@ def as_applied(created: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 class Kube:
-    """Reads, writes and deletes, plus `read`: a child as the operator's watch last reported it.
+    """Reads, writes and deletes, plus `read`: a child, or a PlatformService, as the operator's
+    watch last reported it.
 
-    The children's watch (kopf's event handlers) hands every version it sees to `observe`, and
+    The watches (kopf's event handlers) hand every version they see to `observe`, and
     `observe_gone` every deletion; `read` answers from them, like an informer's cache: a reconcile
     triggered by a child's change reads that very version, and a resync costs the API server no
-    request. What the watch has not reported (not created yet, not labelled as ours) is asked of
+    request. A version older than the one held (a watch event that arrives after the answer to
+    our own write) is not kept. What the watch has not reported (not created yet, not labelled as ours) is asked of
     the API server. A version one step behind costs at most a write that changes nothing (whose
     answer updates the cache). Each entry is trusted for `max_age` seconds since the watch last
     reported it, then read again: a deletion the watch missed (its stream restarts after a 410)
@@ -268,15 +294,23 @@ class Kube:
         self._login_lock = asyncio.Lock()
         self.max_age = max_age
         # (kind, namespace, name) -> (when, the object as JSON without managedFields, or None when
-        # known to be absent). One string per child is a small fraction of the memory the same
-        # object takes as nested dicts.
-        self._seen: dict[tuple[str, str, str], tuple[float, bytes | None]] = {}
+        # known to be absent, its resourceVersion). One string per object is a small fraction of
+        # the memory the same object takes as nested dicts.
+        self._seen: dict[tuple[str, str, str], tuple[float, bytes | None, int]] = {}
         self._next_sweep = time.monotonic() + max_age
 
     def _client(self, configuration: Configuration) -> ApiClient:
         configuration.connection_pool_maxsize = self._max_connections
         api = ApiClient(configuration)
         api.user_agent = USER_AGENT
+        # The library's session trusts the environment, which costs two lookups in a worker thread
+        # per request (the proxy, ~/.netrc): the same connections in a session that does not, with
+        # the environment's proxy looked up here, once.
+        rest = api.rest_client
+        connector = rest.pool_manager.connector
+        rest.pool_manager.detach()  # closed without closing its connector
+        rest.pool_manager = aiohttp.ClientSession(connector=connector, trust_env=False, read_bufsize=2**21)
+        rest.proxy = configuration.proxy or environment_proxy(configuration.host or "") or ""
         return api
 
     @classmethod
@@ -403,21 +437,25 @@ class Kube:
             return
         meta = obj.get("metadata") or {}
         key = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        version = _version(meta.get("resourceVersion"))
+        held = self._seen.get(key)
+        if held is not None and held[1] is not None and version < held[2]:
+            return
         trimmed = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-        self._seen[key] = (time.monotonic(), json.dumps(trimmed, separators=(",", ":")).encode())
+        self._seen[key] = (time.monotonic(), json.dumps(trimmed, separators=(",", ":")).encode(), version)
 
     def observe_gone(self, kind: str, namespace: str, name: str) -> None:
         if self.max_age <= 0 or kind in UNCACHED:
             return
         now = time.monotonic()
-        self._seen[(kind, namespace, name)] = (now, None)
+        self._seen[(kind, namespace, name)] = (now, None, 0)
         if now >= self._next_sweep:  # the children of deleted services leave only these behind
             self._seen = {k: v for k, v in self._seen.items() if v[1] is not None or now - v[0] < self.max_age}
             self._next_sweep = now + self.max_age
 
     @property
     def observed(self) -> int:
-        return sum(1 for _, body in self._seen.values() if body is not None)
+        return sum(1 for entry in self._seen.values() if entry[1] is not None)
 
     async def read(
         self, api_version: str, kind: str, namespace: str, name: str, *, trust_absence: bool = False
@@ -441,8 +479,10 @@ class Kube:
         live = await self.get(api_version, kind, namespace, name)
         if live is None:
             self.observe_gone(kind, namespace, name)
-        elif (live.get("metadata") or {}).get("labels", {}).get(MANAGED_BY_LABEL) == MANAGER:
-            self.observe(live)  # the watch reports ours only: an object of someone else's stays unknown
+        elif (
+            kind == "PlatformService" or (live.get("metadata") or {}).get("labels", {}).get(MANAGED_BY_LABEL) == MANAGER
+        ):  # the children's watch reports ours only: someone else's object stays unknown
+            self.observe(live)
         return live
 
     async def apply(
@@ -518,5 +558,11 @@ class Kube:
         )
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patches the status; the answer is kept (`observe`), so the next reconcile reads it
+        even before the watch reports it."""
         path = _path(API_VERSION, "PlatformService", namespace, name) + "/status"
-        await self._call("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
+        result = await self._call(
+            "PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json"
+        )
+        if result is not None:
+            self.observe(result)

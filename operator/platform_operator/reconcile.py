@@ -54,8 +54,9 @@ async def reconcile(
     """Reconciles the PlatformService as it is now; None when it is gone, being deleted, or (with
     external=False) when a reconcile already queued behind the running one will cover it.
 
-    The object is read afresh under the lock, so triggers that queued up behind each other act on
-    the latest spec and status instead of a snapshot taken before the previous reconcile wrote.
+    The object is read under the lock, as the watch last reported it or as our last status write
+    left it (`Kube.read`), so triggers that queued up behind each other act on the latest spec and
+    status instead of a snapshot taken before the previous reconcile wrote.
     external=False is for triggers that need RabbitMQ and Redis only if what they hold must change (a
     child changed, a spec update): they are left alone when the digest of the topology, the Redis
     plan and the credentials' rotation equals the one recorded when they were last provisioned (the
@@ -70,7 +71,7 @@ async def reconcile(
 
 async def _reconcile_turn(namespace: str, name: str, run: Pass) -> Outcome | None:
     """The object's turn: read afresh, then paused or reconciled inside its span and log context."""
-    body = await run.kube.get(API_VERSION, KIND, namespace, name)
+    body = await run.kube.read(API_VERSION, KIND, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     svc = PlatformService.from_body(body)

@@ -24,6 +24,9 @@ class ReconcileState:
     waiting: dict[tuple[str, str], int] = field(default_factory=dict)
     # The resourceVersion of each child as our last write left it: its watch event is our own echo.
     written: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # What a reconcile reads of each child (status.child_inputs) as last seen: a child's event that
+    # leaves it equal (a rollout's counts other than those the status shows) needs no reconcile.
+    inputs: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
     readiness: observability.Readiness = field(default_factory=observability.Readiness)
 
     def lock_for(self, namespace: str, name: str) -> asyncio.Lock:
@@ -59,6 +62,8 @@ class ReconcileState:
         children = {name, f"{name}-platform"}  # never another service's whose name starts with this one
         for key in [k for k in self.written if k[1] == namespace and k[2] in children]:
             self.written.pop(key, None)
+        for key in [k for k in self.inputs if k[1] == namespace and k[2] in children]:
+            self.inputs.pop(key, None)
         self.readiness.forget(namespace, name)
 
     def is_own_echo(self, kind: str, meta: Mapping[str, Any]) -> bool:
@@ -67,6 +72,15 @@ class ReconcileState:
         key = (kind, str(meta.get("namespace")), str(meta.get("name")))
         version = meta.get("resourceVersion")
         return version is not None and self.written.get(key) == version
+
+    def inputs_changed(self, kind: str, meta: Mapping[str, Any], inputs: bytes | None) -> bool:
+        """Records what a reconcile would read of this child now (None: it is gone); True when that
+        differs from what was last recorded (or nothing was)."""
+        key = (kind, str(meta.get("namespace")), str(meta.get("name")))
+        before = self.inputs.pop(key, None) if inputs is None else self.inputs.get(key)
+        if inputs is not None:
+            self.inputs[key] = inputs
+        return inputs is None or before != inputs
 
     def remember_write(self, live: Mapping[str, Any]) -> None:
         meta = live.get("metadata") or {}

@@ -112,6 +112,35 @@ def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -
     return Condition.true(conditions.DEPLOYMENT_READY, "PodsReady", f"{ready}/{want} pods ready."), ready
 
 
+# What the status reads of a child's own status (deployment_condition, desired_status,
+# ingress_condition); the rest of it (availableReplicas, the conditions' times and messages, a
+# PodDisruptionBudget's or HorizontalPodAutoscaler's counts) changes nothing a reconcile does.
+_DEPLOYMENT_STATUS = ("replicas", "readyReplicas", "updatedReplicas", "observedGeneration")
+
+
+def child_inputs(obj: Mapping[str, Any]) -> bytes:
+    """What a reconcile reads of a child, as a digest: its metadata but the version and managed
+    fields, everything but its status, and of the status only what the conditions are made from
+    (a Deployment's replica counts and failures, an Ingress's address). Two versions of a child with
+    equal inputs lead to the same reconcile: the second needs none (handlers.child_changed)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")}
+    status = obj.get("status") or {}
+    read: Any = None
+    if obj.get("kind") == "Deployment":
+        read = {k: status.get(k) for k in _DEPLOYMENT_STATUS}
+        read["failing"] = [
+            (c.get("type"), c.get("reason"), c.get("message"))
+            for c in status.get("conditions") or []
+            if (c.get("type") == "ReplicaFailure" and c.get("status") == "True")
+            or (c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded")
+        ]
+    elif obj.get("kind") == "Ingress":
+        read = status.get("loadBalancer")
+    rest = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    text = json.dumps([meta, rest, read], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
 def ingress_condition(
     svc: PlatformService,
     conflict: tuple[str, str] | None,
@@ -281,13 +310,24 @@ def provisioned_before(previous: Mapping[str, Any], digest: str) -> dict[str, Ma
     return found
 
 
+# Reasons of a condition False that are a step under way, not a problem: no Warning Event.
+UNDER_WAY = frozenset({"PodsNotReady"})
+
+
 def emit_transitions(
     previous: Mapping[str, Any], status: Mapping[str, Any], emit: Callable[[str, str, str], None]
 ) -> None:
-    """An Event when a condition changes status or reason, so `kubectl describe` tells the story."""
+    """An Event when a condition changes status or reason, so `kubectl describe` tells the story.
+
+    Not for a rollout under way (PodsNotReady, on DeploymentReady and on Ready): every create and
+    every image change has one, and a Warning for each, two writes to the API server, said nothing
+    the Updated and Ready Events do not; a rollout that stalls gets its Warning
+    (ProgressDeadlineExceeded, ReplicaFailure)."""
     for cond in status["conditions"]:
         old = conditions.find(previous.get("conditions") or [], cond["type"])
         if old is not None and (old.get("status"), old.get("reason")) == (cond["status"], cond["reason"]):
+            continue
+        if cond["status"] == "False" and cond["reason"] in UNDER_WAY:
             continue
         if cond["status"] == "False":
             emit("Warning", cond["reason"], f"{cond['type']}: {cond['message']}")

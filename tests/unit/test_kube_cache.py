@@ -131,3 +131,37 @@ def test_with_max_age_zero_every_read_asks_the_api_server():
     read(kube, "a", trust_absence=True)
     read(kube, "a")
     assert kube.gets == [("Deployment", "a"), ("Deployment", "a")]
+
+
+def test_a_version_older_than_the_one_held_is_not_kept():
+    """The answer to our own write can come before the watch's event of the version before it."""
+    kube = CountingKube({})
+    kube.observe(deployment("a", "12", replicas=2))
+    kube.observe(deployment("a", "11", replicas=1))
+    live = read(kube, "a")
+    assert live is not None and (live["metadata"]["resourceVersion"], live["spec"]["replicas"]) == ("12", 2)
+    kube.observe_gone("Deployment", "ns", "a")
+    kube.observe(deployment("a", "5"))  # made again: whatever its version, it follows a known absence
+    live = read(kube, "a")
+    assert live is not None and live["metadata"]["resourceVersion"] == "5"
+
+
+def test_a_platformservice_is_read_from_the_watch_and_kept_after_a_read_although_unlabelled():
+    psvc = {
+        "apiVersion": "platform.dev/v1alpha1",
+        "kind": "PlatformService",
+        "metadata": {"name": "orders", "namespace": "ns", "resourceVersion": "4"},
+        "spec": {"type": "api"},
+    }
+    kube = CountingKube({("PlatformService", "orders"): psvc})
+
+    def read_psvc() -> dict[str, Any] | None:
+        return asyncio.run(kube.read("platform.dev/v1alpha1", "PlatformService", "ns", "orders"))
+
+    assert read_psvc() == psvc
+    assert read_psvc() == psvc
+    assert kube.gets == [("PlatformService", "orders")]
+    kube.observe({**psvc, "metadata": {**psvc["metadata"], "resourceVersion": "5"}, "spec": {"type": "data"}})
+    live = read_psvc()
+    assert live is not None and live["spec"] == {"type": "data"}
+    assert len(kube.gets) == 1

@@ -180,3 +180,60 @@ async def test_credentials_that_stay_refused_are_unavailable_not_a_loop(server: 
     with pytest.raises(UnavailableError, match="HTTP 401"):
         await make_kube(reload=reload).get("v1", "Secret", "ns", "s")
     assert len(server.seen) == 2
+
+
+async def test_the_environments_proxy_is_used_for_an_api_server_no_proxy_does_not_exempt(
+    server: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+):
+    """HTTP_PROXY is read when the client is made (not looked up per request): a request to a host
+    that only the proxy can reach arrives at the proxy (here the fake answers as the proxy)."""
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    kube = Kube(configuration("http://api.platform.invalid"), retry=Retry(first_wait=0.05))
+    try:
+        assert (await kube.get("v1", "Secret", "ns", "s"))["metadata"]["uid"] == "u1"
+        [seen] = server.seen
+        assert (seen.method, seen.path) == ("GET", "/api/v1/namespaces/ns/secrets/s")
+    finally:
+        await kube.close()
+
+
+async def test_no_proxy_exempts_the_api_server_from_the_environments_proxy(
+    server: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    kube = Kube(configuration(server.url), retry=Retry(first_wait=0.05))
+    try:
+        assert (await kube.get("v1", "Secret", "ns", "s"))["metadata"]["uid"] == "u1"
+    finally:
+        await kube.close()
+    monkeypatch.setenv("NO_PROXY", "other.example")
+    kube = Kube(configuration(server.url), retry=Retry(tries=1))
+    try:
+        with pytest.raises(UnavailableError):
+            await kube.get("v1", "Secret", "ns", "s")
+    finally:
+        await kube.close()
+
+
+async def test_kopfs_login_takes_the_environments_proxy_once_and_does_not_trust_the_environment_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import kopf
+
+    from platform_operator import kube as kube_module
+
+    async def logged_in(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server="https://api.platform.invalid:6443", token="t")
+
+    monkeypatch.setattr(kopf, "login_via_async_client", logged_in)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.platform.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    info = await kube_module.login()
+    assert (info.proxy_url, info.trust_env) == ("http://proxy.platform.invalid:3128", False)
+    monkeypatch.setenv("NO_PROXY", ".platform.invalid")
+    info = await kube_module.login()
+    assert (info.proxy_url, info.trust_env) == (None, False)

@@ -137,6 +137,7 @@ async def test_create_applies_the_children_provisions_and_turns_ready_once_the_p
     assert world.condition("orders", conditions.DEPLOYMENT_READY)[:2] == ("False", "PodsNotReady")
     assert world.condition("orders", conditions.READY)[:2] == ("False", "PodsNotReady")
     assert "Created" in world.reasons("orders")
+    assert "PodsNotReady" not in world.reasons("orders")  # a rollout under way is no Warning
 
     world.pods_ready("orders")
     await world.reconcile("orders", external=False)  # the Deployment's change, as its watch reports it

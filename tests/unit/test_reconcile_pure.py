@@ -21,6 +21,7 @@ from platform_operator.status import (
     Outcome,
     deployment_condition,
     desired_status,
+    emit_transitions,
     ingress_condition,
     provisioned_before,
 )
@@ -585,6 +586,124 @@ def test_own_echo_is_the_version_last_applied():
     assert not state.is_own_echo("Deployment", live["metadata"])
 
 
+# --- a child's event that changes nothing a reconcile reads ------------------------------------------
+
+
+def _deployment(**status_fields: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "namespace": "shop",
+            "name": "orders",
+            "generation": 2,
+            "resourceVersion": "41",
+            "labels": {"app": "orders"},
+            "managedFields": [{"manager": "kube-controller-manager", "time": "2026-12-06T05:00:00Z"}],
+        },
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "app", "image": "orders:1"}]}}},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+            "conditions": [
+                {"type": "Available", "status": "True", "lastUpdateTime": "2026-12-06T05:00:00Z"},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "done"},
+            ],
+            **status_fields,
+        },
+    }
+
+
+def _edited(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    target = out
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        (("metadata", "resourceVersion"), "42"),
+        (("metadata", "managedFields"), []),
+        (("status", "availableReplicas"), 0),
+        (("status", "unavailableReplicas"), 1),
+        (("status", "conditions"), [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]),
+    ],
+    ids=["version", "managed-fields", "available", "unavailable", "progressing-message"],
+)
+def test_a_deployment_version_that_changes_nothing_the_status_reads_has_the_same_inputs(make_svc, path, value):
+    before, after = _deployment(), _edited(_deployment(), path, value)
+    assert status.child_inputs(before) == status.child_inputs(after)
+    svc = make_svc(type="worker")
+    assert status.deployment_condition(svc, before) == status.deployment_condition(svc, after)
+
+
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        (("status", "readyReplicas"), 0),
+        (("status", "updatedReplicas"), 0),
+        (("status", "replicas"), 2),
+        (("status", "observedGeneration"), 1),
+        (("status", "conditions"), [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]),
+        (("status", "conditions"), [{"type": "ReplicaFailure", "status": "True", "message": "quota"}]),
+    ],
+    ids=["ready", "updated", "total", "observed", "deadline", "replica-failure"],
+)
+def test_a_deployment_version_that_changes_its_owners_status_has_other_inputs(make_svc, path, value):
+    before, after = _deployment(), _edited(_deployment(), path, value)
+    assert status.child_inputs(before) != status.child_inputs(after)
+    svc = make_svc(type="worker")
+    assert status.deployment_condition(svc, before) != status.deployment_condition(svc, after)
+
+
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        (("spec", "replicas"), 3),
+        (("metadata", "labels"), {"app": "orders", "edited": "by-hand"}),
+        (("metadata", "annotations"), {"note": "x"}),
+        (("metadata", "deletionTimestamp"), "2026-12-06T05:01:00Z"),
+    ],
+    ids=["spec", "labels", "annotations", "deleting"],
+)
+def test_an_edit_of_a_childs_spec_or_metadata_changes_its_inputs(path, value):
+    assert status.child_inputs(_deployment()) != status.child_inputs(_edited(_deployment(), path, value))
+
+
+def test_only_an_ingresss_address_counts_of_a_status_and_a_secrets_data_counts():
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i"}, "spec": {}}
+    addressed = {**ingress, "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}}
+    assert status.child_inputs(ingress) != status.child_inputs(addressed)
+    pdb = {"kind": "PodDisruptionBudget", "metadata": {"name": "p"}, "spec": {"minAvailable": 1}}
+    assert status.child_inputs(pdb) == status.child_inputs({**pdb, "status": {"currentHealthy": 2}})
+    secret = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "MQ=="}}
+    assert status.child_inputs(secret) != status.child_inputs({**secret, "data": {"a": "Mg=="}})
+
+
+def test_inputs_changed_tells_a_new_reading_from_the_last_one_and_forgets_the_gone():
+    state = ReconcileState()
+    meta = {"namespace": "shop", "name": "orders"}
+    first, second = status.child_inputs(_deployment()), status.child_inputs(_deployment(readyReplicas=0))
+    assert state.inputs_changed("Deployment", meta, first)  # never seen
+    assert not state.inputs_changed("Deployment", meta, first)
+    assert state.inputs_changed("Deployment", meta, second)
+    assert state.inputs_changed("Service", meta, None)  # a deletion always counts
+    assert not state.inputs_changed("Deployment", meta, second)
+    assert state.inputs_changed("Deployment", meta, None)
+    assert state.inputs_changed("Deployment", meta, second)  # seen again after it was gone
+    state.inputs_changed("Deployment", {"namespace": "shop", "name": "orders-api"}, first)
+    state.forget("shop", "orders")
+    assert state.inputs_changed("Deployment", meta, second)
+    assert not state.inputs_changed("Deployment", {"namespace": "shop", "name": "orders-api"}, first)
+
+
 # --- one reconcile per object at a time ------------------------------------------------------------
 
 
@@ -594,7 +713,7 @@ class _GoneKube:
     def __init__(self) -> None:
         self.reads = 0
 
-    async def get(self, *_: Any) -> None:
+    async def read(self, *_: Any, **__: Any) -> None:
         self.reads += 1
 
 
@@ -657,3 +776,16 @@ def test_two_states_share_nothing():
     )
     assert one.lock_for("shop", "orders") is not other.lock_for("shop", "orders")
     assert not other.is_own_echo("Deployment", {"namespace": "shop", "name": "orders", "resourceVersion": "7"})
+
+
+def test_a_rollout_under_way_is_no_warning_but_a_stalled_one_and_ready_are_told():
+    def said(before: str, after: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        previous = {"conditions": [{"type": "Ready", "status": "True", "reason": "AllReady", "message": "ok"}]}
+        status_ = {"conditions": [{"type": "Ready", "status": after, "reason": before, "message": "m"}]}
+        emit_transitions(previous, status_, lambda t, r, m: out.append((t, r)))
+        return out
+
+    assert said("PodsNotReady", "False") == []
+    assert said("ProgressDeadlineExceeded", "False") == [("Warning", "ProgressDeadlineExceeded")]
+    assert said("ReplicaFailure", "False") == [("Warning", "ReplicaFailure")]
