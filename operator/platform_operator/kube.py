@@ -269,8 +269,8 @@ class Kube:
     `observe_gone` every deletion; `read` answers from them, like an informer's cache: a reconcile
     triggered by a child's change reads that very version, and a resync costs the API server no
     request. A version older than the one held (a watch event that arrives after the answer to
-    our own write) is not kept. What the watch has not reported (not created yet, not labelled as ours) is asked of
-    the API server. A version one step behind costs at most a write that changes nothing (whose
+    our own write) is not kept. What the watch has not reported (not created yet, not labelled as
+    ours) is asked of the API server. A version one step behind costs at most a write that changes nothing (whose
     answer updates the cache). Each entry is trusted for `max_age` seconds since the watch last
     reported it, then read again: a deletion the watch missed (its stream restarts after a 410)
     is found by the next reconcile after that.
