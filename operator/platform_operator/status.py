@@ -92,17 +92,16 @@ def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -
     total = int(status.get("replicas") or 0)  # old pods of a rollout count here until they are gone
     observed = int(status.get("observedGeneration") or 0)
     generation = int(live.get("metadata", {}).get("generation") or 0)
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+    for cond in _failing(status):
+        if cond.get("type") == "ReplicaFailure":
             return Condition.false(
                 conditions.DEPLOYMENT_READY, "ReplicaFailure", str(cond.get("message") or "Pods cannot be created.")
             ), ready
-        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            return Condition.false(
-                conditions.DEPLOYMENT_READY,
-                "ProgressDeadlineExceeded",
-                f"The rollout stalled with {ready}/{want} pods ready; check the pods' events and logs.",
-            ), ready
+        return Condition.false(
+            conditions.DEPLOYMENT_READY,
+            "ProgressDeadlineExceeded",
+            f"The rollout stalled with {ready}/{want} pods ready; check the pods' events and logs.",
+        ), ready
     if observed < generation or updated < want or ready < want or total > updated:
         return Condition.false(
             conditions.DEPLOYMENT_READY, "PodsNotReady", f"{ready}/{want} pods ready, rollout in progress."
@@ -110,6 +109,17 @@ def deployment_condition(svc: PlatformService, live: Mapping[str, Any] | None) -
     if want == 0:
         return Condition.true(conditions.DEPLOYMENT_READY, "ScaledToZero", "Scaled to 0 replicas."), ready
     return Condition.true(conditions.DEPLOYMENT_READY, "PodsReady", f"{ready}/{want} pods ready."), ready
+
+
+def _failing(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A Deployment's conditions that say its rollout failed: pods that cannot be made
+    (ReplicaFailure) or a rollout past its deadline (ProgressDeadlineExceeded), in its order."""
+    return [
+        c
+        for c in status.get("conditions") or []
+        if (c.get("type") == "ReplicaFailure" and c.get("status") == "True")
+        or (c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded")
+    ]
 
 
 # What the status reads of a child's own status (deployment_condition, desired_status,
@@ -128,12 +138,7 @@ def child_inputs(obj: Mapping[str, Any]) -> bytes:
     read: Any = None
     if obj.get("kind") == "Deployment":
         read = {k: status.get(k) for k in _DEPLOYMENT_STATUS}
-        read["failing"] = [
-            (c.get("type"), c.get("reason"), c.get("message"))
-            for c in status.get("conditions") or []
-            if (c.get("type") == "ReplicaFailure" and c.get("status") == "True")
-            or (c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded")
-        ]
+        read["failing"] = [(c.get("type"), c.get("reason"), c.get("message")) for c in _failing(status)]
     elif obj.get("kind") == "Ingress":
         read = status.get("loadBalancer")
     rest = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
