@@ -60,10 +60,9 @@ class ReconcileState:
         """Drops what this process keeps about a PlatformService that is gone."""
         self.locks.pop((namespace, name), None)  # a reconcile still holding or awaiting it keeps its own reference
         children = {name, f"{name}-platform"}  # never another service's whose name starts with this one
-        for key in [k for k in self.written if k[1] == namespace and k[2] in children]:
-            self.written.pop(key, None)
-        for key in [k for k in self.inputs if k[1] == namespace and k[2] in children]:
-            self.inputs.pop(key, None)
+        for records in (self.written, self.inputs):
+            for key in [k for k in records if k[1] == namespace and k[2] in children]:
+                records.pop(key, None)
         self.readiness.forget(namespace, name)
 
     def is_own_echo(self, kind: str, meta: Mapping[str, Any]) -> bool:
@@ -77,10 +76,11 @@ class ReconcileState:
         """Records what a reconcile would read of this child now (None: it is gone); True when that
         differs from what was last recorded (or nothing was)."""
         key = (kind, str(meta.get("namespace")), str(meta.get("name")))
-        before = self.inputs.pop(key, None) if inputs is None else self.inputs.get(key)
-        if inputs is not None:
-            self.inputs[key] = inputs
-        return inputs is None or before != inputs
+        if inputs is None:
+            self.inputs.pop(key, None)
+            return True
+        before, self.inputs[key] = self.inputs.get(key), inputs
+        return before != inputs
 
     def remember_write(self, live: Mapping[str, Any]) -> None:
         meta = live.get("metadata") or {}
